@@ -1,0 +1,1 @@
+"""GEEK knowledge-excavation agent for implicit complex questions (see issue: knowledge_qa)."""
