@@ -1,0 +1,141 @@
+"""CoNLL-style column files: one word per line, tag columns, blank line between sentences."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+from nagner.data.example import Entity, Sentence
+from nagner.data.tags import parse_tag, spans_to_tags, tags_to_spans
+from nagner.errors import NagNerInputError
+
+
+def _columns(line: str) -> list[str]:
+    # Tab-separated files may hold tokens with spaces; otherwise any whitespace separates.
+    if "\t" in line:
+        return [column.strip() for column in line.split("\t")]
+    return line.split()
+
+
+def _default_tag_columns(n_columns: int) -> list[int]:
+    # CoNLL-2003 (token POS chunk NER): only the last column holds entities.
+    return [n_columns - 1] if n_columns >= 4 else list(range(1, n_columns))
+
+
+def _sentence(
+    rows: list[tuple[int, list[str]]], tag_columns: list[int], scheme: str, path: str
+) -> Sentence:
+    entities: list[Entity] = []
+    for column in tag_columns:
+        tags = [columns[column] for _, columns in rows]
+        try:
+            spans = tags_to_spans(tags, scheme)
+        except ValueError as error:
+            raise NagNerInputError(f"column {column + 1}: {error}", path, rows[0][0]) from None
+        for type_, start, end in spans:
+            entity = Entity.from_span(type_, start, end)
+            if entity not in entities:
+                entities.append(entity)
+    entities.sort(key=lambda entity: (entity.start, -len(entity.indices), entity.type))
+    return Sentence(words=[columns[0] for _, columns in rows], entities=entities, source=path, line=rows[0][0])
+
+
+def iter_conll(
+    path: str | Path, scheme: str = "auto", tag_columns: list[int] | None = None
+) -> Iterator[Sentence]:
+    """Sentences of a CoNLL-style file, read lazily.
+
+    Columns are tab- or whitespace-separated, the first is the word. A blank line (also one of
+    only U+FEFF) ends a sentence; ``-DOCSTART-`` lines are skipped. ``tag_columns`` are 0-based
+    column numbers holding tags; each is chunked separately (several columns = nesting levels,
+    as in GermEval 2014) and the entities are united. By default: the last column when a row
+    has 4 or more columns (CoNLL-2003: token POS chunk NER), else every column after the first.
+    Raises NagNerInputError (with file and line) for a row with another column count than the
+    first row, an unknown tag, or a file without sentences.
+    """
+    source = str(path)
+    n_columns: int | None = None
+    columns_used: list[int] = []
+    rows: list[tuple[int, list[str]]] = []
+    found = False
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            columns = _columns(line.replace("\ufeff", ""))
+            if not columns or columns[0] == "-DOCSTART-":
+                if rows:
+                    found = True
+                    yield _sentence(rows, columns_used, scheme, source)
+                    rows = []
+                continue
+            if n_columns is None:
+                n_columns = len(columns)
+                if n_columns < 2:
+                    raise NagNerInputError(
+                        f"expected a word and at least one tag column, found {n_columns} column",
+                        source,
+                        number,
+                    )
+                columns_used = _default_tag_columns(n_columns) if tag_columns is None else list(tag_columns)
+                bad = [c for c in columns_used if not 1 <= c < n_columns]
+                if bad or not columns_used:
+                    raise NagNerInputError(
+                        f"tag columns {columns_used} do not fit rows of {n_columns} columns "
+                        "(0-based; column 0 is the word)",
+                        source,
+                        number,
+                    )
+            elif len(columns) != n_columns:
+                raise NagNerInputError(
+                    f"expected {n_columns} columns like the first row, found {len(columns)}: {line.strip()!r}",
+                    source,
+                    number,
+                )
+            for column in columns_used:
+                try:
+                    parse_tag(columns[column])
+                except ValueError as error:
+                    raise NagNerInputError(f"column {column + 1}: {error}", source, number) from None
+            rows.append((number, columns))
+    if rows:
+        found = True
+        yield _sentence(rows, columns_used, scheme, source)
+    if not found:
+        raise NagNerInputError("no sentences found (empty file?)", source)
+
+
+def read_conll(path: str | Path, scheme: str = "auto", tag_columns: list[int] | None = None) -> list[Sentence]:
+    """All sentences of a CoNLL-style file; see :func:`iter_conll`."""
+    return list(iter_conll(path, scheme=scheme, tag_columns=tag_columns))
+
+
+def write_conll(sentences: list[Sentence], path: str | Path, scheme: str = "iob2") -> None:
+    """Write ``word TAG`` lines, a blank line after each sentence.
+
+    CoNLL holds flat entities only: a nested or discontinuous entity raises NagNerInputError
+    naming the sentence (1-based); write jsonl or brat for those.
+    """
+    blocks: list[str] = []
+    for number, sentence in enumerate(sentences, start=1):
+        for entity in sentence.entities:
+            if entity.is_discontinuous:
+                raise NagNerInputError(
+                    f"sentence {number} has a discontinuous entity; CoNLL tags hold flat entities "
+                    "only: write jsonl or brat instead",
+                    path,
+                )
+        for word in sentence.words:
+            if not word or any(ch.isspace() for ch in word):
+                raise NagNerInputError(
+                    f"sentence {number}: word {word!r} is empty or contains whitespace, "
+                    "which a CoNLL column cannot hold",
+                    path,
+                )
+        spans = [(entity.type, entity.indices[0], entity.indices[-1] + 1) for entity in sentence.entities]
+        try:
+            tags = spans_to_tags(spans, len(sentence.words), scheme)
+        except ValueError as error:
+            raise NagNerInputError(
+                f"sentence {number}: {error}; nested entities need jsonl or brat instead", path
+            ) from None
+        blocks.append("".join(f"{word} {tag}\n" for word, tag in zip(sentence.words, tags, strict=True)))
+    Path(path).write_text("\n".join(blocks), encoding="utf-8")
