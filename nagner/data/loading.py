@@ -1,0 +1,74 @@
+"""One entry point that reads any supported annotation file into Sentences."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from nagner.data.conll import read_conll
+from nagner.data.example import Sentence
+from nagner.data.jsonl import read_jsonl
+from nagner.data.w2ner import read_w2ner
+from nagner.errors import NagNerInputError
+
+READERS = {"conll": read_conll, "w2ner": read_w2ner, "jsonl": read_jsonl}
+
+
+def _first_record(path: Path) -> tuple[Any, int]:
+    """The first JSON record of a JSON array or JSON lines file, and its line."""
+    with open(path, encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            line = line.replace("\ufeff", "").strip()
+            if not line:
+                continue
+            if line.startswith("["):
+                # A W2NER-style array: decode its first element only.
+                text = line + lines.read()
+                body = text[1:].lstrip()
+                if body.startswith("]"):
+                    return None, number
+                try:
+                    return json.JSONDecoder().raw_decode(body)[0], number
+                except json.JSONDecodeError as error:
+                    raise NagNerInputError(f"bad JSON: {error.msg}", path, number + error.lineno - 1) from None
+            try:
+                return json.loads(line), number
+            except json.JSONDecodeError as error:
+                raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", path, number) from None
+    raise NagNerInputError("no records found (empty file?)", path)
+
+
+def detect_format(path: str | Path) -> str:
+    """"w2ner" or "jsonl" for ``.json`` / ``.jsonl`` files (by the first record's keys:
+    ``sentence`` or ``text``), "conll" for any other file."""
+    path = Path(path)
+    if path.suffix.lower() not in (".json", ".jsonl"):
+        return "conll"
+    record, line = _first_record(path)
+    if isinstance(record, dict) and "sentence" in record:
+        return "w2ner"
+    if isinstance(record, dict) and "text" in record:
+        return "jsonl"
+    raise NagNerInputError(
+        "cannot tell the format: the first record has neither 'sentence' (W2NER) nor 'text' (jsonl)",
+        path,
+        line,
+    )
+
+
+def read_sentences(path: str | Path, format: str = "auto", **kwargs: Any) -> list[Sentence]:
+    """Read an annotation file as Sentences.
+
+    ``format``: "conll", "w2ner", "jsonl" or "auto" (see :func:`detect_format`). ``kwargs`` go to
+    the reader (``scheme``, ``tag_columns`` for CoNLL). Raises NagNerInputError for a missing
+    file, an unknown format and any problem in the file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
+    if format == "auto":
+        format = detect_format(path)
+    if format not in READERS:
+        raise NagNerInputError(f"unknown format {format!r}; expected auto, {', '.join(READERS)}", path)
+    return READERS[format](path, **kwargs)
