@@ -1,0 +1,110 @@
+"""The slot decoder: every slot's pointer sequence and type in one pass (NAG), or step by step (AR ablation).
+
+Each slot has L pointer positions plus one type position. Input at position t is the slot
+query (anchor word state + slot embedding) plus a position embedding; the AR mode adds the
+previous target (teacher forcing) and a causal mask, and is otherwise the same module.
+Self-attention runs within a slot, cross-attention over the words of the slot's sentence.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class SlotDecoder(nn.Module):
+    """Pointer logits over END ∪ words and type logits over NONE ∪ types, for a batch of slots."""
+
+    def __init__(
+        self,
+        hidden_size: int,
+        num_types: int,
+        max_pointers: int,
+        max_entities_per_start: int,
+        layers: int,
+        heads: int,
+        ffn_size: int,
+        dropout: float,
+        autoregressive: bool = False,
+    ):
+        super().__init__()
+        if hidden_size % heads:
+            raise ValueError(f"decoder_heads ({heads}) must divide the encoder hidden size ({hidden_size})")
+        self.max_pointers = max_pointers
+        self.slot_embedding = nn.Embedding(max_entities_per_start, hidden_size)
+        self.position_embedding = nn.Embedding(max_pointers + 1, hidden_size)  # + the type position
+        self.anchor = nn.Linear(hidden_size, hidden_size)
+        self.end = nn.Parameter(torch.zeros(hidden_size))  # the END pointer's state
+        if autoregressive:  # the ablation's extra inputs: previous pointer, "no previous pointer"
+            self.previous = nn.Linear(hidden_size, hidden_size)
+            self.begin = nn.Parameter(torch.zeros(hidden_size))
+        layer = nn.TransformerDecoderLayer(
+            hidden_size, heads, ffn_size, dropout, activation="gelu", batch_first=True, norm_first=True
+        )
+        self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden_size))
+        self.pointer_query = nn.Linear(hidden_size, hidden_size)
+        self.pointer_key = nn.Linear(hidden_size, hidden_size)
+        self.type_head = nn.Linear(hidden_size, num_types)
+
+    def reset_parameters(self) -> None:
+        """Initialise the free parameters (the linear and norm layers are initialised by the model)."""
+        nn.init.normal_(self.end, std=0.02)
+        if hasattr(self, "begin"):
+            nn.init.normal_(self.begin, std=0.02)
+
+    def queries(self, anchors: torch.Tensor, slot_ranks: torch.Tensor) -> torch.Tensor:
+        """anchors: (S, d) start-word states; slot_ranks: (S,) k of the slot → (S, d) slot queries."""
+        return self.anchor(anchors) + self.slot_embedding(slot_ranks)
+
+    def previous_inputs(self, memory: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """AR teacher forcing: state of the previous pointer at each position.
+
+        memory: (S, n, d); classes: (S, P) pointer classes (0 END, j+1 word j, <0 treated as END)
+        → (S, P + 1, d): position 0 gets BEGIN, position t the embedding of classes[:, t-1].
+        """
+        S, P = classes.shape
+        word = (classes - 1).clamp(min=0)  # (S, P)
+        states = memory.gather(1, word.unsqueeze(-1).expand(S, P, memory.shape[-1]))  # (S, P, d)
+        states = torch.where((classes > 0).unsqueeze(-1), states, self.end.expand_as(states))
+        begin = self.begin.expand(S, 1, -1)
+        return torch.cat([begin, self.previous(states)], dim=1)  # (S, P + 1, d)
+
+    def forward(
+        self,
+        queries: torch.Tensor,
+        memory: torch.Tensor,
+        memory_mask: torch.Tensor,
+        previous: torch.Tensor | None = None,
+        positions: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decode slots.
+
+        queries: (S, d); memory: (S, n, d) word states of each slot's sentence; memory_mask: (S, n)
+        True for real words. ``previous`` (S, P, d) switches on the AR mode (causal mask,
+        teacher-forced inputs) for the first P positions. ``positions``: how many positions to run,
+        default all L pointer positions + the type position.
+        Returns pointer logits (S, P', n + 1) for the pointer positions run, and type logits
+        (S, num_types) if the type position was run, else None.
+        """
+        positions = self.max_pointers + 1 if positions is None else positions
+        hidden = queries.unsqueeze(1) + self.position_embedding.weight[:positions].unsqueeze(0)  # (S, P', d)
+        causal = None
+        if previous is not None:
+            hidden = hidden + previous[:, :positions]
+            causal = nn.Transformer.generate_square_subsequent_mask(positions, device=hidden.device)
+        hidden = self.layers(
+            hidden, memory, tgt_mask=causal, tgt_is_causal=causal is not None, memory_key_padding_mask=~memory_mask
+        )  # (S, P', d)
+        pointer_states = hidden[:, : min(positions, self.max_pointers)]
+        type_logits = self.type_head(hidden[:, self.max_pointers]) if positions > self.max_pointers else None
+        return self.pointer_logits(pointer_states, memory, memory_mask), type_logits
+
+    def pointer_logits(self, states: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
+        """states: (S, P, d), memory: (S, n, d) → (S, P, n + 1), class 0 = END, padded words −inf."""
+        query = self.pointer_query(states)  # (S, P, d)
+        keys = self.pointer_key(torch.cat([self.end.expand(memory.shape[0], 1, -1), memory], dim=1))  # (S, n+1, d)
+        logits = query @ keys.transpose(1, 2) / math.sqrt(query.shape[-1])  # (S, P, n + 1)
+        valid = torch.cat([memory_mask.new_ones(memory_mask.shape[0], 1), memory_mask], dim=1)  # (S, n + 1)
+        return logits.masked_fill(~valid.unsqueeze(1), float("-inf"))

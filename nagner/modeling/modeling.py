@@ -1,0 +1,347 @@
+"""`NagNerModel`: encoder + mention detector + non-autoregressive slot decoder.
+
+    words ─tokenizer─▶ subwords ─encoder─▶ states ─first/last pooling─▶ H (B, n, d)
+    H ─MentionDetector─▶ start / end / count per word
+    slots = (start word i, rank k < count_i), query = anchor(H_i) + slot_embedding[k]
+    SlotDecoder(queries, H) ─one pass─▶ pointers over END ∪ words (L positions) + type over NONE ∪ types
+
+Training: slots = gold starts (at least as many as gold entities there) plus the detector's
+false starts; gold entities are matched to their group's slots by the Hungarian matcher; every
+unmatched slot learns NONE. The AR mode (ablation only) assigns gold entities to slots in a
+fixed order and decodes with a causal mask and teacher forcing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from transformers import AutoModel, AutoTokenizer, PreTrainedModel
+from transformers.utils import ModelOutput
+
+from nagner.modeling.configuration import NagNerConfig
+from nagner.modeling.decoder import SlotDecoder
+from nagner.modeling.detector import MentionDetector
+from nagner.modeling.matcher import match_slots
+from nagner.modeling.targets import END, IGNORE, PointerGrammar, pointers_to_indices
+
+
+@dataclass
+class NagNerOutput(ModelOutput):
+    """`forward`'s result; ``loss`` (and its parts) only when targets were given."""
+
+    loss: torch.Tensor | None = None
+    start_logits: torch.Tensor | None = None
+    end_logits: torch.Tensor | None = None
+    count_logits: torch.Tensor | None = None
+    pointer_loss: torch.Tensor | None = None
+    type_loss: torch.Tensor | None = None
+    detect_loss: torch.Tensor | None = None
+    count_loss: torch.Tensor | None = None
+
+
+@dataclass
+class Slots:
+    """Decoder slots of a batch: sentence, start word and rank of each, all (S,)."""
+
+    batch: torch.Tensor
+    word: torch.Tensor
+    rank: torch.Tensor
+
+    @classmethod
+    def from_counts(cls, counts: torch.Tensor) -> Slots:
+        """counts: (B, n) slots per word → one slot per (b, i, k < counts[b, i])."""
+        B, n = counts.shape
+        flat = counts.reshape(-1)
+        cell = torch.repeat_interleave(torch.arange(B * n, device=counts.device), flat)  # (S,)
+        first = torch.cumsum(flat, 0) - flat  # (B*n,) index of each cell's first slot
+        rank = torch.arange(cell.shape[0], device=counts.device) - first[cell]
+        return cls(cell // n, cell % n, rank)
+
+    def __len__(self) -> int:
+        return self.batch.shape[0]
+
+    def groups(self) -> list[tuple[int, int]]:
+        return list(zip(self.batch.tolist(), self.word.tolist()))
+
+
+class NagNerModel(PreTrainedModel):
+    """NAG-NER: flat, nested and discontinuous entities as a set of pointer sequences, decoded in one pass."""
+
+    config_class = NagNerConfig
+    base_model_prefix = "nagner"
+    main_input_name = "input_ids"
+
+    def __init__(self, config: NagNerConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(config.build_encoder_config())
+        hidden = self.encoder.config.hidden_size
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.detector = MentionDetector(hidden, config.max_entities_per_start, config.head_dropout)
+        self.decoder = SlotDecoder(
+            hidden,
+            config.num_types,
+            config.max_pointers,
+            config.max_entities_per_start,
+            config.decoder_layers,
+            config.decoder_heads,
+            config.decoder_ffn_size or 2 * hidden,
+            config.decoder_dropout,
+            autoregressive=config.decode_mode == "ar",
+        )
+        self.tokenizer: Any = None
+        self.post_init()
+
+    # ----------------------------------------------------------------- construction / persistence
+    @classmethod
+    def from_encoder(
+        cls, encoder_name_or_path: str | Path, entity_types: list[str], **config_kwargs: Any
+    ) -> NagNerModel:
+        """A new model on a pretrained encoder (any `AutoModel`) and its tokenizer; heads are fresh."""
+        encoder = AutoModel.from_pretrained(str(encoder_name_or_path))
+        config = NagNerConfig(
+            encoder_config=encoder.config.to_dict(),
+            encoder_name_or_path=str(encoder_name_or_path),
+            entity_types=list(entity_types),
+            **config_kwargs,
+        )
+        model = cls(config, encoder=encoder)
+        model.tokenizer = AutoTokenizer.from_pretrained(str(encoder_name_or_path))
+        return model
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> NagNerModel:
+        """Load a checkpoint (config.json + model.safetensors) and the tokenizer saved beside it."""
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        path = Path(pretrained_model_name_or_path)
+        source = path if (path / "tokenizer_config.json").exists() else model.config.encoder_name_or_path
+        model.tokenizer = AutoTokenizer.from_pretrained(str(source)) if source else None
+        return model
+
+    def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
+        """Save config, weights (safetensors) and the tokenizer, so the folder is self-contained."""
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.tokenizer is not None:
+            self.tokenizer.save_pretrained(str(save_directory))
+
+    def _init_weights(self, module: nn.Module) -> None:
+        if any(module is m for m in self.encoder.modules()):
+            self.encoder._init_weights(module)
+        elif isinstance(module, nn.Linear):
+            nn.init.normal_(module.weight, std=0.02)
+            if module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Embedding):
+            nn.init.normal_(module.weight, std=0.02)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, SlotDecoder):
+            module.reset_parameters()
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the pretrained encoder (for a separate learning rate)."""
+        return list(self.encoder.parameters())
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters of the detector and decoder (trained from scratch)."""
+        encoder = {id(p) for p in self.encoder.parameters()}
+        return [p for p in self.parameters() if id(p) not in encoder]
+
+    # ----------------------------------------------------------------------------------- forward
+    def encode_words(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        word_first: torch.Tensor,
+        word_last: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Word states H: (B, n, d), the mean of each word's first and last sub-token state."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        states = self.encoder(**inputs).last_hidden_state  # (B, T, d)
+        d = states.shape[-1]
+        first = states.gather(1, word_first.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
+        last = states.gather(1, word_last.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
+        return self.dropout((first + last) / 2)
+
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        word_first: torch.Tensor,
+        word_last: torch.Tensor,
+        word_mask: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        start_labels: torch.Tensor | None = None,
+        end_labels: torch.Tensor | None = None,
+        count_labels: torch.Tensor | None = None,
+        entity_starts: torch.Tensor | None = None,
+        entity_pointers: torch.Tensor | None = None,
+        entity_types: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> NagNerOutput:
+        """Detector logits, and with targets the training loss (`Trainer` compatible).
+
+        Targets (from `NagNerCollator`): start/end_labels (B, n) 0/1, count_labels (B, n) (−100 pad),
+        entity_starts (B, E) (−1 pad), entity_pointers (B, E, L), entity_types (B, E) (−100 pad).
+        """
+        words = self.encode_words(input_ids, attention_mask, word_first, word_last, token_type_ids)
+        start_logits, end_logits, count_logits = self.detector(words)
+        output = NagNerOutput(start_logits=start_logits, end_logits=end_logits, count_logits=count_logits)
+        if entity_starts is None:
+            return output
+        valid = word_mask
+        detect_loss = F.binary_cross_entropy_with_logits(
+            start_logits[valid], start_labels[valid]
+        ) + F.binary_cross_entropy_with_logits(end_logits[valid], end_labels[valid])
+        count_loss = F.cross_entropy(count_logits.flatten(0, 1), count_labels.flatten(), ignore_index=IGNORE)
+        pointer_loss, type_loss = self._generation_loss(
+            words, word_mask, start_logits, count_logits, count_labels, entity_starts, entity_pointers, entity_types
+        )
+        c = self.config
+        output.loss = pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
+        output.pointer_loss, output.type_loss = pointer_loss.detach(), type_loss.detach()
+        output.detect_loss, output.count_loss = detect_loss.detach(), count_loss.detach()
+        return output
+
+    def _generation_loss(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        start_logits: torch.Tensor,
+        count_logits: torch.Tensor,
+        count_labels: torch.Tensor,
+        entity_starts: torch.Tensor,
+        entity_pointers: torch.Tensor,
+        entity_types: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        slots = self._training_slots(start_logits, count_logits, count_labels, word_mask)
+        gold = entity_starts >= 0  # (B, E)
+        gold_batch = gold.nonzero()[:, 0]
+        gold_groups = list(zip(gold_batch.tolist(), entity_starts[gold].tolist()))
+        gold_pointers = entity_pointers[gold]  # (G, L)
+        gold_types = entity_types[gold]  # (G,)
+        pointer_targets = torch.full((len(slots), self.config.max_pointers), IGNORE, device=words.device)
+        type_targets = torch.zeros(len(slots), dtype=torch.long, device=words.device)  # NONE
+        if self.config.decode_mode == "nag":
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, slots)
+            slot_index, gold_index = match_slots(
+                pointer_logits.log_softmax(-1), type_logits.log_softmax(-1), slots.groups(),
+                gold_pointers, gold_types, gold_groups,
+            )
+        else:
+            slot_index, gold_index = self._ordered_assignment(slots, gold_groups)
+        pointer_targets[slot_index] = gold_pointers[gold_index]
+        type_targets[slot_index] = gold_types[gold_index]
+        if self.config.decode_mode == "ar":
+            previous = pointer_targets.masked_fill(pointer_targets == IGNORE, END)
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, slots, previous)
+        if (pointer_targets != IGNORE).any():
+            pointer_loss = F.cross_entropy(pointer_logits.flatten(0, 1), pointer_targets.flatten(), ignore_index=IGNORE)
+        else:
+            pointer_loss = pointer_logits[..., 0].sum() * 0.0  # keep the graph for DDP
+        type_loss = F.cross_entropy(type_logits, type_targets)
+        return pointer_loss, type_loss
+
+    @torch.no_grad()
+    def _training_slots(
+        self, start_logits: torch.Tensor, count_logits: torch.Tensor, count_labels: torch.Tensor, word_mask: torch.Tensor
+    ) -> Slots:
+        """Gold starts (max of gold and predicted count) plus the detector's false starts (one slot each)."""
+        gold_count = count_labels.clamp(min=0)  # (B, n)
+        predicted_start = (start_logits.sigmoid() > self.config.start_threshold) & word_mask
+        predicted_count = torch.where(predicted_start, count_logits[..., 1:].argmax(-1) + 1, 0)
+        counts = torch.where(gold_count > 0, torch.maximum(gold_count, predicted_count), predicted_start.long())
+        counts = counts.clamp(max=self.config.max_entities_per_start) * word_mask
+        if counts.sum() == 0:  # keep the decoder in the graph: one NONE slot on the first word
+            counts[0, 0] = 1
+        return Slots.from_counts(counts)
+
+    @staticmethod
+    def _ordered_assignment(slots: Slots, gold_groups: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+        """AR ablation: the k-th gold entity of a start word (collator order) goes to slot rank k."""
+        slot_at = {(b, w, k): s for s, (b, w, k) in enumerate(
+            zip(slots.batch.tolist(), slots.word.tolist(), slots.rank.tolist())
+        )}
+        seen: dict[tuple[int, int], int] = {}
+        slot_index, gold_index = [], []
+        for g, group in enumerate(gold_groups):
+            k = seen.get(group, 0)
+            seen[group] = k + 1
+            slot_index.append(slot_at[(*group, k)])
+            gold_index.append(g)
+        device = slots.batch.device
+        return torch.tensor(slot_index, dtype=torch.long, device=device), torch.tensor(gold_index, device=device)
+
+    def _run_decoder(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        slots: Slots,
+        previous_classes: torch.Tensor | None = None,
+        positions: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder outputs for ``slots``: pointer logits (S, P, n + 1), type logits (S, T + 1) or None."""
+        memory = words[slots.batch]  # (S, n, d)
+        memory_mask = word_mask[slots.batch]  # (S, n)
+        queries = self.decoder.queries(words[slots.batch, slots.word], slots.rank)  # (S, d)
+        previous = None
+        if previous_classes is not None:
+            previous = self.decoder.previous_inputs(memory, previous_classes)
+        return self.decoder(queries, memory, memory_mask, previous, positions)
+
+    # ------------------------------------------------------------------------------------ decode
+    @torch.no_grad()
+    def decode(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        start_logits: torch.Tensor,
+        count_logits: torch.Tensor,
+        threshold: float = 0.0,
+    ) -> list[list[tuple[int, tuple[int, ...], float]]]:
+        """Entities of every batch row as (type id, word indices, score), from encoder-side outputs.
+
+        NAG mode: one decoder pass for all slots of the batch. AR mode: greedy steps until every
+        slot said END, then one pass for the types. Score = p_start · Π p(pointer) · p(type).
+        """
+        p_start = start_logits.sigmoid()  # (B, n)
+        opened = (p_start > self.config.start_threshold) & word_mask
+        counts = torch.where(opened, count_logits[..., 1:].argmax(-1) + 1, 0)
+        slots = Slots.from_counts(counts)
+        results: list[list[tuple[int, tuple[int, ...], float]]] = [[] for _ in range(words.shape[0])]
+        if len(slots) == 0:
+            return results
+        n_words = word_mask.sum(-1)[slots.batch]  # (S,)
+        grammar = PointerGrammar(slots.word, n_words, self.config.max_pointers)
+        if self.config.decode_mode == "nag":
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, slots)
+            for t in range(self.config.max_pointers):
+                grammar.step(pointer_logits[:, t])
+        else:
+            for t in range(self.config.max_pointers):
+                pointer_logits, _ = self._run_decoder(words, word_mask, slots, grammar.classes[:, :t], t + 1)
+                grammar.step(pointer_logits[:, t])
+                if bool(grammar.ended.all()):
+                    break
+            _, type_logits = self._run_decoder(words, word_mask, slots, grammar.classes)
+        type_prob, type_id = type_logits.softmax(-1).max(-1)  # (S,), (S,)
+        score = p_start[slots.batch, slots.word] * grammar.log_prob.exp() * type_prob  # (S,)
+        best: dict[tuple[int, int, tuple[int, ...]], float] = {}
+        for b, w, classes, t, s in zip(
+            slots.batch.tolist(), slots.word.tolist(), grammar.classes.tolist(), type_id.tolist(), score.tolist()
+        ):
+            if t == 0 or s < threshold:
+                continue
+            key = (b, t, pointers_to_indices(w, classes))
+            best[key] = max(s, best.get(key, 0.0))
+        for (b, t, indices), s in sorted(best.items()):
+            results[b].append((t, indices, s))
+        return results

@@ -1,0 +1,106 @@
+"""Entity ⇄ pointer sequence.
+
+A slot is anchored at the entity's first word, so its target only lists the fragment
+boundaries after it: end of fragment 1, start of fragment 2, end of fragment 2, …, then END.
+Pointer class 0 is END, class j + 1 is word j. A contiguous entity is one pointer + END,
+whatever its length.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from nagner.data.example import Entity
+
+END = 0
+IGNORE = -100
+
+
+def pointers_needed(entity: Entity) -> int:
+    """Pointer positions an entity needs, END included: 2 per fragment."""
+    return 2 * len(entity.fragments)
+
+
+def entity_to_pointers(entity: Entity, max_pointers: int) -> list[int]:
+    """The slot target of ``entity``, padded with IGNORE to ``max_pointers``."""
+    classes: list[int] = []
+    for k, (begin, end) in enumerate(entity.fragments):
+        if k > 0:
+            classes.append(begin + 1)
+        classes.append(end - 1 + 1)  # last word of the fragment
+    classes.append(END)
+    if len(classes) > max_pointers:
+        raise ValueError(f"entity {entity} needs {len(classes)} pointers, max_pointers is {max_pointers}")
+    return classes + [IGNORE] * (max_pointers - len(classes))
+
+
+def pointers_to_indices(start: int, classes: list[int]) -> tuple[int, ...]:
+    """Word indices of the entity that starts at ``start`` and has pointer ``classes`` (END-cut)."""
+    bounds = [start]
+    for c in classes:
+        if c == END:
+            break
+        bounds.append(c - 1)
+    if len(bounds) % 2:  # a fragment start without its end: close it on itself
+        bounds.append(bounds[-1])
+    indices: list[int] = []
+    for begin, last in zip(bounds[::2], bounds[1::2]):
+        indices.extend(range(begin, last + 1))
+    return tuple(indices)
+
+
+class PointerGrammar:
+    """Greedy pointer choice under the entity grammar, one position at a time, all slots at once.
+
+    Position t even = end of a fragment (>= that fragment's start; END not allowed); t odd = END
+    or the start of a next fragment (>= previous end + 2, so there is a gap); the last position,
+    if odd, can only be END. Slots that said END keep saying END. The NAG decoder feeds it all
+    positions of one pass; the AR ablation feeds it one decoder step at a time.
+    """
+
+    def __init__(self, starts: torch.Tensor, n_words: torch.Tensor, max_pointers: int):
+        """starts: (S,) anchor word of each slot; n_words: (S,) length of its sentence."""
+        self.max_pointers = max_pointers
+        self.n_words = n_words
+        self.fragment_start = starts.clone()  # (S,)
+        self.previous_end = starts.clone()  # (S,)
+        self.ended = torch.zeros_like(starts, dtype=torch.bool)
+        self.classes = torch.zeros(starts.shape[0], max_pointers, dtype=torch.long, device=starts.device)
+        self.log_prob = torch.zeros(starts.shape[0], device=starts.device)
+        self.t = 0
+
+    def step(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits: (S, n + 1) for position t → chosen classes (S,); advances t."""
+        t, C = self.t, logits.shape[-1]
+        word = torch.arange(C, device=logits.device) - 1  # (C,) word of each class; END -> -1
+        in_sentence = (word >= 0)[None, :] & (word[None, :] < self.n_words[:, None])  # (S, C)
+        if t % 2 == 0:
+            allowed = in_sentence & (word[None, :] >= self.fragment_start[:, None])
+        elif t == self.max_pointers - 1:
+            allowed = torch.zeros_like(in_sentence)
+        else:
+            allowed = in_sentence & (word[None, :] >= self.previous_end[:, None] + 2)
+        if t % 2 == 1:
+            allowed[:, END] = True
+        step = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)  # (S, C)
+        choice = torch.where(self.ended, torch.zeros_like(self.ended, dtype=torch.long), step.argmax(-1))
+        gained = step.gather(1, choice[:, None])[:, 0]
+        self.log_prob = self.log_prob + torch.where(self.ended, torch.zeros_like(gained), gained)
+        self.classes[:, t] = choice
+        self.ended = self.ended | (choice == END)
+        if t % 2 == 0:
+            self.previous_end = torch.where(self.ended, self.previous_end, choice - 1)
+        else:
+            self.fragment_start = torch.where(self.ended, self.fragment_start, choice - 1)
+        self.t += 1
+        return choice
+
+
+def constrained_pointer_decode(
+    logits: torch.Tensor, starts: torch.Tensor, n_words: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Decode a whole pass of pointer logits (S, L, n + 1) → classes (S, L), log-probability (S,)."""
+    grammar = PointerGrammar(starts, n_words, logits.shape[1])
+    for t in range(logits.shape[1]):
+        grammar.step(logits[:, t])
+    return grammar.classes, grammar.log_prob

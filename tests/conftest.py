@@ -1,0 +1,41 @@
+"""Shared fixtures: a tiny random BERT encoder with a real WordPiece tokenizer, saved to disk."""
+
+from __future__ import annotations
+
+import string
+from pathlib import Path
+
+import pytest
+import torch
+from transformers import BertConfig, BertModel, BertTokenizerFast
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+def build_tiny_encoder(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
+    """Save a random 2-layer BERT + WordPiece tokenizer (characters and a few words) under ``path``."""
+    path.mkdir(parents=True, exist_ok=True)
+    chars = string.ascii_lowercase + string.digits + string.punctuation + "äöüßéèàçñ…"
+    words = "the of in and to a is was at on for with by from university paris berlin london".split()
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *words]
+    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
+    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer.save_pretrained(str(path))
+    torch.manual_seed(seed)
+    config = BertConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden,
+        num_hidden_layers=layers,
+        num_attention_heads=2,
+        intermediate_size=2 * hidden,
+        max_position_embeddings=128,
+    )
+    BertModel(config).save_pretrained(str(path))
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Path of a tiny random BERT encoder with its tokenizer (built once per test session)."""
+    return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
