@@ -20,7 +20,7 @@ def build_tiny_encoder(path: Path, hidden: int = 32, layers: int = 2, seed: int 
     words = "the of in and to a is was at on for with by from university paris berlin london".split()
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *words]
     (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab_file=str(path / "vocab.txt"), do_lower_case=True)
+    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
     tokenizer.save_pretrained(str(path))
     torch.manual_seed(seed)
     config = BertConfig(

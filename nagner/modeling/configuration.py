@@ -24,7 +24,7 @@ class NagNerConfig(PretrainedConfig):
         start_threshold: detector probability above which a word opens slots at inference.
         detect_weight / count_weight: loss weights of the detector's BCE and count CE.
         decode_mode: "nag" (one pass, the model) or "ar" (causal mask + greedy steps: ablation only).
-        max_length: subword budget per encoder window (longer sentences use sliding windows).
+        max_subwords: subword budget per encoder window, special tokens included (longer sentences use sliding windows).
         max_subwords_per_word: a word's sub-tokens beyond this are cut (first/last pooling still sees
             the word's start).
     """
@@ -47,7 +47,7 @@ class NagNerConfig(PretrainedConfig):
         detect_weight: float = 1.0,
         count_weight: float = 0.5,
         decode_mode: str = "nag",
-        max_length: int = 256,
+        max_subwords: int = 256,
         max_subwords_per_word: int = 16,
         **kwargs: Any,
     ):
@@ -71,7 +71,7 @@ class NagNerConfig(PretrainedConfig):
         self.detect_weight = detect_weight
         self.count_weight = count_weight
         self.decode_mode = decode_mode
-        self.max_length = max_length
+        self.max_subwords = max_subwords
         self.max_subwords_per_word = max_subwords_per_word
         super().__init__(**kwargs)
 

@@ -72,7 +72,7 @@ def encode_sentence(
     with ``with_targets``, the entities that lie inside the window as slot targets.
     """
     subwords = word_subwords(tokenizer, sentence.words, config.max_subwords_per_word)
-    windows = plan_windows([len(s) for s in subwords], config.max_length - 2)
+    windows = plan_windows([len(s) for s in subwords], config.max_subwords - 2)
     type_ids = {t: i + 1 for i, t in enumerate(config.entity_types)}
     if with_targets and report is not None:
         report.entities += len(set(sentence.entities))

@@ -23,11 +23,16 @@ from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
+from nagner.data.example import Entity, Sentence
+from nagner.data.jsonl import entity_record
+from nagner.data.text import sentence_from_text, with_offsets
 from nagner.modeling.configuration import NagNerConfig
 from nagner.modeling.decoder import SlotDecoder
 from nagner.modeling.detector import MentionDetector
+from nagner.modeling.encoding import NagNerCollator, encode_sentences
 from nagner.modeling.matcher import match_slots
 from nagner.modeling.targets import END, IGNORE, PointerGrammar, pointers_to_indices
+from nagner.modeling.windows import inside_window
 
 
 @dataclass
@@ -345,3 +350,72 @@ class NagNerModel(PreTrainedModel):
         for (b, t, indices), s in sorted(best.items()):
             results[b].append((t, indices, s))
         return results
+
+    # ------------------------------------------------------------------------------- prediction
+    @torch.no_grad()
+    def predict_sentences(
+        self, sentences: list[Sentence], batch_size: int = 32, threshold: float = 0.0
+    ) -> list[list[Entity]]:
+        """Entities (with scores) of each sentence, word indices into ``sentence.words``.
+
+        Long sentences are split into overlapping windows; an entity is taken only from windows
+        where it does not touch a cut edge, and duplicates from overlapping windows are merged.
+        """
+        if self.tokenizer is None:
+            raise ValueError("this model has no tokenizer; load it with from_pretrained or from_encoder")
+        was_training = self.training
+        self.eval()
+        features, _ = encode_sentences(sentences, self.tokenizer, self.config)
+        features.sort(key=lambda f: len(f["input_ids"]))  # similar lengths share a batch: less padding
+        collate = NagNerCollator(self.tokenizer.pad_token_id or 0, self.config.max_pointers)
+        best: list[dict[tuple[str, tuple[int, ...]], float]] = [{} for _ in sentences]
+        device = self.device
+        for begin in range(0, len(features), batch_size):
+            chunk = [f for f in features[begin : begin + batch_size] if f["word_first"]]
+            if not chunk:
+                continue
+            batch = {k: v.to(device) for k, v in collate(chunk).items()}
+            words = self.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+            start_logits, _, count_logits = self.detector(words)
+            decoded = self.decode(words, batch["word_mask"], start_logits, count_logits, threshold)
+            for feature, entities in zip(chunk, decoded):
+                offset, n_words = feature["word_offset"], feature["n_words"]
+                window = (offset, offset + len(feature["word_first"]))
+                found = best[feature["sentence_index"]]
+                for type_id, indices, score in entities:
+                    indices = tuple(i + offset for i in indices)
+                    if window != (0, n_words) and not inside_window(indices, window, n_words):
+                        continue
+                    key = (self.config.entity_types[type_id - 1], indices)
+                    found[key] = max(score, found.get(key, 0.0))
+        self.train(was_training)
+        return [
+            sorted((Entity(t, idx, s) for (t, idx), s in found.items()), key=lambda e: (e.start, e.indices, e.type))
+            for found in best
+        ]
+
+    def predict(
+        self,
+        texts: str | list[str] | list[list[str]],
+        batch_size: int = 32,
+        threshold: float = 0.0,
+        is_split_into_words: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Entities in raw texts (or pre-tokenized word lists) as JSON-ready records.
+
+        Each record: ``{"text": ..., "entities": [{"type", "text", "spans": [[start, end), ...],
+        "score"}]}`` with character offsets into ``text``; a discontinuous entity has several
+        spans and its ``text`` joins the fragments with " … ". Word lists are joined by spaces.
+        """
+        if isinstance(texts, str) or (is_split_into_words and texts and isinstance(texts[0], str)):
+            texts = [texts]  # type: ignore[list-item]
+        if is_split_into_words:
+            sentences = [with_offsets(Sentence(list(words))) for words in texts]
+        else:
+            sentences = [sentence_from_text(text) for text in texts]
+        found = self.predict_sentences(sentences, batch_size=batch_size, threshold=threshold)
+        records = []
+        for sentence, entities in zip(sentences, found):
+            sentence.entities = entities
+            records.append({"text": sentence.text, "entities": [entity_record(sentence, e) for e in entities]})
+        return records
