@@ -1,0 +1,84 @@
+"""Load a trained model folder for prediction, with errors a user can act on."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors import safe_open
+from transformers.utils import logging as hf_logging
+
+from nagner.errors import NagNerInputError
+from nagner.modeling import NagNerModel
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+@contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """No progress bars or info chatter from transformers while loading (restored afterwards);
+    what matters (missing weights) is checked here and raised as an error instead."""
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+def _missing_weights(model: NagNerModel, folder: Path) -> list[str]:
+    """Parameters of ``model`` that ``folder/model.safetensors`` lacks (they would stay random)."""
+    weights = folder / "model.safetensors"
+    if not weights.is_file():
+        return []
+    with safe_open(str(weights), "pt") as stored:
+        keys = set(stored.keys())
+    return sorted(set(model.state_dict()) - keys)
+
+
+def load_checkpoint(path: str | Path, device: str | None = None) -> NagNerModel:
+    """The `NagNerModel` saved in folder ``path`` (by ``save_pretrained``), in eval mode.
+
+    ``device``: where to put it; by default CUDA when available, else CPU. Raises
+    NagNerInputError for a missing folder, a folder that is not a nagner checkpoint
+    (no config.json, another model_type, no weights, no tokenizer) or weights that do not load.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise NagNerInputError("no such model folder", path)
+    if not path.is_dir():
+        raise NagNerInputError("not a folder; expected a model folder saved by nagner train", path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise NagNerInputError("not a nagner checkpoint: no config.json in this folder", path)
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise NagNerInputError("not a nagner checkpoint: config.json is not a JSON object", config_file) from None
+    if model_type != NagNerModel.config_class.model_type:
+        raise NagNerInputError(
+            f"not a nagner checkpoint: config.json has model_type {model_type!r}, expected 'nagner'", config_file
+        )
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise NagNerInputError(f"not a nagner checkpoint: no weights ({', '.join(WEIGHT_FILES)})", path)
+    try:
+        with _quiet_transformers():
+            model = NagNerModel.from_pretrained(path)
+        missing = _missing_weights(model, path)
+    except (OSError, ValueError, KeyError, RuntimeError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise NagNerInputError(f"cannot load the checkpoint: {first_line}", path) from None
+    if missing:
+        raise NagNerInputError(
+            f"the checkpoint lacks {len(missing)} weights (e.g. {missing[0]}); they would be random", path
+        )
+    if model.tokenizer is None:
+        raise NagNerInputError("the checkpoint has no tokenizer (tokenizer_config.json)", path)
+    model.to(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    return model.eval()

@@ -1,0 +1,111 @@
+"""`nagner evaluate`: exact-match scores of a model on an annotated file.
+
+    nagner evaluate --model DIR --data test.conll [--format auto|conll|w2ner|jsonl] [--output metrics.json]
+
+Predicts every sentence from its given words and prints P/R/F1 (micro, per type, per kind:
+flat / nested / discontinuous). When gold and predictions are both flat it also prints
+seqeval's scores, which agree with ours on flat data. ``--output`` writes the metrics as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from nagner.atomic import atomic_outputs, check_output_path
+from nagner.cli.arguments import positive_int
+from nagner.data.example import Entity, Sentence, entity_kind
+from nagner.data.loading import READERS, detect_format, read_sentences
+from nagner.errors import NagNerInputError
+from nagner.evaluation import evaluate_entities, format_report, seqeval_scores
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `evaluate`."""
+    parser = subparsers.add_parser(
+        "evaluate",
+        help="score a model on an annotated file",
+        description="Predict the sentences of an annotated file (from their given words) and print "
+        "exact-match precision, recall and F1: micro, per type and per kind (flat/nested/discontinuous).",
+    )
+    parser.add_argument("--model", "-m", required=True, metavar="DIR", help="a model folder saved by nagner train")
+    parser.add_argument("--data", "-d", required=True, metavar="FILE", help="gold annotations (CoNLL, W2NER, jsonl)")
+    parser.add_argument(
+        "--format", "-f", choices=("auto", *READERS), default="auto",
+        help="format of --data (default auto: .json/.jsonl by their keys, anything else CoNLL)",
+    )
+    parser.add_argument(
+        "--tag-columns", type=int, nargs="+", metavar="N",
+        help="CoNLL only: 0-based columns holding tags (column 0 is the word); several = nesting levels "
+        "(default: the last column for rows of 4+ columns, else every column after the word)",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per model batch (default 32)")
+    parser.add_argument("--output", "-o", metavar="FILE", help="also write the metrics as JSON here")
+    parser.set_defaults(run=run)
+
+
+def _read_gold(args: argparse.Namespace) -> list[Sentence]:
+    if args.tag_columns is None:
+        return read_sentences(args.data, args.format)
+    format = args.format
+    if format == "auto":
+        path = Path(args.data)
+        if not path.is_file():
+            raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
+        format = detect_format(path)
+    if format != "conll":
+        raise NagNerInputError(f"--tag-columns is for CoNLL files, but this is {format}", args.data)
+    return read_sentences(args.data, "conll", tag_columns=args.tag_columns)
+
+
+def _all_flat(entity_lists: list[list[Entity]]) -> bool:
+    return all(
+        entity_kind(entity, set(entities)) == "flat" for entities in entity_lists for entity in set(entities)
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict, score and report; returns the exit status."""
+    if args.output is not None:
+        check_output_path(args.output)
+    gold = _read_gold(args)
+
+    from nagner.checkpoint import load_checkpoint  # torch and transformers: only once the data is fine
+
+    model = load_checkpoint(args.model)
+    predicted = model.predict_sentences(gold, batch_size=args.batch_size)
+    gold_entities = [sentence.entities for sentence in gold]
+    metrics = evaluate_entities(gold_entities, predicted)
+
+    unknown = sorted({e.type for entities in gold_entities for e in entities} - set(model.config.entity_types))
+    if unknown:
+        print(
+            f"nagner evaluate: note: gold types the model does not know (all count as misses): {', '.join(unknown)}",
+            file=sys.stderr,
+        )
+    print(f"{args.data}: {len(gold)} sentences, {metrics.micro.n_gold} gold and {metrics.micro.n_pred} predicted entities")
+    print(format_report(metrics))
+    seqeval: dict[str, float] | None = None
+    if _all_flat(gold_entities) and _all_flat(predicted):
+        seqeval = seqeval_scores(gold, predicted)
+        print(
+            f"seqeval (IOB2)  P {100 * seqeval['precision']:6.2f}  R {100 * seqeval['recall']:6.2f}  "
+            f"F1 {100 * seqeval['f1']:6.2f}"
+        )
+    else:
+        print("seqeval: not computed (it needs flat entities; gold or predictions are nested/discontinuous)")
+
+    if args.output is not None:
+        report: dict[str, Any] = {
+            "model": str(args.model),
+            "data": str(args.data),
+            "sentences": len(gold),
+            "metrics": metrics.to_dict(),
+            "seqeval": seqeval,
+        }
+        with atomic_outputs([args.output]) as (out,):
+            out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")
+    return 0

@@ -1,0 +1,96 @@
+"""`nagner predict`: entities in texts given as arguments, on stdin or in a file, one per line.
+
+    nagner predict --model DIR "Ann Lee visited Paris."          # texts as arguments
+    cat texts.txt | nagner predict --model DIR -                 # stdin, one text a line
+    nagner predict --model DIR --input texts.txt --output out.jsonl [--format jsonl|conll|brat]
+
+Every input line gives one output record, in order. Input streams in chunks (memory stays flat
+on big files) and output files appear only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Iterator
+
+from nagner.atomic import check_output_path
+from nagner.cli.arguments import positive_int
+from nagner.errors import NagNerInputError
+from nagner.prediction import (
+    OUTPUT_FORMATS,
+    iter_file_lines,
+    iter_stdin_lines,
+    output_paths,
+    predict_stream,
+    write_predictions,
+)
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Register `predict`."""
+    parser = subparsers.add_parser(
+        "predict",
+        help="find entities in raw texts (one per line)",
+        description="Find flat, nested and discontinuous entities in texts, one text (or with --words "
+        "one pre-tokenized sentence) per line; every line gives one output record.",
+    )
+    parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to tag; '-' alone reads stdin")
+    parser.add_argument("--input", "-i", metavar="FILE", help="a UTF-8 file with one text per line ('-': stdin)")
+    parser.add_argument("--model", "-m", required=True, metavar="DIR", help="a model folder saved by nagner train")
+    parser.add_argument(
+        "--output", "-o", metavar="FILE",
+        help="where to write (default stdout); brat writes FILE.txt and FILE.ann (FILE may end in .txt or .ann)",
+    )
+    parser.add_argument("--format", "-f", choices=OUTPUT_FORMATS, default="jsonl", help="output format (default jsonl)")
+    parser.add_argument(
+        "--words", action="store_true",
+        help="each line is a pre-tokenized sentence: words separated by whitespace",
+    )
+    parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per model batch (default 32)")
+    parser.add_argument(
+        "--threshold", type=float, default=0.0, help="drop entities scoring below this (0..1, default 0)"
+    )
+    parser.set_defaults(run=run)
+
+
+def _input_lines(args: argparse.Namespace) -> tuple[Iterator[str], str]:
+    """The input lines and the name errors give them."""
+    if args.input is not None and args.texts:
+        raise NagNerInputError("give either TEXT arguments or --input, not both")
+    if args.input == "-" or args.texts == ["-"]:
+        return iter_stdin_lines(), "<stdin>"
+    if args.input is not None:
+        return iter_file_lines(args.input), args.input
+    if "-" in args.texts:
+        raise NagNerInputError("'-' (read stdin) cannot be mixed with TEXT arguments")
+    if not args.texts:
+        raise NagNerInputError("nothing to predict: give TEXT arguments, '-' for stdin, or --input FILE")
+    return iter(args.texts), "<argument>"
+
+
+def run(args: argparse.Namespace) -> int:
+    """Predict and write; returns the exit status."""
+    lines, source = _input_lines(args)
+    if args.output is not None:
+        for path in output_paths(args.format, args.output):
+            check_output_path(path)
+    elif args.format == "brat":
+        raise NagNerInputError("--format brat writes two files: give --output FILE (FILE.txt and FILE.ann)")
+    elif hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
+        sys.stdout.reconfigure(encoding="utf-8")
+
+    from nagner.checkpoint import load_checkpoint  # torch and transformers: only once the flags are fine
+
+    model = load_checkpoint(args.model)
+    sentences = predict_stream(
+        model, lines, words=args.words, source=source, batch_size=args.batch_size, threshold=args.threshold
+    )
+    try:
+        write_predictions(sentences, args.format, args.output)
+    except BrokenPipeError:
+        # The reader went away (`nagner predict ... | head`): stop quietly, without a traceback at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    return 0

@@ -1,0 +1,96 @@
+"""Writers that take one sentence at a time, for output that streams (jsonl, CoNLL, brat).
+
+Each writes to already-open text files, so the caller decides where the text goes (a file,
+stdout, a temporary file renamed at the end). Every sentence gives output, an empty one too.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Protocol, TextIO
+
+from nagner.data.example import Sentence, entity_kind
+from nagner.data.jsonl import sentence_record
+from nagner.data.tags import spans_to_tags
+from nagner.data.text import with_offsets
+from nagner.errors import NagNerInputError
+
+
+class SentenceWriter(Protocol):
+    """Something that writes sentences one by one."""
+
+    def write(self, sentence: Sentence) -> None:
+        """Write one sentence with its entities."""
+
+
+class JsonlSentenceWriter:
+    """One :func:`~nagner.data.jsonl.sentence_record` JSON object per line (non-ASCII kept as is)."""
+
+    def __init__(self, out: TextIO):
+        self.out = out
+
+    def write(self, sentence: Sentence) -> None:
+        """Write the sentence's record line."""
+        self.out.write(json.dumps(sentence_record(sentence), ensure_ascii=False) + "\n")
+
+
+class ConllSentenceWriter:
+    """``word TAG`` lines (IOB2 or BIOES), each sentence followed by a blank line.
+
+    CoNLL tags hold flat entities only: a nested or discontinuous entity raises NagNerInputError
+    at the sentence's source and line. A sentence without words gives just its blank line (CoNLL
+    readers skip it: the format cannot hold an empty sentence).
+    """
+
+    def __init__(self, out: TextIO, scheme: str = "iob2"):
+        self.out = out
+        self.scheme = scheme
+
+    def write(self, sentence: Sentence) -> None:
+        """Write the sentence's rows and the blank line after them."""
+        unique = set(sentence.entities)
+        for entity in sorted(unique):
+            kind = entity_kind(entity, unique)
+            if kind != "flat":
+                raise NagNerInputError(
+                    f"{kind} entity {entity.type} {sentence.entity_text(entity)!r}: CoNLL tags hold flat "
+                    "entities only; write jsonl or brat instead",
+                    sentence.source,
+                    sentence.line,
+                )
+        for word in sentence.words:
+            if not word or any(ch.isspace() for ch in word):
+                raise NagNerInputError(
+                    f"word {word!r} is empty or contains whitespace, which a CoNLL column cannot hold",
+                    sentence.source,
+                    sentence.line,
+                )
+        spans = [(entity.type, entity.indices[0], entity.indices[-1] + 1) for entity in unique]
+        tags = spans_to_tags(spans, len(sentence.words), self.scheme)
+        self.out.write("".join(f"{word} {tag}\n" for word, tag in zip(sentence.words, tags, strict=True)) + "\n")
+
+
+class BratSentenceWriter:
+    """brat standoff: each sentence one line of the ``.txt`` document, its entities ``T`` lines of the
+    ``.ann`` (``T1<TAB>TYPE 0 5;10 15<TAB>fragment texts``; fragments of a discontinuous entity are
+    separated by ``;``). Line breaks inside a sentence's text become spaces (offsets unchanged).
+    """
+
+    def __init__(self, txt: TextIO, ann: TextIO):
+        self.txt = txt
+        self.ann = ann
+        self.base = 0  # character offset of the next sentence in the document
+        self.count = 0  # T lines written so far
+
+    def write(self, sentence: Sentence) -> None:
+        """Write the sentence's line and its entities' T lines."""
+        sentence = with_offsets(sentence)
+        text = (sentence.text or "").replace("\r", " ").replace("\n", " ")
+        for entity in sentence.entities:
+            spans = sentence.char_spans(entity)
+            where = ";".join(f"{self.base + start} {self.base + end}" for start, end in spans)
+            surface = " ".join(text[start:end] for start, end in spans)
+            self.count += 1
+            self.ann.write(f"T{self.count}\t{entity.type} {where}\t{surface}\n")
+        self.txt.write(text + "\n")
+        self.base += len(text) + 1
