@@ -1,4 +1,8 @@
-"""Load a trained model folder for prediction, with errors a user can act on."""
+"""Load a trained model folder for prediction, with errors a user can act on.
+
+The folder is checked before torch and transformers are imported, so a wrong ``--model``
+fails in a fraction of a second instead of after seconds of imports.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,46 @@ import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-import torch
-from safetensors import safe_open
-from transformers.utils import logging as hf_logging
+from typing import TYPE_CHECKING
 
 from nagner.errors import NagNerInputError
-from nagner.modeling import NagNerModel
+
+if TYPE_CHECKING:
+    from nagner.modeling import NagNerModel
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def check_checkpoint(path: str | Path) -> Path:
+    """``path`` as a Path after checking it looks like a nagner checkpoint folder: it exists, is a
+    folder, has a config.json of model_type "nagner" and a weights file. Raises NagNerInputError."""
+    path = Path(path)
+    if not path.exists():
+        raise NagNerInputError("no such model folder", path)
+    if not path.is_dir():
+        raise NagNerInputError("not a folder; expected a model folder saved by nagner train", path)
+    config_file = path / "config.json"
+    if not config_file.is_file():
+        raise NagNerInputError("not a nagner checkpoint: no config.json in this folder", path)
+    try:
+        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        raise NagNerInputError("not a nagner checkpoint: config.json is not a JSON object", config_file) from None
+    if model_type != "nagner":
+        raise NagNerInputError(
+            f"not a nagner checkpoint: config.json has model_type {model_type!r}, expected 'nagner'", config_file
+        )
+    if not any((path / name).is_file() for name in WEIGHT_FILES):
+        raise NagNerInputError(f"not a nagner checkpoint: no weights ({', '.join(WEIGHT_FILES)})", path)
+    return path
 
 
 @contextmanager
 def _quiet_transformers() -> Iterator[None]:
     """No progress bars or info chatter from transformers while loading (restored afterwards);
     what matters (missing weights) is checked here and raised as an error instead."""
+    from transformers.utils import logging as hf_logging
+
     verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
     hf_logging.disable_progress_bar()
@@ -34,6 +63,8 @@ def _quiet_transformers() -> Iterator[None]:
 
 def _missing_weights(model: NagNerModel, folder: Path) -> list[str]:
     """Parameters of ``model`` that ``folder/model.safetensors`` lacks (they would stay random)."""
+    from safetensors import safe_open
+
     weights = folder / "model.safetensors"
     if not weights.is_file():
         return []
@@ -46,27 +77,14 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> NagNerModel:
     """The `NagNerModel` saved in folder ``path`` (by ``save_pretrained``), in eval mode.
 
     ``device``: where to put it; by default CUDA when available, else CPU. Raises
-    NagNerInputError for a missing folder, a folder that is not a nagner checkpoint
-    (no config.json, another model_type, no weights, no tokenizer) or weights that do not load.
+    NagNerInputError for a folder that is not a checkpoint (see :func:`check_checkpoint`),
+    weights that do not load or do not cover every parameter, and a missing tokenizer.
     """
-    path = Path(path)
-    if not path.exists():
-        raise NagNerInputError("no such model folder", path)
-    if not path.is_dir():
-        raise NagNerInputError("not a folder; expected a model folder saved by nagner train", path)
-    config_file = path / "config.json"
-    if not config_file.is_file():
-        raise NagNerInputError("not a nagner checkpoint: no config.json in this folder", path)
-    try:
-        model_type = json.loads(config_file.read_text(encoding="utf-8")).get("model_type")
-    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
-        raise NagNerInputError("not a nagner checkpoint: config.json is not a JSON object", config_file) from None
-    if model_type != NagNerModel.config_class.model_type:
-        raise NagNerInputError(
-            f"not a nagner checkpoint: config.json has model_type {model_type!r}, expected 'nagner'", config_file
-        )
-    if not any((path / name).is_file() for name in WEIGHT_FILES):
-        raise NagNerInputError(f"not a nagner checkpoint: no weights ({', '.join(WEIGHT_FILES)})", path)
+    path = check_checkpoint(path)
+    import torch
+
+    from nagner.modeling import NagNerModel
+
     try:
         with _quiet_transformers():
             model = NagNerModel.from_pretrained(path)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nagner.atomic import atomic_outputs, check_output_path
+from nagner.checkpoint import check_checkpoint, load_checkpoint
 from nagner.cli.arguments import positive_int
 from nagner.data.example import Entity, Sentence, entity_kind
 from nagner.data.loading import READERS, detect_format, read_sentences
@@ -71,10 +72,8 @@ def run(args: argparse.Namespace) -> int:
     """Predict, score and report; returns the exit status."""
     if args.output is not None:
         check_output_path(args.output)
+    check_checkpoint(args.model)
     gold = _read_gold(args)
-
-    from nagner.checkpoint import load_checkpoint  # torch and transformers: only once the data is fine
-
     model = load_checkpoint(args.model)
     predicted = model.predict_sentences(gold, batch_size=args.batch_size)
     gold_entities = [sentence.entities for sentence in gold]
