@@ -283,7 +283,7 @@ class NagNerModel(PreTrainedModel):
             slot_index.append(slot_at[(*group, k)])
             gold_index.append(g)
         device = slots.batch.device
-        return torch.tensor(slot_index, dtype=torch.long, device=device), torch.tensor(gold_index, device=device)
+        return torch.tensor(slot_index, dtype=torch.long, device=device), torch.tensor(gold_index, dtype=torch.long, device=device)
 
     def _run_decoder(
         self,
