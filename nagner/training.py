@@ -34,6 +34,8 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
+from nagner.atomic import atomic_outputs
+from nagner.checkpoint import load_checkpoint
 from nagner.data.example import Sentence
 from nagner.errors import NagNerInputError
 from nagner.evaluation import evaluate_entities
@@ -235,9 +237,8 @@ def best_record(history: list[dict[str, Any]]) -> dict[str, Any] | None:
 
 def write_metrics(history: list[dict[str, Any]], path: Path) -> None:
     """Write ``history`` as JSON lines through a temporary file, so the file is never half-written."""
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text("".join(json.dumps(r) + "\n" for r in history), encoding="utf-8")
-    os.replace(partial, path)
+    with atomic_outputs([path]) as (out,):
+        out.write("".join(json.dumps(r) + "\n" for r in history))
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
@@ -313,9 +314,12 @@ def train_model(
     if model.tokenizer is None:
         raise ValueError("this model has no tokenizer; build it with build_model / NagNerModel.from_encoder")
     output_dir = Path(options.output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise NagNerInputError("is a file; expected an output folder", output_dir)
     checkpoint = resolve_checkpoint(output_dir, options.resume_from_checkpoint)
     if checkpoint is not None:
         check_checkpoint_labels(checkpoint, model)
+    output_dir.mkdir(parents=True, exist_ok=True)
 
     features, report = encode_sentences(train_sentences, model.tokenizer, model.config, with_targets=True)
     features = [f for f in features if f["word_first"]]  # a window without words holds no targets
@@ -339,9 +343,11 @@ def train_model(
         train_sampling_strategy="group_by_length",  # similar lengths share a batch: less padding
         remove_unused_columns=False,  # the collator picks its keys
         label_names=["entity_starts", "entity_pointers", "entity_types"],
-        ddp_backend=options.ddp_backend or _default_ddp_backend(),
+        use_cpu=_distributed_on_cpu(),  # else accelerate does not set up DDP for CPU processes
+        ddp_backend=options.ddp_backend or ("gloo" if _distributed_on_cpu() else None),
         ddp_find_unused_parameters=True,  # e.g. the encoder's pooler gets no gradient
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = NagNerTrainer(
         model=model,
@@ -369,8 +375,7 @@ def train_model(
 
     history = read_metrics(output_dir / METRICS_FILE)  # the same on every process
     best = best_record(history)
-    best_model = NagNerModel.from_pretrained(best_dir).to(model.device)
-    best_model.eval()
+    best_model = load_checkpoint(best_dir, device=str(model.device))
     return TrainResult(
         model=best_model,
         history=history,
@@ -383,8 +388,6 @@ def train_model(
     )
 
 
-def _default_ddp_backend() -> str | None:
-    """gloo for CPU processes under torchrun (nccl is the default and needs GPUs), else Trainer's choice."""
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available():
-        return "gloo"
-    return None
+def _distributed_on_cpu() -> bool:
+    """Several processes (torchrun) and no GPU: DDP on CPU, which needs ``use_cpu`` and gloo."""
+    return int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
