@@ -127,8 +127,8 @@ def test_loss_is_finite_and_reaches_every_used_parameter(tiny_encoder, mode):
 @pytest.mark.xfail(
     strict=True,
     reason="the BERT encoder's pooler (encoder.pooler.dense.*) is loaded but never used (word states come "
-    "from last_hidden_state), so it gets no gradient: unused trainable parameters break DDP without "
-    "find_unused_parameters=True and are dead weight in every checkpoint",
+    "from last_hidden_state), so it gets no gradient; nagner/training.py works around it with "
+    "ddp_find_unused_parameters=True (an extra graph traversal every step) and checkpoints carry it as dead weight",
 )
 def test_every_trainable_parameter_gets_a_gradient(tiny_encoder):
     model = tiny_model(tiny_encoder)
