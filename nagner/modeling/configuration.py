@@ -87,3 +87,6 @@ class NagNerConfig(PretrainedConfig):
         values = dict(self.encoder_config)
         model_type = values.pop("model_type")
         return AutoConfig.for_model(model_type, **values)
+
+
+AutoConfig.register(NagNerConfig.model_type, NagNerConfig)

@@ -11,7 +11,8 @@ class MentionDetector(nn.Module):
 
     start / end: one logit each (sigmoid, BCE): the word starts / ends some entity.
     count: K + 1 logits (CE): how many entities start at the word (0..K). At inference the
-    words above the start threshold open max(1, argmax count) decoder slots.
+    words above the start threshold open as many decoder slots as the most likely
+    count among 1..K (a detected start has at least one entity).
     """
 
     def __init__(self, hidden_size: int, max_entities_per_start: int, dropout: float):

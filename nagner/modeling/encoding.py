@@ -12,7 +12,7 @@ import torch
 from nagner.data.example import Entity, Sentence
 from nagner.modeling.configuration import NagNerConfig
 from nagner.modeling.targets import IGNORE, entity_to_pointers, pointers_needed
-from nagner.modeling.windows import plan_windows
+from nagner.modeling.windows import inside_window, plan_windows
 
 logger = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class EncodingReport:
         if self.unfit:
             logger.warning(
                 "%d of %d entities cannot be training targets (too many fragments for max_pointers: %d, "
-                "more entities at one start word than max_entities_per_start: %d, longer than a window: %d); "
+                "more entities at one start word than max_entities_per_start: %d, longer than half a window: %d); "
                 "they stay in evaluation. Examples: %s",
                 self.unfit, self.entities, self.too_many_fragments, self.too_many_per_start,
                 self.outside_windows, "; ".join(self.examples),
@@ -73,14 +73,9 @@ def encode_sentence(
     """
     subwords = word_subwords(tokenizer, sentence.words, config.max_subwords_per_word)
     windows = plan_windows([len(s) for s in subwords], config.max_subwords - 2)
-    type_ids = {t: i + 1 for i, t in enumerate(config.entity_types)}
-    if with_targets and report is not None:
-        report.entities += len(set(sentence.entities))
-        placed = {e for e in set(sentence.entities) if any(w[0] <= e.start and e.indices[-1] < w[1] for w in windows)}
-        for entity in set(sentence.entities) - placed:
-            report.note("outside_windows", sentence, entity)
+    targets = trainable_entities(sentence, windows, config, report) if with_targets else []
     features = []
-    for w_index, (begin, end) in enumerate(windows):
+    for begin, end in windows:
         input_ids = [tokenizer.cls_token_id]
         word_first, word_last = [], []
         for ids in subwords[begin:end]:
@@ -97,24 +92,27 @@ def encode_sentence(
             "n_words": len(sentence.words),
         }
         if with_targets:
-            feature.update(_window_targets(sentence, (begin, end), type_ids, config, report, w_index == 0))
+            feature.update(_window_targets(targets, (begin, end), config))
         features.append(feature)
     return features
 
 
-def _window_targets(
-    sentence: Sentence,
-    window: tuple[int, int],
-    type_ids: dict[str, int],
-    config: NagNerConfig,
-    report: EncodingReport | None,
-    first_window: bool,
-) -> dict[str, list]:
-    begin, end = window
-    inside = sorted(e for e in set(sentence.entities) if begin <= e.start and e.indices[-1] < end)
+def trainable_entities(
+    sentence: Sentence, windows: list[tuple[int, int]], config: NagNerConfig, report: EncodingReport | None
+) -> list[Entity]:
+    """The sentence's entities that can be slot targets, decided once per sentence (not per window).
+
+    Left out, and counted in ``report``: entities needing more than ``max_pointers`` pointers, those
+    beyond ``max_entities_per_start`` at one start word, and those no window can output (they would
+    touch a window's cut edge everywhere: longer than about half a window).
+    """
+    type_ids = set(config.entity_types)
     per_start: Counter[int] = Counter()
-    starts, pointers, types = [], [], []
-    for entity in inside:
+    kept = []
+    entities = sorted(set(sentence.entities))
+    if report is not None:
+        report.entities += len(entities)
+    for entity in entities:
         if entity.type not in type_ids:
             raise ValueError(f"entity type {entity.type!r} is not in the model's label set {config.entity_types}")
         reason = None
@@ -122,22 +120,34 @@ def _window_targets(
             reason = "too_many_fragments"
         elif per_start[entity.start] >= config.max_entities_per_start:
             reason = "too_many_per_start"
+        elif not any(inside_window(entity.indices, w, len(sentence.words)) for w in windows):
+            reason = "outside_windows"
         if reason:
-            if report is not None and first_window:
+            if report is not None:
                 report.note(reason, sentence, entity)
             continue
         per_start[entity.start] += 1
+        kept.append(entity)
+    return kept
+
+
+def _window_targets(entities: list[Entity], window: tuple[int, int], config: NagNerConfig) -> dict[str, list]:
+    """Slot targets and detector labels of the ``entities`` that lie in ``window`` (window coordinates)."""
+    begin, end = window
+    type_ids = {t: i + 1 for i, t in enumerate(config.entity_types)}
+    n = end - begin
+    start_labels, end_labels, count_labels = [0.0] * n, [0.0] * n, [0] * n
+    starts, pointers, types = [], [], []
+    for entity in entities:
+        if entity.start < begin or entity.indices[-1] >= end:
+            continue
         local = Entity(entity.type, tuple(i - begin for i in entity.indices))
         starts.append(local.start)
         pointers.append(entity_to_pointers(local, config.max_pointers))
         types.append(type_ids[entity.type])
-    n = end - begin
-    start_labels = [0.0] * n
-    end_labels = [0.0] * n
-    for entity in inside:
-        start_labels[entity.start - begin] = 1.0
-        end_labels[entity.indices[-1] - begin] = 1.0
-    count_labels = [min(per_start[begin + i], config.max_entities_per_start) for i in range(n)]
+        start_labels[local.start] = 1.0
+        end_labels[local.indices[-1]] = 1.0
+        count_labels[local.start] += 1
     return {
         "start_labels": start_labels,
         "end_labels": end_labels,

@@ -84,6 +84,8 @@ class NagNerModel(PreTrainedModel):
     def __init__(self, config: NagNerConfig, encoder: PreTrainedModel | None = None):
         super().__init__(config)
         self.encoder = encoder if encoder is not None else AutoModel.from_config(config.build_encoder_config())
+        if getattr(self.encoder, "pooler", None) is not None:
+            self.encoder.pooler = None  # the sentence pooler is never used: no dead weights, no unused DDP params
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(config.head_dropout)
         self.detector = MentionDetector(hidden, config.max_entities_per_start, config.head_dropout)
@@ -190,7 +192,6 @@ class NagNerModel(PreTrainedModel):
         entity_starts: torch.Tensor | None = None,
         entity_pointers: torch.Tensor | None = None,
         entity_types: torch.Tensor | None = None,
-        **kwargs: Any,
     ) -> NagNerOutput:
         """Detector logits, and with targets the training loss (`Trainer` compatible).
 
