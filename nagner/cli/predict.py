@@ -17,6 +17,7 @@ from collections.abc import Iterator
 
 from nagner.atomic import check_output_path
 from nagner.checkpoint import load_checkpoint
+from nagner.cli.allocator import fix_mmap_threshold
 from nagner.cli.arguments import positive_int
 from nagner.errors import NagNerInputError
 from nagner.prediction import (
@@ -81,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
         raise NagNerInputError("--format brat writes two files: give --output FILE (FILE.txt and FILE.ann)")
     elif hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
         sys.stdout.reconfigure(encoding="utf-8")
+    fix_mmap_threshold()  # flat memory on long inputs
     model = load_checkpoint(args.model)
     sentences = predict_stream(
         model, lines, words=args.words, source=source, batch_size=args.batch_size, threshold=args.threshold
