@@ -133,6 +133,9 @@ class TokenClassificationBaseline:
             id2label=dict(enumerate(self.labels)),
             label2id={label: i for i, label in enumerate(self.labels)},
         )
+        # like NAG-NER's training (nagner.training.TrainingOptions.train_word_embeddings): the input
+        # word-embedding matrix stays frozen, so both systems fine-tune the same parameters
+        self.model.get_input_embeddings().weight.requires_grad_(False)
         dataset = [
             self.encode(sentence.words, tags).features
             for sentence, tags in zip(train_sentences, train_tags, strict=True)
@@ -147,7 +150,7 @@ class TokenClassificationBaseline:
                 lr_scheduler_type="linear",
                 warmup_steps=warmup_ratio,  # a float below 1 is a fraction of all steps
                 weight_decay=weight_decay,
-                optim="adamw_torch",
+                optim="adamw_torch_fused",  # the same optimizer kernel as NAG-NER's training
                 seed=seed,
                 save_strategy="no",
                 eval_strategy="no",

@@ -56,6 +56,12 @@ class TrainingOptions:
     ``resume_from_checkpoint``: None (start fresh), True (the newest ``checkpoint-*`` in
     ``output_dir``) or a checkpoint folder. ``max_steps`` > 0 overrides ``epochs``.
     ``ddp_backend``: None picks gloo on CPU (nccl on GPU) when run under torchrun.
+    ``train_word_embeddings``: False (default) freezes the encoder's input word-embedding matrix.
+    It is half of a MiniLM/BERT-small encoder's parameters but receives gradient only for the
+    words of a batch; AdamW still reads and writes all of it every step, which on CPU costs more
+    than the forward and backward passes (measured here: 2.2 s vs 0.3 s per fused AdamW step for
+    all-MiniLM-L6-v2). Freezing it is a common fine-tuning choice for NER and keeps words unseen in
+    training where pretraining put them.
     """
 
     output_dir: str | Path
@@ -74,6 +80,7 @@ class TrainingOptions:
     resume_from_checkpoint: bool | str | Path | None = None
     progress_bar: bool = True
     ddp_backend: str | None = None
+    train_word_embeddings: bool = False
 
 
 @dataclass
@@ -152,8 +159,9 @@ class NagNerTrainer(Trainer):
                         groups.append({
                             "params": params, "lr": lr, "weight_decay": self.args.weight_decay if decayed else 0.0,
                         })
+            # fused: one kernel per step instead of one per tensor and operation (about 3x faster on CPU)
             self.optimizer = torch.optim.AdamW(
-                groups, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon
+                groups, betas=(self.args.adam_beta1, self.args.adam_beta2), eps=self.args.adam_epsilon, fused=True
             )
         return self.optimizer
 
@@ -321,6 +329,7 @@ def train_model(
         check_checkpoint_labels(checkpoint, model)
     output_dir.mkdir(parents=True, exist_ok=True)
 
+    model.encoder.get_input_embeddings().weight.requires_grad_(options.train_word_embeddings)
     features, report = encode_sentences(train_sentences, model.tokenizer, model.config, with_targets=True)
     features = [f for f in features if f["word_first"]]  # a window without words holds no targets
     args = TrainingArguments(

@@ -69,6 +69,11 @@ OPTIONS = (
     ),
     Option("no_progress", "flag", False, "no progress bar"),
     Option("no_checkpoints", "flag", False, "do not save resumable checkpoints (best/ is still saved)"),
+    Option(
+        "train_word_embeddings", "flag", False,
+        "also fine-tune the encoder's input word-embedding matrix (frozen by default: on CPU its AdamW "
+        "update costs more than the forward and backward passes)",
+    ),
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 REQUIRED = ("encoder", "train", "output_dir")
@@ -280,6 +285,7 @@ def run(args: argparse.Namespace) -> int:
         save_checkpoints=not values["no_checkpoints"],
         resume_from_checkpoint=values["resume"] or None,
         progress_bar=not values["no_progress"],
+        train_word_embeddings=values["train_word_embeddings"],
     )
     result = train_model(model, train_sentences, dev_sentences, options)
     if _is_main_process():
