@@ -55,3 +55,35 @@ def test_missing_file_and_unsniffable(tmp_path):
     empty.write_text("")
     with pytest.raises(NagNerInputError, match="no records"):
         read_sentences(empty)
+
+
+def test_hub_spec_is_parsed_into_name_config_split():
+    from nagner.data.loading import parse_hub_spec
+
+    assert parse_hub_spec("hf:conll2003:train") == ("conll2003", None, "train")
+    assert parse_hub_spec("hf:eriktks/conll2003:conll2003:validation") == ("eriktks/conll2003", "conll2003", "validation")
+    with pytest.raises(NagNerInputError, match="hf:NAME:SPLIT"):
+        parse_hub_spec("hf:conll2003")
+
+
+def test_hub_spec_goes_through_datasets(monkeypatch):
+    """`read_sentences("hf:...")` calls datasets.load_dataset with the name, config and split."""
+    import datasets
+
+    calls = []
+
+    def fake_load_dataset(name, config_name=None, split=None, **kwargs):
+        calls.append((name, config_name, split))
+        features = datasets.Features(
+            {
+                "tokens": datasets.Sequence(datasets.Value("string")),
+                "ner_tags": datasets.Sequence(datasets.ClassLabel(names=["O", "B-PER", "I-PER"])),
+            }
+        )
+        return datasets.Dataset.from_dict({"tokens": [["Anna", "Berg", "ran"]], "ner_tags": [[1, 2, 0]]}, features=features)
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    (sentence,) = read_sentences("hf:someone/ner-set:train")
+    assert calls == [("someone/ner-set", None, "train")]
+    assert sentence.words == ["Anna", "Berg", "ran"]
+    assert [(e.type, e.indices) for e in sentence.entities] == [("PER", (0, 1))]

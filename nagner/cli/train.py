@@ -22,7 +22,7 @@ from typing import Any
 
 from nagner.cli.arguments import positive_int
 from nagner.data.example import Sentence
-from nagner.data.loading import READERS, detect_format, read_sentences
+from nagner.data.loading import HUB_PREFIX, READERS, detect_format, read_sentences
 from nagner.errors import NagNerInputError
 
 
@@ -39,7 +39,7 @@ class Option:
 
 OPTIONS = (
     Option("encoder", "str", None, "pretrained encoder: hub name or local folder (required)"),
-    Option("train", "path", None, "training annotations: CoNLL, W2NER json or nagner jsonl (required)"),
+    Option("train", "path", None, "training annotations: CoNLL, W2NER json, nagner jsonl, or a hub dataset hf:NAME[:CONFIG]:SPLIT (required)"),
     Option("dev", "path", None, "dev annotations; the epoch with the best dev F1 is kept"),
     Option("format", "choice", "auto", "format of --train/--dev (default auto)", ("auto", *READERS)),
     Option(
@@ -206,7 +206,7 @@ def _config_value(option: Option, value: Any, path: Path) -> Any:
         raise bad("true, false or a checkpoint folder")
     if kind == "float":
         value = float(value)
-    relative = isinstance(value, str) and not Path(value).is_absolute()
+    relative = isinstance(value, str) and not Path(value).is_absolute() and not value.startswith(HUB_PREFIX)
     if relative and (kind == "path" or kind == "resume" or (option.name == "encoder" and (path.parent / value).exists())):
         value = str(path.parent / value)
     return value

@@ -57,13 +57,33 @@ def detect_format(path: str | Path) -> str:
     )
 
 
+HUB_PREFIX = "hf:"
+
+
+def parse_hub_spec(spec: str) -> tuple[str, str | None, str]:
+    """``hf:NAME:SPLIT`` or ``hf:NAME:CONFIG:SPLIT`` → (name, config or None, split)."""
+    parts = spec[len(HUB_PREFIX) :].split(":")
+    if len(parts) not in (2, 3) or not all(parts):
+        raise NagNerInputError(
+            f"a hub dataset is written hf:NAME:SPLIT or hf:NAME:CONFIG:SPLIT (e.g. hf:conll2003:train), got {spec!r}"
+        )
+    return parts[0], (parts[1] if len(parts) == 3 else None), parts[-1]
+
+
 def read_sentences(path: str | Path, format: str = "auto", **kwargs: Any) -> list[Sentence]:
-    """Read an annotation file as Sentences.
+    """Read an annotation file (or a hub dataset) as Sentences.
 
     ``format``: "conll", "w2ner", "jsonl" or "auto" (see :func:`detect_format`). ``kwargs`` go to
-    the reader (``scheme``, ``tag_columns`` for CoNLL). Raises NagNerInputError for a missing
-    file, an unknown format and any problem in the file.
+    the reader (``scheme``, ``tag_columns`` for CoNLL). A ``path`` of the form ``hf:NAME:SPLIT``
+    or ``hf:NAME:CONFIG:SPLIT`` loads a token-classification dataset (``tokens`` + ``ner_tags``
+    columns) through ``datasets.load_dataset`` (see :func:`nagner.data.hub.load_hub_dataset`).
+    Raises NagNerInputError for a missing file, an unknown format and any problem in the file.
     """
+    if isinstance(path, str) and path.startswith(HUB_PREFIX):
+        from nagner.data.hub import load_hub_dataset
+
+        name, config_name, split = parse_hub_spec(path)
+        return load_hub_dataset(name, split, config_name)
     path = Path(path)
     if not path.is_file():
         raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
