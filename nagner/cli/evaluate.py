@@ -19,7 +19,7 @@ from nagner.atomic import atomic_outputs, check_output_path
 from nagner.checkpoint import check_checkpoint, load_checkpoint
 from nagner.cli.arguments import positive_int
 from nagner.data.example import Entity, Sentence, entity_kind
-from nagner.data.loading import READERS, detect_format, read_sentences
+from nagner.data.loading import HUB_PREFIX, READERS, detect_format, read_sentences
 from nagner.errors import NagNerInputError
 from nagner.evaluation import evaluate_entities, format_report, seqeval_scores
 
@@ -33,7 +33,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "exact-match precision, recall and F1: micro, per type and per kind (flat/nested/discontinuous).",
     )
     parser.add_argument("--model", "-m", required=True, metavar="DIR", help="a model folder saved by nagner train")
-    parser.add_argument("--data", "-d", required=True, metavar="FILE", help="gold annotations (CoNLL, W2NER, jsonl)")
+    parser.add_argument("--data", "-d", required=True, metavar="FILE", help="gold annotations (CoNLL, W2NER, jsonl) or hf:NAME[:CONFIG]:SPLIT")
     parser.add_argument(
         "--format", "-f", choices=("auto", *READERS), default="auto",
         help="format of --data (default auto: .json/.jsonl by their keys, anything else CoNLL)",
@@ -52,7 +52,9 @@ def _read_gold(args: argparse.Namespace) -> list[Sentence]:
     if args.tag_columns is None:
         return read_sentences(args.data, args.format)
     format = args.format
-    if format == "auto":
+    if args.data.startswith(HUB_PREFIX):
+        format = "a hub dataset"
+    elif format == "auto":
         path = Path(args.data)
         if not path.is_file():
             raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
