@@ -123,11 +123,12 @@ class NagNerModel(PreTrainedModel):
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> NagNerModel:
         """Load a checkpoint (config.json + model.safetensors) and the tokenizer saved beside it."""
-        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives (model, info)
         path = Path(pretrained_model_name_or_path)
         source = path if (path / "tokenizer_config.json").exists() else model.config.encoder_name_or_path
         model.tokenizer = AutoTokenizer.from_pretrained(str(source)) if source else None
-        return model
+        return loaded
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """Save config, weights (safetensors) and the tokenizer, so the folder is self-contained."""
