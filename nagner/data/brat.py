@@ -5,7 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from nagner.data.example import Sentence
-from nagner.data.text import sentence_from_char_entities, with_offsets
+from nagner.data.sentence_writers import BratSentenceWriter
+from nagner.data.text import sentence_from_char_entities
 from nagner.errors import NagNerInputError
 
 
@@ -14,21 +15,13 @@ def write_brat(sentences: list[Sentence], txt_path: str | Path, ann_path: str | 
     ``T1<TAB>TYPE 0 5;10 15<TAB>fragment texts`` lines (fragments of a discontinuous entity are
     separated by ``;``). Newlines inside a sentence's text become spaces (offsets unchanged).
     """
-    text_parts: list[str] = []
-    ann_lines: list[str] = []
-    base = 0
-    for sentence in sentences:
-        sentence = with_offsets(sentence)
-        text = (sentence.text or "").replace("\r", " ").replace("\n", " ")
-        for entity in sentence.entities:
-            spans = sentence.char_spans(entity)
-            where = ";".join(f"{base + start} {base + end}" for start, end in spans)
-            surface = " ".join(text[start:end] for start, end in spans)
-            ann_lines.append(f"T{len(ann_lines) + 1}\t{entity.type} {where}\t{surface}\n")
-        text_parts.append(text + "\n")
-        base += len(text) + 1
-    Path(txt_path).write_text("".join(text_parts), encoding="utf-8", newline="")
-    Path(ann_path).write_text("".join(ann_lines), encoding="utf-8", newline="")
+    with (
+        open(txt_path, "w", encoding="utf-8", newline="") as txt,
+        open(ann_path, "w", encoding="utf-8", newline="") as ann,
+    ):
+        writer = BratSentenceWriter(txt, ann)
+        for sentence in sentences:
+            writer.write(sentence)
 
 
 def read_brat(txt_path: str | Path, ann_path: str | Path) -> list[Sentence]:
