@@ -1,0 +1,69 @@
+"""Every notebook under notebooks/ runs top to bottom, with small settings, in a kernel of this venv."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb"))
+
+# Read by each notebook's parameters cell: a few dozen steps on a few sentences per corpus.
+SMALL_SETTINGS = {
+    "NAGNER_NB_EPOCHS": "1",
+    "NAGNER_NB_MAX_STEPS": "24",
+    "NAGNER_NB_TRAIN_LIMIT": "32",
+    "NAGNER_NB_EVAL_LIMIT": "4",
+    "NAGNER_NB_BATCH_SIZE": "8",
+    # one thread per kernel: the suite shares the machine's cores (as in conftest.py)
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+}
+
+# Prepended to the executed copy: prints which interpreter the "python3" kernel runs.
+WHICH_PYTHON = "import sys\nprint(sys.executable)"
+
+
+def outputs_text(cell: dict) -> str:
+    """The stdout / stderr text of a code cell's outputs."""
+    return "".join(out.get("text", "") for out in cell.get("outputs", []) if out.get("output_type") == "stream")
+
+
+def test_there_are_notebooks():
+    assert [p.name for p in NOTEBOOKS] == ["01_nagner_walkthrough.ipynb"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
+def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    notebook = nbformat.read(path, as_version=4)
+    assert all(not cell.get("outputs") for cell in notebook.cells if cell.cell_type == "code"), (
+        f"{path.name} is committed with outputs; clear them"
+    )
+    for name, value in {**SMALL_SETTINGS, "NAGNER_NB_OUTPUT_DIR": str(tmp_path / "out")}.items():
+        monkeypatch.setenv(name, value)  # the kernel process inherits this environment
+    notebook.cells.insert(0, nbformat.v4.new_code_cell(WHICH_PYTHON))
+
+    client = nbclient.NotebookClient(
+        notebook,
+        kernel_name="python3",
+        timeout=300,
+        resources={"metadata": {"path": str(path.parent)}},  # run in notebooks/, as Jupyter does
+    )
+    client.execute()  # raises CellExecutionError, with the failing cell and traceback, on any error
+
+    # "python" in the python3 kernel spec must resolve to this venv's interpreter
+    assert outputs_text(notebook.cells[0]).strip() == sys.executable
+    errors = [out for cell in notebook.cells for out in cell.get("outputs", []) if out.get("output_type") == "error"]
+    assert errors == []
+    if path.name == "01_nagner_walkthrough.ipynb":
+        printed = "\n".join(outputs_text(cell) for cell in notebook.cells if cell.cell_type == "code")
+        assert "identical predictions after reload: True" in printed
+        assert "=== test: all three corpora" in printed and "kind discontinuous" in printed
+        assert (tmp_path / "out" / "saved-model" / "model.safetensors").is_file()
+        assert os.path.getsize(tmp_path / "out" / "data" / "train.jsonl") > 0
