@@ -10,6 +10,7 @@ from transformers import AutoModel
 
 from nagner.data.example import Entity, Sentence
 from nagner.modeling import NagNerCollator, NagNerConfig, NagNerModel, encode_sentences
+from nagner.modeling.modeling import Slots
 from nagner.modeling.targets import END, constrained_pointer_decode
 
 TYPES = ["LOC", "ORG"]
@@ -258,3 +259,24 @@ def test_a_tiny_model_overfits_flat_nested_and_discontinuous_entities(tiny_encod
     assert model.training  # predict_sentences restores the training mode
     assert predicted == gold, f"loss {losses[0]:.3f} -> {losses[-1]:.4f}"
     assert losses[-1] < 0.05 < losses[0]
+
+
+@pytest.mark.parametrize("mode", ["nag", "ar"])
+def test_packed_slots_decode_like_slots_decoded_one_by_one(tiny_encoder, mode):
+    """Packing a sentence's slots into one sequence (block-diagonal self-attention, one memory
+    projection per sentence) gives each slot exactly what decoding it alone gives."""
+    model = tiny_model(tiny_encoder, mode).eval()
+    batch = training_batch(model, SENTENCES)
+    with torch.no_grad():
+        words = model.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+        counts = batch["word_mask"].long() * 2  # two slots on every word: many slots per sentence
+        slots = Slots.from_counts(counts)
+        previous = None if mode == "nag" else torch.randint(0, 3, (len(slots), model.config.max_pointers))
+        together, types_together = model._run_decoder(words, batch["word_mask"], slots, previous)
+        for s in range(len(slots)):
+            one = Slots(slots.batch[s : s + 1], slots.word[s : s + 1], slots.rank[s : s + 1])
+            alone, type_alone = model._run_decoder(
+                words, batch["word_mask"], one, None if previous is None else previous[s : s + 1]
+            )
+            assert torch.allclose(alone, together[s : s + 1], atol=1e-5)
+            assert torch.allclose(type_alone, types_together[s : s + 1], atol=1e-5)

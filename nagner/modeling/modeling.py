@@ -296,13 +296,11 @@ class NagNerModel(PreTrainedModel):
         positions: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decoder outputs for ``slots``: pointer logits (S, P, n + 1), type logits (S, T + 1) or None."""
-        memory = words[slots.batch]  # (S, n, d)
-        memory_mask = word_mask[slots.batch]  # (S, n)
         queries = self.decoder.queries(words[slots.batch, slots.word], slots.rank)  # (S, d)
         previous = None
         if previous_classes is not None:
-            previous = self.decoder.previous_inputs(memory, previous_classes)
-        return self.decoder(queries, memory, memory_mask, previous, positions)
+            previous = self.decoder.previous_inputs(words, slots.batch, previous_classes)
+        return self.decoder(queries, slots.batch, words, word_mask, previous, positions)
 
     # ------------------------------------------------------------------------------------ decode
     @torch.no_grad()
