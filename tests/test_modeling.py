@@ -237,10 +237,11 @@ def test_decode_with_no_opened_word_returns_nothing(tiny_encoder, monkeypatch):
 
 @pytest.mark.parametrize("mode", ["nag", "ar"])
 def test_a_tiny_model_overfits_flat_nested_and_discontinuous_entities(tiny_encoder, mode):
-    """Plain AdamW (lr 5e-3, 150 steps) on 4 sentences: predict_sentences gives exactly the gold entities.
+    """Plain AdamW (lr 5e-3, 300 steps) on 4 sentences: predict_sentences gives exactly the gold entities.
 
-    Measured (one thread, seeds 0-4): NAG is exact from step 100-110 on, AR from step 40-80 on,
-    and both stay exact up to step 300 (loss ~1e-3).
+    Measured (one thread): the NAG loss path is chaotic in float noise (two implementations with
+    identical outputs part ways after ~50 steps; one was exact at step 150, the other not yet),
+    but both reach loss ~3e-3..5e-3 and exact predictions by step 300; AR converges earlier.
     """
     model = tiny_model(tiny_encoder, mode, seed=0, decoder_dropout=0.0, head_dropout=0.0)
     batch = training_batch(model, SENTENCES)
@@ -249,7 +250,7 @@ def test_a_tiny_model_overfits_flat_nested_and_discontinuous_entities(tiny_encod
     optimizer = torch.optim.AdamW(model.parameters(), lr=5e-3)
     model.train()
     losses = []
-    for _ in range(150):
+    for _ in range(300):
         optimizer.zero_grad()
         loss = model(**batch).loss
         loss.backward()

@@ -90,32 +90,48 @@ class SlotDecoder(nn.Module):
         Returns pointer logits (S, P', n + 1) for the pointer positions run, and type logits
         (S, num_types) if the type position was run, else None.
 
-        The slots of a sentence are packed into one sequence with a block-diagonal self-attention
+        Slots of one sentence are packed into shared sequences with a block-diagonal self-attention
         mask, so each slot still attends only to itself while the sentence's words are projected
-        for cross-attention once per sentence instead of once per slot (the same outputs, less work).
+        for cross-attention about once per sentence instead of once per slot (same outputs, less work).
         """
         P = self.max_pointers + 1 if positions is None else positions
         hidden = queries.unsqueeze(1) + self.position_embedding.weight[:P].unsqueeze(0)  # (S, P, d)
         if previous is not None:
             hidden = hidden + previous[:, :P]
+        rows, blocks, memory, memory_mask = self._pack(slot_batch, words, word_mask)
+        width = int(blocks.max()) + 1  # slots per packed row
+        packed = hidden.new_zeros(int(rows.max()) + 1, width, P, hidden.shape[-1])  # (R, G, P, d)
+        packed[rows, blocks] = hidden
+        mask = self._attention_mask(width, P, causal=previous is not None, device=hidden.device)
+        out = self.layers(
+            packed.flatten(1, 2), memory, tgt_mask=mask, memory_key_padding_mask=~memory_mask
+        ).view_as(packed)  # (R, G, P, d)
+        pointer_states = out[:, :, : min(P, self.max_pointers)]  # (R, G, P_ptr, d)
+        logits = self.pointer_logits(pointer_states.flatten(1, 2), memory, memory_mask)  # (R, G*P_ptr, n + 1)
+        logits = logits.view(*pointer_states.shape[:3], -1)[rows, blocks]  # (S, P_ptr, n + 1)
+        type_logits = self.type_head(out[rows, blocks, self.max_pointers]) if P > self.max_pointers else None
+        return logits, type_logits
+
+    @staticmethod
+    def _pack(
+        slot_batch: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Where each slot goes: packed row (S,) and place in the row (S,), and each row's words.
+
+        A row holds up to G slots of one sentence, G = the mean number of slots per sentence
+        (rounded), so rows are rarely padded and a sentence's words are projected about once.
+        Returns rows (S,), blocks (S,), memory (R, n, d), memory_mask (R, n).
+        """
         sentences, row = torch.unique(slot_batch, return_inverse=True)  # (B',), (S,)
         counts = torch.bincount(row, minlength=sentences.shape[0])  # (B',)
         order = torch.argsort(row, stable=True)
-        block = torch.empty_like(row)
-        block[order] = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(counts, 0) - counts)[row[order]]
-        blocks = int(counts.max())
-        packed = hidden.new_zeros(sentences.shape[0], blocks, P, hidden.shape[-1])  # (B', C, P, d)
-        packed[row, block] = hidden
-        mask = self._attention_mask(blocks, P, causal=previous is not None, device=hidden.device)
-        memory, memory_mask = words[sentences], word_mask[sentences]  # (B', n, d), (B', n)
-        out = self.layers(
-            packed.flatten(1, 2), memory, tgt_mask=mask, memory_key_padding_mask=~memory_mask
-        ).view_as(packed)  # (B', C, P, d)
-        pointer_states = out[:, :, : min(P, self.max_pointers)]  # (B', C, P_ptr, d)
-        logits = self.pointer_logits(pointer_states.flatten(1, 2), memory, memory_mask)  # (B', C*P_ptr, n + 1)
-        logits = logits.view(*pointer_states.shape[:3], -1)[row, block]  # (S, P_ptr, n + 1)
-        type_logits = self.type_head(out[row, block, self.max_pointers]) if P > self.max_pointers else None
-        return logits, type_logits
+        rank = torch.empty_like(row)  # index of each slot among its sentence's slots
+        rank[order] = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(counts, 0) - counts)[row[order]]
+        width = max(1, round(row.shape[0] / sentences.shape[0]))
+        rows_per_sentence = (counts + width - 1) // width  # (B',)
+        first_row = torch.cumsum(rows_per_sentence, 0) - rows_per_sentence  # (B',)
+        row_sentence = sentences.repeat_interleave(rows_per_sentence)  # (R,)
+        return first_row[row] + rank // width, rank % width, words[row_sentence], word_mask[row_sentence]
 
     @staticmethod
     def _attention_mask(blocks: int, positions: int, causal: bool, device: torch.device) -> torch.Tensor | None:
