@@ -34,14 +34,6 @@ SENTENCES = [
 ]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run best on one thread; on a shared busy CPU more threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def tiny_model(path, mode: str = "nag", seed: int = 0, **kwargs) -> NagNerModel:
     torch.manual_seed(seed)

@@ -22,14 +22,6 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data"
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run best on one thread; on a shared busy CPU more threads are many times slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def mixed():
