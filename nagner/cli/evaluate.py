@@ -12,15 +12,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from nagner.atomic import atomic_outputs, check_output_path
 from nagner.checkpoint import check_checkpoint, load_checkpoint
 from nagner.cli.arguments import positive_int
 from nagner.data.example import Entity, Sentence, entity_kind
-from nagner.data.loading import HUB_PREFIX, READERS, detect_format, read_sentences
-from nagner.errors import NagNerInputError
+from nagner.data.loading import READERS, read_annotations
 from nagner.evaluation import evaluate_entities, format_report, seqeval_scores
 
 
@@ -49,19 +47,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _read_gold(args: argparse.Namespace) -> list[Sentence]:
-    if args.tag_columns is None:
-        return read_sentences(args.data, args.format)
-    format = args.format
-    if args.data.startswith(HUB_PREFIX):
-        format = "a hub dataset"
-    elif format == "auto":
-        path = Path(args.data)
-        if not path.is_file():
-            raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
-        format = detect_format(path)
-    if format != "conll":
-        raise NagNerInputError(f"--tag-columns is for CoNLL files, but this is {format}", args.data)
-    return read_sentences(args.data, "conll", tag_columns=args.tag_columns)
+    return read_annotations(args.data, args.format, args.tag_columns)
 
 
 def _all_flat(entity_lists: list[list[Entity]]) -> bool:

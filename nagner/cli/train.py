@@ -22,7 +22,7 @@ from typing import Any
 
 from nagner.cli.arguments import positive_int
 from nagner.data.example import Sentence
-from nagner.data.loading import HUB_PREFIX, READERS, detect_format, read_sentences
+from nagner.data.loading import HUB_PREFIX, READERS, read_annotations
 from nagner.errors import NagNerInputError
 
 
@@ -227,18 +227,9 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- run
-def read_annotations(path: str, format: str, tag_columns: list[int] | None) -> list[Sentence]:
-    """Sentences of ``path``; ``tag_columns`` only for CoNLL (NagNerInputError otherwise or if empty)."""
-    if tag_columns is None:
-        sentences = read_sentences(path, format)
-    else:
-        if format == "auto":
-            if not Path(path).is_file():
-                raise NagNerInputError("no such file" if not Path(path).exists() else "not a file", path)
-            format = detect_format(path)
-        if format != "conll":
-            raise NagNerInputError(f"--tag-columns is for CoNLL files, but this is {format}", path)
-        sentences = read_sentences(path, "conll", tag_columns=tag_columns)
+def read_training_data(path: str, format: str, tag_columns: list[int] | None) -> list[Sentence]:
+    """Sentences of ``path`` (see :func:`nagner.data.loading.read_annotations`); an empty set is refused."""
+    sentences = read_annotations(path, format, tag_columns)
     if not sentences:
         raise NagNerInputError("no sentences in this file", path)
     return sentences
@@ -254,10 +245,10 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(values["output_dir"])
     if output_dir.exists() and not output_dir.is_dir():
         raise NagNerInputError("is a file; expected an output folder", output_dir)
-    train_sentences = read_annotations(values["train"], values["format"], values["tag_columns"])
+    train_sentences = read_training_data(values["train"], values["format"], values["tag_columns"])
     dev_sentences = None
     if values["dev"] is not None:
-        dev_sentences = read_annotations(values["dev"], values["format"], values["tag_columns"])
+        dev_sentences = read_training_data(values["dev"], values["format"], values["tag_columns"])
     if _is_main_process():
         logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("nagner").setLevel(logging.INFO)

@@ -92,3 +92,20 @@ def read_sentences(path: str | Path, format: str = "auto", **kwargs: Any) -> lis
     if format not in READERS:
         raise NagNerInputError(f"unknown format {format!r}; expected auto, {', '.join(READERS)}", path)
     return READERS[format](path, **kwargs)
+
+
+def read_annotations(path: str, format: str = "auto", tag_columns: list[int] | None = None) -> list[Sentence]:
+    """:func:`read_sentences` for the CLIs: ``tag_columns`` (CoNLL only) is refused, with a clear
+    NagNerInputError, for any other format, a hub dataset included."""
+    if tag_columns is None:
+        return read_sentences(path, format)
+    if path.startswith(HUB_PREFIX):
+        format = "a hub dataset"
+    elif format == "auto":
+        file = Path(path)
+        if not file.is_file():
+            raise NagNerInputError("no such file" if not file.exists() else "not a file", file)
+        format = detect_format(file)
+    if format != "conll":
+        raise NagNerInputError(f"--tag-columns is for CoNLL files, but this is {format}", path)
+    return read_sentences(path, "conll", tag_columns=tag_columns)
