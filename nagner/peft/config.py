@@ -1,0 +1,135 @@
+"""Adapter configs: one dataclass per method, saved as ``adapter_config.json``.
+
+Every config names what to adapt (see `nagner.peft.targets`) and how to build its adapter for one
+host module. A file written by a newer version may carry keys this version does not know: they are
+ignored with a warning instead of failing (a top complaint about `peft`'s configs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from nagner.peft.adapter import Adapter, AdapterExtras
+    from nagner.peft.layer import AdaptedLayer
+
+CONFIG_FILE = "adapter_config.json"
+WEIGHTS_FILE = "adapter_model.safetensors"
+
+_METHODS: dict[str, type[AdapterConfig]] = {}
+
+
+def register_method(config_class: type[AdapterConfig]) -> type[AdapterConfig]:
+    """Class decorator: make a config class loadable by its ``method`` name."""
+    _METHODS[config_class.method] = config_class
+    return config_class
+
+
+def method_names() -> list[str]:
+    """Every registered method name (``lora``, ``moslora``, ...)."""
+    from nagner.peft import methods  # noqa: F401  (registers the built-in methods)
+
+    return sorted(_METHODS)
+
+
+def config_class(method: str) -> type[AdapterConfig]:
+    """The config class of ``method``; ValueError naming the known methods otherwise."""
+    from nagner.peft import methods  # noqa: F401
+
+    if method not in _METHODS:
+        raise ValueError(f"unknown adapter method {method!r}; known: {', '.join(sorted(_METHODS))}")
+    return _METHODS[method]
+
+
+@dataclass
+class AdapterConfig:
+    """What every adapter config has: where to attach, and the file format.
+
+    Args:
+        target_modules: a list (each entry an exact module name or a dotted suffix of one, e.g.
+            ``"query"`` or ``"attention.self.query"``), a string (a regular expression that must
+            match the whole module name), or ``"all-linear"``. Every list entry must match at least
+            one module, or attaching fails with the nearest names.
+        exclude_modules: same forms; these are never adapted.
+        layers_to_transform: only these layer indices (the number after ``layers_pattern`` in the
+            name, e.g. ``encoder.layer.3.…`` → 3).
+        layers_pattern: the name part before the layer index (``"layer"``, ``"layers"``, ``"h"``,
+            ``"block"``); None = the first numbered part of the name.
+    """
+
+    method: ClassVar[str] = ""
+    peft_type: ClassVar[str] = ""
+    peft_native: ClassVar[bool] = False  # `peft` itself reads this method's files (LoRA)
+    target_modules: list[str] | str | None = None
+    exclude_modules: list[str] | str | None = None
+    layers_to_transform: list[int] | None = None
+    layers_pattern: str | None = None
+
+    # ------------------------------------------------------------------ building (per method)
+    def build_adapter(self, layer: AdaptedLayer, module_name: str) -> Adapter:
+        """The adapter for one host module."""
+        raise NotImplementedError
+
+    def build_extras(self, model: nn.Module, layers: dict[str, AdaptedLayer]) -> AdapterExtras | None:
+        """Model-level parts shared by the adapters (routers, generators); None for most methods."""
+        return None
+
+    # ------------------------------------------------------------------------------ persistence
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON form: ``peft_type`` (and ``nagner_method`` for methods `peft` lacks), then every field."""
+        values = dataclasses.asdict(self)
+        if self.peft_native:
+            return {"peft_type": self.peft_type, **values}
+        return {"peft_type": self.peft_type, "nagner_method": self.method, **values}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any], source: str = "adapter config") -> AdapterConfig:
+        """Build from a dict; keys this version does not know are ignored with a warning."""
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
+        meta = {"peft_type", "nagner_method", "base_model_name_or_path", "task_type", "revision", "inference_mode"}
+        unknown = sorted(set(values) - known - meta)
+        if unknown:
+            warnings.warn(
+                f"{source}: ignoring keys this version of nagner.peft does not know: {', '.join(unknown)}",
+                stacklevel=2,
+            )
+        return cls(**{k: v for k, v in values.items() if k in known})
+
+    def save(self, directory: str | Path, **extra: Any) -> Path:
+        """Write ``adapter_config.json`` into ``directory`` (``extra`` keys are added, e.g. the base model)."""
+        path = Path(directory) / CONFIG_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({**self.to_dict(), **extra}, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        return path
+
+
+def load_config(directory: str | Path) -> AdapterConfig:
+    """The config saved in ``directory/adapter_config.json`` (ours, or a plain `peft` LoRA one)."""
+    path = Path(directory) / CONFIG_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no adapter config (expected {CONFIG_FILE})")
+    try:
+        values = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a JSON object")
+    method = values.get("nagner_method")
+    if method is None:
+        peft_type = values.get("peft_type")
+        if peft_type != "LORA":
+            raise ValueError(f"{path}: peft_type {peft_type!r} is not supported (LoRA and nagner.peft methods are)")
+        method = "lora"
+    return config_class(method).from_dict(values, source=str(path))
+
+
+def dict_field(default: dict | None = None) -> Any:
+    """A dataclass field holding a fresh dict."""
+    return field(default_factory=lambda: dict(default or {}))
