@@ -18,6 +18,15 @@ if TYPE_CHECKING:
     from nagner.modeling import NagNerModel
 
 WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+DEFAULT_MODEL = Path(__file__).resolve().parent / "default_model"
+
+
+def default_model_path() -> Path:
+    """The shipped default model: a LoRA adapter + NAG-NER heads for the all-MiniLM-L6-v2 encoder,
+    trained on CoNLL-2003 English (PER, LOC, ORG, MISC); see its README.md for data and scores."""
+    if not (DEFAULT_MODEL / "config.json").is_file():
+        raise NagNerInputError("the default model is not installed with this copy of nagner; give --model DIR", DEFAULT_MODEL)
+    return DEFAULT_MODEL
 
 
 def check_checkpoint(path: str | Path) -> Path:
@@ -70,17 +79,18 @@ def _missing_weights(model: NagNerModel, folder: Path) -> list[str]:
         return []
     with safe_open(str(weights), "pt") as stored:
         keys = set(stored.keys())
-    return sorted(set(model.state_dict()) - keys)
+    return sorted(set(model.trainable_state_dict()) - keys)
 
 
-def load_checkpoint(path: str | Path, device: str | None = None) -> NagNerModel:
-    """The `NagNerModel` saved in folder ``path`` (by ``save_pretrained``), in eval mode.
+def load_checkpoint(path: str | Path | None = None, device: str | None = None) -> NagNerModel:
+    """The `NagNerModel` saved in folder ``path`` (by ``save_pretrained``), in eval mode; with no
+    ``path``, the shipped default model (`default_model_path`).
 
     ``device``: where to put it; by default CUDA when available, else CPU. Raises
     NagNerInputError for a folder that is not a checkpoint (see :func:`check_checkpoint`),
     weights that do not load or do not cover every parameter, and a missing tokenizer.
     """
-    path = check_checkpoint(path)
+    path = check_checkpoint(default_model_path() if path is None else path)
     import torch
 
     from nagner.modeling import NagNerModel

@@ -165,6 +165,15 @@ class NagNerTrainer(Trainer):
             )
         return self.optimizer
 
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model: torch.nn.Module | None = None) -> None:
+        """With an adapter the checkpoint holds adapter + heads only: load exactly those (the
+        Trainer's own loader would warn about every frozen encoder weight)."""
+        net = self.model if model is None else model
+        if net.config.adapter is None:
+            super()._load_from_checkpoint(resume_from_checkpoint, model)
+        else:
+            net.load_trainable_state(Path(resume_from_checkpoint) / "model.safetensors")
+
     def compute_loss(
         self, model: torch.nn.Module, inputs: dict[str, Any], return_outputs: bool = False, **kwargs: Any
     ) -> Any:
@@ -329,7 +338,8 @@ def train_model(
         check_checkpoint_labels(checkpoint, model)
     output_dir.mkdir(parents=True, exist_ok=True)
 
-    model.encoder.get_input_embeddings().weight.requires_grad_(options.train_word_embeddings)
+    if model.config.adapter is None:  # with an adapter the whole encoder stays frozen
+        model.encoder.get_input_embeddings().weight.requires_grad_(options.train_word_embeddings)
     features, report = encode_sentences(train_sentences, model.tokenizer, model.config, with_targets=True)
     features = [f for f in features if f["word_first"]]  # a window without words holds no targets
     args = TrainingArguments(

@@ -15,7 +15,7 @@ import sys
 from typing import Any
 
 from nagner.atomic import atomic_outputs, check_output_path
-from nagner.checkpoint import check_checkpoint, load_checkpoint
+from nagner.checkpoint import check_checkpoint, default_model_path, load_checkpoint
 from nagner.cli.arguments import positive_int
 from nagner.data.example import Entity, Sentence, entity_kind
 from nagner.data.loading import READERS, read_annotations
@@ -30,7 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description="Predict the sentences of an annotated file (from their given words) and print "
         "exact-match precision, recall and F1: micro, per type and per kind (flat/nested/discontinuous).",
     )
-    parser.add_argument("--model", "-m", required=True, metavar="DIR", help="a model folder saved by nagner train")
+    parser.add_argument(
+        "--model", "-m", metavar="DIR",
+        help="a model folder saved by nagner train (default: the shipped CoNLL-2003 English model)",
+    )
     parser.add_argument("--data", "-d", required=True, metavar="FILE", help="gold annotations (CoNLL, W2NER, jsonl) or hf:NAME[:CONFIG]:SPLIT")
     parser.add_argument(
         "--format", "-f", choices=("auto", *READERS), default="auto",
@@ -60,7 +63,7 @@ def run(args: argparse.Namespace) -> int:
     """Predict, score and report; returns the exit status."""
     if args.output is not None:
         check_output_path(args.output)
-    check_checkpoint(args.model)
+    check_checkpoint(args.model if args.model is not None else default_model_path())
     gold = _read_gold(args)
     model = load_checkpoint(args.model)
     predicted = model.predict_sentences(gold, batch_size=args.batch_size)

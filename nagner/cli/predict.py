@@ -40,7 +40,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("texts", nargs="*", metavar="TEXT", help="texts to tag; '-' alone reads stdin")
     parser.add_argument("--input", "-i", metavar="FILE", help="a UTF-8 file with one text per line ('-': stdin)")
-    parser.add_argument("--model", "-m", required=True, metavar="DIR", help="a model folder saved by nagner train")
+    parser.add_argument(
+        "--model", "-m", metavar="DIR",
+        help="a model folder saved by nagner train (default: the shipped CoNLL-2003 English model)",
+    )
     parser.add_argument(
         "--output", "-o", metavar="FILE",
         help="where to write (default stdout); brat writes FILE.txt and FILE.ann (FILE may end in .txt or .ann)",

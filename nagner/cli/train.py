@@ -48,7 +48,7 @@ OPTIONS = (
     ),
     Option("output_dir", "path", None, "folder for best/, metrics.jsonl and checkpoints (required)"),
     Option("epochs", "positive_float", 3.0, "training epochs (default 3)"),
-    Option("lr", "positive_float", 5e-5, "encoder learning rate (default 5e-5)"),
+    Option("lr", "positive_float", None, "encoder learning rate (default 5e-5), or the adapter's with --adapter (default 5e-4)"),
     Option("head_lr", "positive_float", 1e-3, "detector/decoder learning rate (default 1e-3)"),
     Option("batch_size", "positive_int", 16, "training windows per batch and process (default 16)"),
     Option("eval_batch_size", "positive_int", 64, "dev sentences per batch (default 64)"),
@@ -66,6 +66,16 @@ OPTIONS = (
     Option(
         "resume", "resume", None,
         "resume from CHECKPOINT, or without a value from the newest checkpoint-* in --output-dir",
+    ),
+    Option(
+        "adapter", "str", None,
+        "freeze the encoder and train a nagner.peft adapter on it: lora, moslora, sora, alora, milora, para, "
+        "loretta_adp, loretta_rep (checkpoints then hold only the adapter and the heads)",
+    ),
+    Option(
+        "adapter_options", "options", None,
+        "adapter config fields as KEY=VALUE (JSON values), e.g. r=16 lora_alpha=32 target_modules='[\"query\"]' "
+        "(default targets: all-linear)",
     ),
     Option("no_progress", "flag", False, "no progress bar"),
     Option("no_checkpoints", "flag", False, "do not save resumable checkpoints (best/ is still saved)"),
@@ -105,6 +115,18 @@ def _columns(value: str) -> list[int]:
     return columns
 
 
+def _key_value(value: str) -> tuple[str, Any]:
+    """argparse type: "r=16" → ("r", 16); the value is JSON when it parses as JSON, else a string."""
+    key, sep, text = value.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError:
+        parsed = text
+    return key.strip().replace("-", "_"), parsed
+
+
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `train`. Every option defaults to None here, so `run` can tell flags given from config values."""
     parser = subparsers.add_parser(
@@ -126,6 +148,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
             parser.add_argument(flag, action="store_const", const=True, help=help)
         elif option.kind == "columns":
             parser.add_argument(flag, type=_columns, nargs="+", metavar="N[,N]", help=help)
+        elif option.kind == "options":
+            parser.add_argument(flag, type=_key_value, nargs="+", metavar="KEY=VALUE", help=help)
         elif option.kind == "resume":
             parser.add_argument(flag, nargs="?", const=True, metavar="CHECKPOINT", help=help)
     parser.set_defaults(run=run)
@@ -204,6 +228,8 @@ def _config_value(option: Option, value: Any, path: Path) -> Any:
             raise bad("tag column numbers >= 1")
     if kind == "resume" and not isinstance(value, (bool, str)):
         raise bad("true, false or a checkpoint folder")
+    if kind == "options" and not isinstance(value, dict):
+        raise bad("a table of adapter config fields")
     if kind == "float":
         value = float(value)
     relative = isinstance(value, str) and not Path(value).is_absolute() and not value.startswith(HUB_PREFIX)
@@ -218,6 +244,12 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
     if args.config is not None:
         values.update(read_config(args.config))
     values.update({name: getattr(args, name) for name in BY_NAME if getattr(args, name) is not None})
+    if isinstance(values["adapter_options"], list):  # flags: (key, value) pairs
+        values["adapter_options"] = dict(values["adapter_options"])
+    if values["adapter_options"] and not values["adapter"]:
+        raise NagNerInputError("--adapter-options needs --adapter METHOD")
+    if values["lr"] is None:
+        values["lr"] = 5e-4 if values["adapter"] else 5e-5
     if values["tag_columns"] is not None and values["tag_columns"] and isinstance(values["tag_columns"][0], list):
         values["tag_columns"] = [c for columns in values["tag_columns"] for c in columns]  # flag: lists per word
     missing = [_flag(name) for name in REQUIRED if not values[name]]
@@ -233,6 +265,32 @@ def read_training_data(path: str, format: str, tag_columns: list[int] | None) ->
     if not sentences:
         raise NagNerInputError("no sentences in this file", path)
     return sentences
+
+
+def build_adapter_config(method: str, options: dict[str, Any] | None) -> Any:
+    """The `nagner.peft` config of ``method`` with ``options``; targets default to all-linear.
+    NagNerInputError for an unknown method or field, or a bad value."""
+    import dataclasses
+
+    from nagner.peft import config_class, method_names
+
+    if method not in method_names():
+        raise NagNerInputError(f"unknown --adapter {method!r}; known: {', '.join(method_names())}")
+    cls = config_class(method)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    options = dict(options or {})
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise NagNerInputError(
+            f"--adapter-options: {method} has no field {', '.join(unknown)}; fields: {', '.join(sorted(fields))}"
+        )
+    default_targets = next(f.default for f in dataclasses.fields(cls) if f.name == "target_modules")
+    if "target_modules" not in options and default_targets is None:
+        options["target_modules"] = "all-linear"
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as error:
+        raise NagNerInputError(f"--adapter-options for {method}: {error}") from None
 
 
 def _is_main_process() -> bool:
@@ -256,11 +314,19 @@ def run(args: argparse.Namespace) -> int:
     from nagner.training import TrainingOptions, build_model, train_model  # torch: after the cheap checks
 
     config_kwargs = {name: values[name] for name in CONFIG_KWARGS}
+    adapter = build_adapter_config(values["adapter"], values["adapter_options"]) if values["adapter"] else None
     try:
         model = build_model(values["encoder"], train_sentences, seed=values["seed"], **config_kwargs)
     except OSError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise NagNerInputError(f"cannot load the encoder {values['encoder']!r}: {first_line}") from None
+    if adapter is not None:
+        from nagner.peft import TargetError
+
+        try:
+            model.attach_adapter(adapter)
+        except TargetError as error:
+            raise NagNerInputError(f"--adapter {values['adapter']}: {error}") from None
     options = TrainingOptions(
         output_dir=output_dir,
         epochs=values["epochs"],

@@ -27,6 +27,10 @@ class NagNerConfig(PretrainedConfig):
         max_subwords: subword budget per encoder window, special tokens included (longer sentences use sliding windows).
         max_subwords_per_word: a word's sub-tokens beyond this are cut (first/last pooling still sees
             the word's start).
+        adapter: the `nagner.peft` adapter config (``AdapterConfig.to_dict()``) when the encoder is
+            frozen and adapted; the checkpoint then holds only the adapter and the heads, and
+            ``encoder_name_or_path`` names the encoder to load under it.
+        encoder_fingerprint: hash of the frozen encoder's weights (`encoder_fingerprint`), checked on load.
     """
 
     model_type = "nagner"
@@ -49,6 +53,8 @@ class NagNerConfig(PretrainedConfig):
         decode_mode: str = "nag",
         max_subwords: int = 256,
         max_subwords_per_word: int = 16,
+        adapter: dict[str, Any] | None = None,
+        encoder_fingerprint: str | None = None,
         **kwargs: Any,
     ):
         if decode_mode not in DECODE_MODES:
@@ -73,6 +79,8 @@ class NagNerConfig(PretrainedConfig):
         self.decode_mode = decode_mode
         self.max_subwords = max_subwords
         self.max_subwords_per_word = max_subwords_per_word
+        self.adapter = dict(adapter) if adapter else None
+        self.encoder_fingerprint = encoder_fingerprint
         super().__init__(**kwargs)
 
     @property

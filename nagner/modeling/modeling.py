@@ -19,16 +19,19 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
+import nagner.peft as nagner_peft
 from nagner.data.example import Entity, Sentence
 from nagner.data.jsonl import entity_record
 from nagner.data.text import sentence_from_text, with_offsets
 from nagner.modeling.configuration import NagNerConfig
 from nagner.modeling.decoder import SlotDecoder
 from nagner.modeling.detector import MentionDetector
+from nagner.modeling.encoder_source import encoder_fingerprint, packaged_name, resolve_encoder
 from nagner.modeling.encoding import NagNerCollator, encode_sentences
 from nagner.modeling.matcher import match_slots
 from nagner.modeling.targets import END, IGNORE, PointerGrammar, pointers_to_indices
@@ -108,31 +111,120 @@ class NagNerModel(PreTrainedModel):
     def from_encoder(
         cls, encoder_name_or_path: str | Path, entity_types: list[str], **config_kwargs: Any
     ) -> NagNerModel:
-        """A new model on a pretrained encoder (any `AutoModel`) and its tokenizer; heads are fresh."""
-        encoder = AutoModel.from_pretrained(str(encoder_name_or_path))
+        """A new model on a pretrained encoder (any `AutoModel`) and its tokenizer; heads are fresh.
+
+        A hub name whose weights a pip package ships (see `encoder_source`) loads from that package."""
+        location = resolve_encoder(str(encoder_name_or_path))
+        encoder = AutoModel.from_pretrained(location)
         config = NagNerConfig(
             encoder_config=encoder.config.to_dict(),
-            encoder_name_or_path=str(encoder_name_or_path),
+            encoder_name_or_path=packaged_name(str(encoder_name_or_path)),
             entity_types=list(entity_types),
             **config_kwargs,
         )
         model = cls(config, encoder=encoder)
-        model.tokenizer = AutoTokenizer.from_pretrained(str(encoder_name_or_path))
+        model.tokenizer = AutoTokenizer.from_pretrained(location)
         return model
+
+    # ---------------------------------------------------------------------------------- adapters
+    def attach_adapter(self, adapter_config: nagner_peft.AdapterConfig) -> list[str]:
+        """Freeze the encoder and attach a `nagner.peft` adapter to it (only the adapter and the
+        heads train). Checkpoints then hold only the adapter and the heads. Returns the adapted
+        module names (relative to the encoder)."""
+        if self.config.adapter is not None:
+            raise ValueError("this model has an adapter already")
+        targets = nagner_peft.attach(self.encoder, adapter_config, freeze_base=True)
+        self.config.adapter = adapter_config.to_dict()
+        self.config.encoder_fingerprint = encoder_fingerprint(self.encoder)
+        return targets
+
+    def _frozen_encoder_key(self, key: str) -> bool:
+        """True for a state-dict key of the frozen pretrained encoder (not saved with an adapter)."""
+        return key.startswith("encoder.") and ".adapters." not in key and not key.startswith(
+            f"encoder.{nagner_peft.STATE_ATTR}."
+        )
+
+    def trainable_state_dict(self) -> dict[str, torch.Tensor]:
+        """With an adapter: the heads and the adapter (what a checkpoint holds); else everything."""
+        state = self.state_dict()
+        if self.config.adapter is None:
+            return state
+        return {k: v for k, v in state.items() if not self._frozen_encoder_key(k)}
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, *args: Any, **kwargs: Any) -> NagNerModel:
-        """Load a checkpoint (config.json + model.safetensors) and the tokenizer saved beside it."""
-        loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
-        model = loaded[0] if isinstance(loaded, tuple) else loaded  # output_loading_info=True gives (model, info)
+        """Load a checkpoint (config.json + model.safetensors) and the tokenizer saved beside it.
+
+        A checkpoint with an adapter loads its encoder from ``encoder_name_or_path`` (a local
+        folder, a packaged encoder or the hub), attaches the adapter and loads adapter + heads."""
         path = Path(pretrained_model_name_or_path)
-        source = path if (path / "tokenizer_config.json").exists() else model.config.encoder_name_or_path
-        model.tokenizer = AutoTokenizer.from_pretrained(str(source)) if source else None
-        return loaded
+        config = NagNerConfig.from_pretrained(str(path)) if (path / "config.json").is_file() else None
+        if config is not None and config.adapter is not None:
+            model = cls._from_adapter_checkpoint(path, config)
+        else:
+            loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+            if isinstance(loaded, tuple):  # output_loading_info=True gives (model, info)
+                loaded[0].tokenizer = cls._load_tokenizer(path, loaded[0].config)
+                return loaded
+            model = loaded
+        model.tokenizer = cls._load_tokenizer(path, model.config)
+        return model
+
+    @staticmethod
+    def _load_tokenizer(path: Path, config: NagNerConfig) -> Any:
+        if (path / "tokenizer_config.json").exists():
+            return AutoTokenizer.from_pretrained(str(path))
+        if config.encoder_name_or_path:
+            return AutoTokenizer.from_pretrained(resolve_encoder(config.encoder_name_or_path))
+        return None
+
+    @classmethod
+    def _from_adapter_checkpoint(cls, path: Path, config: NagNerConfig) -> NagNerModel:
+        if not config.encoder_name_or_path:
+            raise ValueError(f"{path / 'config.json'}: an adapter checkpoint must name its encoder_name_or_path")
+        encoder = AutoModel.from_pretrained(resolve_encoder(config.encoder_name_or_path))
+        adapter, expected_fingerprint = dict(config.adapter), config.encoder_fingerprint
+        config.adapter = None
+        model = cls(config, encoder=encoder)
+        fingerprint = encoder_fingerprint(model.encoder)
+        if expected_fingerprint and fingerprint != expected_fingerprint:
+            raise ValueError(
+                f"the encoder {config.encoder_name_or_path!r} has other weights than the one this adapter was "
+                f"trained on (fingerprint {fingerprint}, expected {expected_fingerprint})"
+            )
+        model.attach_adapter(nagner_peft.config_from_dict(adapter, source=str(path / "config.json")))
+        model.load_trainable_state(path / "model.safetensors")
+        return model.eval()
+
+    def load_trainable_state(self, weights: str | Path) -> None:
+        """Load an adapter checkpoint's tensors (adapter + heads) from ``weights``; every tensor
+        must be there with its shape (ValueError naming the first misfits otherwise)."""
+        stored = load_file(str(weights))
+        expected = self.trainable_state_dict()
+        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
+        if missing or unexpected:
+            problems = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
+            problems += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
+            raise ValueError(f"{weights}: weights do not fit the model: {'; '.join(problems)}")
+        with torch.no_grad():
+            for key, target in expected.items():
+                if stored[key].shape != target.shape:
+                    raise ValueError(f"{weights}: {key} has shape {tuple(stored[key].shape)}, expected {tuple(target.shape)}")
+                target.copy_(stored[key])
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
-        """Save config, weights (safetensors) and the tokenizer, so the folder is self-contained."""
-        super().save_pretrained(save_directory, *args, **kwargs)
+        """Save config, weights (safetensors) and the tokenizer, so the folder is self-contained.
+
+        With an adapter only the adapter and the heads are saved (the config names the encoder);
+        a ``state_dict`` argument (the Trainer passes one) is ignored then."""
+        if self.config.adapter is None:
+            super().save_pretrained(save_directory, *args, **kwargs)
+        else:
+            directory = Path(save_directory)
+            directory.mkdir(parents=True, exist_ok=True)
+            self.config.save_pretrained(str(directory))
+            tensors = {k: v.detach().contiguous().cpu() for k, v in self.trainable_state_dict().items()}
+            save_file(tensors, str(directory / "model.safetensors"), metadata={"format": "pt"})
         if self.tokenizer is not None:
             self.tokenizer.save_pretrained(str(save_directory))
 
@@ -227,6 +319,9 @@ class NagNerModel(PreTrainedModel):
         )
         c = self.config
         output.loss = pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
+        auxiliary = nagner_peft.auxiliary_loss(self.encoder) if c.adapter is not None else None
+        if auxiliary is not None:  # e.g. MiLoRA's load balancing, SoRA's L1 term
+            output.loss = output.loss + auxiliary
         output.pointer_loss, output.type_loss = pointer_loss.detach(), type_loss.detach()
         output.detect_loss, output.count_loss = detect_loss.detach(), count_loss.detach()
         return output

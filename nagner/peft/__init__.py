@@ -11,6 +11,7 @@ This package imports nothing else of the project.
 
 from nagner.peft.adapter import Adapter, AdapterExtras
 from nagner.peft.attach import (
+    STATE_ATTR,
     active_adapters,
     adapted_layers,
     adapter_config,
@@ -26,7 +27,7 @@ from nagner.peft.attach import (
     set_trainable,
     unmerge,
 )
-from nagner.peft.config import AdapterConfig, config_class, load_config, method_names
+from nagner.peft.config import AdapterConfig, config_class, config_from_dict, load_config, method_names
 from nagner.peft.layer import AdaptedLayer
 from nagner.peft.methods import LoraConfig
 from nagner.peft.mixed_batch import adapter_batch
@@ -35,6 +36,7 @@ from nagner.peft.summary import parameter_counts, summary
 from nagner.peft.targets import TargetError, find_targets
 
 __all__ = [
+    "STATE_ATTR",
     "AdaptedLayer",
     "Adapter",
     "AdapterConfig",
@@ -51,6 +53,7 @@ __all__ = [
     "attach",
     "auxiliary_loss",
     "config_class",
+    "config_from_dict",
     "detach",
     "disable",
     "export_peft_lora",

@@ -121,13 +121,19 @@ def load_config(directory: str | Path) -> AdapterConfig:
         raise ValueError(f"{path}: not valid JSON ({error.msg}, line {error.lineno})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: expected a JSON object")
+    return config_from_dict(values, source=str(path))
+
+
+def config_from_dict(values: dict[str, Any], source: str = "adapter config") -> AdapterConfig:
+    """The config a saved dict describes: ``nagner_method`` names our method; a plain `peft`
+    LoRA dict (``peft_type`` "LORA") is a LoRA config."""
     method = values.get("nagner_method")
     if method is None:
         peft_type = values.get("peft_type")
         if peft_type != "LORA":
-            raise ValueError(f"{path}: peft_type {peft_type!r} is not supported (LoRA and nagner.peft methods are)")
+            raise ValueError(f"{source}: peft_type {peft_type!r} is not supported (LoRA and nagner.peft methods are)")
         method = "lora"
-    return config_class(method).from_dict(values, source=str(path))
+    return config_class(method).from_dict(values, source=source)
 
 
 def dict_field(default: dict | None = None) -> Any:
