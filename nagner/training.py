@@ -56,6 +56,8 @@ class TrainingOptions:
     ``resume_from_checkpoint``: None (start fresh), True (the newest ``checkpoint-*`` in
     ``output_dir``) or a checkpoint folder. ``max_steps`` > 0 overrides ``epochs``.
     ``ddp_backend``: None picks gloo on CPU (nccl on GPU) when run under torchrun.
+    ``callbacks``: extra `TrainerCallback`s, e.g. an adapter's training procedure (SoRA's proximal
+    step, ALoRA's allocation rounds; `nagner.peft` provides them).
     ``train_word_embeddings``: False (default) freezes the encoder's input word-embedding matrix.
     It is half of a MiniLM/BERT-small encoder's parameters but receives gradient only for the
     words of a batch; AdamW still reads and writes all of it every step, which on CPU costs more
@@ -81,6 +83,7 @@ class TrainingOptions:
     progress_bar: bool = True
     ddp_backend: str | None = None
     train_word_embeddings: bool = False
+    callbacks: list[TrainerCallback] = field(default_factory=list)
 
 
 @dataclass
@@ -312,6 +315,42 @@ def check_checkpoint_labels(checkpoint: str, model: NagNerModel) -> None:
         )
 
 
+def adapter_procedures(
+    model: NagNerModel, validation: list[dict[str, Any]], collator: NagNerCollator, steps_per_epoch: int, total_steps: int
+) -> list[TrainerCallback]:
+    """The training procedures the model's adapter method needs, as callbacks.
+
+    * SoRA: the proximal L1 step on the gates after every optimizer step (`SoraCallback`).
+    * ALoRA: allocation rounds as in the paper (after one epoch, then every quarter epoch, at most
+      8), scored on a batch of up to 32 validation windows with the per-sentence NAG-NER loss
+      (heads in eval mode, so dropout does not blur the ablations).
+    """
+    from nagner.peft.methods.alora_allocation import AloraCallback
+    from nagner.peft.methods.sora_schedule import SoraCallback
+
+    method = (model.config.adapter or {}).get("nagner_method")
+    if method == "sora":
+        return [SoraCallback(adapted_module=model.encoder)]
+    if method != "alora":
+        return []
+    quarter = max(1, steps_per_epoch // 4)
+    at_steps = [s for s in (steps_per_epoch + k * quarter for k in range(8)) if s < total_steps]
+    if not at_steps:
+        logger.warning("ALoRA: training is too short for an allocation round (the first comes after one epoch)")
+        return []
+    batch = collator(validation[:32])
+
+    def sentence_losses(_encoder: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
+        training = model.training
+        model.eval()
+        try:
+            return model(**inputs, per_sentence=True).loss
+        finally:
+            model.train(training)
+
+    return [AloraCallback(batch, sentence_losses, adapted_module=model.encoder, at_steps=at_steps)]
+
+
 def train_model(
     model: NagNerModel,
     train_sentences: list[Sentence],
@@ -368,11 +407,12 @@ def train_model(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
+    collator = NagNerCollator(model.tokenizer.pad_token_id or 0, model.config.max_pointers)
     trainer = NagNerTrainer(
         model=model,
         args=args,
         train_dataset=FeatureDataset(features),
-        data_collator=NagNerCollator(model.tokenizer.pad_token_id or 0, model.config.max_pointers),
+        data_collator=collator,
         head_learning_rate=options.head_learning_rate,
     )
     history: list[dict[str, Any]] = []
@@ -381,6 +421,18 @@ def train_model(
     trainer.add_callback(
         EpochEvaluation(trainer, model, dev_sentences, output_dir, options.eval_batch_size, history)
     )
+    for callback in options.callbacks:
+        trainer.add_callback(callback)
+    if model.config.adapter is not None:
+        validation = features
+        if dev_sentences:
+            validation, _ = encode_sentences(dev_sentences[:64], model.tokenizer, model.config, with_targets=True)
+            validation = [f for f in validation if f["word_first"]] or features
+        world = max(1, args.world_size)
+        steps_per_epoch = max(1, math.ceil(len(features) / (options.batch_size * world)))
+        total_steps = options.max_steps if options.max_steps > 0 else math.ceil(steps_per_epoch * options.epochs)
+        for callback in adapter_procedures(model, validation, collator, steps_per_epoch, total_steps):
+            trainer.add_callback(callback)
 
     began = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)

@@ -77,6 +77,15 @@ class Slots:
         return list(zip(self.batch.tolist(), self.word.tolist()))
 
 
+def _mean(values: torch.Tensor, sentence: torch.Tensor, batch_size: int, per_sentence: bool) -> torch.Tensor:
+    """values (N,) of the sentences ``sentence`` (N,) → their mean, or per sentence (B,) (0 where none)."""
+    if not per_sentence:
+        return values.mean()
+    sums = values.new_zeros(batch_size).index_add(0, sentence, values)
+    counts = values.new_zeros(batch_size).index_add(0, sentence, torch.ones_like(values))
+    return sums / counts.clamp(min=1)
+
+
 class NagNerModel(PreTrainedModel):
     """NAG-NER: flat, nested and discontinuous entities as a set of pointer sequences, decoded in one pass."""
 
@@ -217,6 +226,8 @@ class NagNerModel(PreTrainedModel):
 
         With an adapter only the adapter and the heads are saved (the config names the encoder);
         a ``state_dict`` argument (the Trainer passes one) is ignored then."""
+        if self.config.adapter is not None:  # training may change it (ALoRA ranks, SoRA pruning)
+            self.config.adapter = nagner_peft.adapter_config(self.encoder).to_dict()
         if self.config.adapter is None:
             super().save_pretrained(save_directory, *args, **kwargs)
         else:
@@ -298,8 +309,12 @@ class NagNerModel(PreTrainedModel):
         entity_starts: torch.Tensor | None = None,
         entity_pointers: torch.Tensor | None = None,
         entity_types: torch.Tensor | None = None,
+        per_sentence: bool = False,
     ) -> NagNerOutput:
         """Detector logits, and with targets the training loss (`Trainer` compatible).
+
+        ``per_sentence``: ``loss`` is (B,), each sentence's own loss (the same terms, averaged
+        within the sentence; no adapter auxiliary terms) — what ALoRA's rank importance needs.
 
         Targets (from `NagNerCollator`): start/end_labels (B, n) 0/1, count_labels (B, n) (−100 pad),
         entity_starts (B, E) (−1 pad), entity_pointers (B, E, L), entity_types (B, E) (−100 pad).
@@ -309,17 +324,26 @@ class NagNerModel(PreTrainedModel):
         output = NagNerOutput(start_logits=start_logits, end_logits=end_logits, count_logits=count_logits)
         if entity_starts is None:
             return output
+        B = word_mask.shape[0]
         valid = word_mask
-        detect_loss = F.binary_cross_entropy_with_logits(
-            start_logits[valid], start_labels[valid]
-        ) + F.binary_cross_entropy_with_logits(end_logits[valid], end_labels[valid])
-        count_loss = F.cross_entropy(count_logits.flatten(0, 1), count_labels.flatten(), ignore_index=IGNORE)
+        word_batch = valid.nonzero()[:, 0]  # sentence of each valid word
+        bce = F.binary_cross_entropy_with_logits
+        detect_loss = _mean(bce(start_logits[valid], start_labels[valid], reduction="none"), word_batch, B, per_sentence)
+        detect_loss = detect_loss + _mean(
+            bce(end_logits[valid], end_labels[valid], reduction="none"), word_batch, B, per_sentence
+        )
+        counted = count_labels != IGNORE
+        count_loss = _mean(
+            F.cross_entropy(count_logits[counted], count_labels[counted], reduction="none"),
+            counted.nonzero()[:, 0], B, per_sentence,
+        )
         pointer_loss, type_loss = self._generation_loss(
-            words, word_mask, start_logits, count_logits, count_labels, entity_starts, entity_pointers, entity_types
+            words, word_mask, start_logits, count_logits, count_labels, entity_starts, entity_pointers, entity_types,
+            per_sentence,
         )
         c = self.config
         output.loss = pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
-        auxiliary = nagner_peft.auxiliary_loss(self.encoder) if c.adapter is not None else None
+        auxiliary = nagner_peft.auxiliary_loss(self.encoder) if c.adapter is not None and not per_sentence else None
         if auxiliary is not None:  # e.g. MiLoRA's load balancing, SoRA's L1 term
             output.loss = output.loss + auxiliary
         output.pointer_loss, output.type_loss = pointer_loss.detach(), type_loss.detach()
@@ -336,6 +360,7 @@ class NagNerModel(PreTrainedModel):
         entity_starts: torch.Tensor,
         entity_pointers: torch.Tensor,
         entity_types: torch.Tensor,
+        per_sentence: bool = False,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         slots = self._training_slots(start_logits, count_logits, count_labels, word_mask)
         gold = entity_starts >= 0  # (B, E)
@@ -358,11 +383,17 @@ class NagNerModel(PreTrainedModel):
         if self.config.decode_mode == "ar":
             previous = pointer_targets.masked_fill(pointer_targets == IGNORE, END)
             pointer_logits, type_logits = self._run_decoder(words, word_mask, slots, previous)
-        if (pointer_targets != IGNORE).any():
-            pointer_loss = F.cross_entropy(pointer_logits.flatten(0, 1), pointer_targets.flatten(), ignore_index=IGNORE)
+        B = word_mask.shape[0]
+        targeted = pointer_targets != IGNORE  # (S, L)
+        if targeted.any():
+            pointer_loss = _mean(
+                F.cross_entropy(pointer_logits[targeted], pointer_targets[targeted], reduction="none"),
+                slots.batch.unsqueeze(1).expand_as(targeted)[targeted], B, per_sentence,
+            )
         else:
             pointer_loss = pointer_logits[..., 0].sum() * 0.0  # keep the graph for DDP
-        type_loss = F.cross_entropy(type_logits, type_targets)
+            pointer_loss = pointer_loss.expand(B) if per_sentence else pointer_loss
+        type_loss = _mean(F.cross_entropy(type_logits, type_targets, reduction="none"), slots.batch, B, per_sentence)
         return pointer_loss, type_loss
 
     @torch.no_grad()

@@ -20,7 +20,17 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from nagner.peft.attach import DEFAULT_NAME, STATE_ATTR, adapted_layers, adapter_config, attach, peft_state
+from nagner.peft.attach import (
+    DEFAULT_NAME,
+    STATE_ATTR,
+    adapted_layers,
+    adapter_config,
+    attach,
+    detach,
+    peft_state,
+    set_active,
+    set_trainable,
+)
 from nagner.peft.config import CONFIG_FILE, WEIGHTS_FILE, load_config
 from nagner.peft.targets import ADAPTABLE_TYPES, model_modules
 
@@ -89,7 +99,8 @@ def load_adapter(
     if not weights_path.is_file():
         raise FileNotFoundError(f"{weights_path}: no adapter weights")
     stored = load_file(str(weights_path))
-    targets = attach(model, config, name, activate=activate, freeze_base=True)
+    # Attached inactive and without freezing, so a failed load can be undone by detaching alone.
+    targets = attach(model, config, name, activate=False, freeze_base=False)
     try:
         expected = adapter_state_dict(model, name)
         missing = sorted(set(expected) - set(stored))
@@ -105,11 +116,13 @@ def load_adapter(
                     raise ValueError(f"{weights_path}: {key} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
                 target.copy_(value)
     except Exception:
-        from nagner.peft.attach import detach
-
         detach(model, name)
         raise
-    if not trainable:
+    if activate:
+        set_active(model, name)
+    if trainable:
+        set_trainable(model, name)
+    else:
         for parameter in model.parameters():
             parameter.requires_grad_(False)
     return targets
