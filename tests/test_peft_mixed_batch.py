@@ -7,6 +7,7 @@ import torch
 from torch import nn
 from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
+import nagner.peft.mixed_batch as mixed_batch
 from nagner.peft import (
     LoraConfig,
     adapted_layers,
@@ -18,6 +19,13 @@ from nagner.peft import (
     set_active,
     unmerge,
 )
+
+
+@pytest.fixture(params=["gathered", "dense"], autouse=True)
+def batched_path(request, monkeypatch):
+    """Every test runs both ways of computing the batched deltas (gathered per-row factors for
+    longer inputs, one masked matmul over all adapters for a few tokens per row)."""
+    monkeypatch.setattr(mixed_batch, "DENSE_LIMIT", 0 if request.param == "gathered" else 10**9)
 
 
 def tiny_bert() -> BertModel:
@@ -182,6 +190,10 @@ def test_the_bank_follows_weight_changes_and_reattached_adapters():
         for layer in adapted_layers(model).values():
             if "a" in layer.adapters:
                 layer.adapters["a"].lora_B.weight.mul_(-2)
+    check()
+    for layer in adapted_layers(model).values():  # new data behind the same tensor, same version
+        if "b" in layer.adapters:
+            layer.adapters["b"].lora_A.weight.data = -layer.adapters["b"].lora_A.weight.data
     check()
 
 

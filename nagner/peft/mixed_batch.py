@@ -8,8 +8,10 @@ per-sample gathered factors (the punica / S-LoRA "BGMV" idea), not a loop over a
     y + Δ = baddbmm(y, bmm(x, Aᵀ[rows]), Bᵀ[rows])   x: (b, t, d_in), rows: (b,) → (b, t, d_out)
 
 Gathering the factors per sample costs about as much as one adapter's matmuls (r ≪ t·d), so a
-batch mixing many adapters runs nearly as fast as one adapter. The bank is built once per layer
-and rebuilt only when an adapter is added, replaced or changed (tensor identities and versions);
+batch mixing many adapters runs nearly as fast as one adapter. With a few tokens per row
+(decoding) the gather would dominate; there every adapter's A is applied at once and the other
+adapters' ranks are masked out (``DENSE_LIMIT``). The bank is built once per layer and rebuilt
+only when an adapter is added, replaced or changed (module identity, tensor versions and data);
 the per-row bank index is built once per `adapter_batch` block. Other adapters (bottleneck,
 prompt-conditioned) run per adapter on their samples. Inference only: the bank holds no
 gradients and adapter dropout is not applied.
@@ -47,18 +49,23 @@ class _LayerBank:
             self.Bt[i, : B.shape[1]] = B.T
         self.A_all = self.At.permute(1, 0, 2).reshape(layer.in_features, -1)
         self.slot_owner = torch.arange(len(names) + 1, device=like["device"]).repeat_interleave(rank)
-        self.tensors = _adapter_tensors(layer, names)  # kept alive: their ids in `key` stay unique
-        self.key = _bank_key(layer, names)
+        self.names = list(names)
+        self.adapters = [layer.adapters[n] for n in names]
+        self.tensors = [t for a in self.adapters for t in (*a.parameters(), *a.buffers())]
+        self.versions = _versions(self.tensors)
+
+    def fits(self, layer: AdaptedLayer, names: list[str]) -> bool:
+        """False once an adapter is added, removed or replaced (a new one under an old name), or
+        one of its tensors is written in place (a training step, a load) or given new data."""
+        return (
+            names == self.names
+            and all(layer.adapters[n] is a for n, a in zip(names, self.adapters))
+            and _versions(self.tensors) == self.versions
+        )
 
 
-def _adapter_tensors(layer: AdaptedLayer, names: list[str]) -> list[torch.Tensor]:
-    return [t for n in names for t in (*layer.adapters[n].parameters(), *layer.adapters[n].buffers())]
-
-
-def _bank_key(layer: AdaptedLayer, names: list[str]) -> tuple:
-    """Changes when an adapter's tensors are replaced (a new adapter under an old name) or
-    written in place (a training step, a load)."""
-    return tuple(names), tuple((id(t), t._version) for t in _adapter_tensors(layer, names))
+def _versions(tensors: list[torch.Tensor]) -> list[tuple[int, int]]:
+    return [(t._version, t.data_ptr()) for t in tensors]
 
 
 class MixedBatch:
@@ -104,7 +111,7 @@ class MixedBatch:
     ) -> torch.Tensor:
         """y + each row's ΔW·x, for the LoRA-family adapters ``names`` of this layer."""
         bank = getattr(layer, "_mixed_bank", None)
-        if bank is None or bank.key != _bank_key(layer, names):
+        if bank is None or not bank.fits(layer, names):
             with torch.no_grad():
                 bank = _LayerBank(layer, names)
             layer._mixed_bank = bank
