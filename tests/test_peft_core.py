@@ -7,8 +7,8 @@ import math
 
 import pytest
 import torch
+from tiny_models import tiny_bert, tiny_gpt2, tiny_llama
 from torch import nn
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 from transformers.pytorch_utils import Conv1D
 
 from nagner.peft import (
@@ -29,35 +29,6 @@ from nagner.peft import (
 )
 
 HIDDEN, FFN = 64, 128
-
-
-def tiny_bert() -> BertModel:
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=HIDDEN, num_hidden_layers=2, num_attention_heads=2, intermediate_size=FFN, vocab_size=100
-    )
-    return BertModel(config).eval()
-
-
-def tiny_gpt2() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-        vocab_size=100,
-    )
-    return LlamaForCausalLM(config).eval()
 
 
 def tokens(batch: int = 3, length: int = 7, seed: int = 1) -> torch.Tensor:

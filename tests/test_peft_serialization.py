@@ -10,8 +10,8 @@ import peft
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
+from tiny_models import tiny_bert, tiny_gpt2, tiny_llama
 from torch import nn
-from transformers import BertConfig, BertModel, GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 import nagner.peft.serialization as serialization
 from nagner.peft import (
@@ -25,36 +25,6 @@ from nagner.peft import (
     save_adapter,
     set_active,
 )
-
-
-def tiny_bert() -> BertModel:
-    torch.manual_seed(0)
-    config = BertConfig(
-        hidden_size=64, num_hidden_layers=2, num_attention_heads=2, intermediate_size=128, vocab_size=100
-    )
-    return BertModel(config).eval()
-
-
-def tiny_gpt2() -> GPT2LMHeadModel:
-    torch.manual_seed(0)
-    config = GPT2Config(
-        n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64, bos_token_id=0, eos_token_id=0
-    )
-    return GPT2LMHeadModel(config).eval()
-
-
-def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        intermediate_size=64,
-        vocab_size=100,
-    )
-    return LlamaForCausalLM(config).eval()
-
 
 IDS = torch.randint(0, 100, (3, 7), generator=torch.Generator().manual_seed(1))
 
