@@ -12,7 +12,8 @@ embeddings (as `nagner train` does) at --lr.
 Columns: encoder-side trainable parameters (adapter, or the whole encoder for full fine-tuning;
 the heads are the same for every row and counted apart), seconds per training epoch, peak RSS,
 best dev F1, test P / R / F1, and F1 and time against full fine-tuning.
-Results: bench/out/peft-methods-<dataset>.json.
+Results: bench/out/peft-methods-<dataset>.json. A method whose result file exists with the same settings is
+not rerun (an interrupted run resumes); a method that fails is reported and the others go on.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ DATASETS = {
     "conll": ("conll2003/eng.train", "conll2003/eng.testa", "conll2003/eng.testb"),
     "cadec": ("cadec/train.json", "cadec/dev.json", "cadec/test.json"),
 }
+SETTINGS = ("dataset", "train_limit", "dev_limit", "test_limit", "epochs", "batch_size", "rank", "lr", "adapter_lr",
+            "head_lr", "seed", "threads")
 METHODS = ("full", "lora", "moslora", "sora", "alora", "milora", "para", "loretta_rep", "loretta_adp")
 
 
@@ -158,21 +161,28 @@ def main() -> None:
     parser.add_argument("--result", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        Path(args.result).write_text(json.dumps(run_one(args)), encoding="utf-8")
+        row = run_one(args)
+        row["settings"] = {name: getattr(args, name) for name in SETTINGS}
+        Path(args.result).write_text(json.dumps(row), encoding="utf-8")
         return
     OUT.mkdir(parents=True, exist_ok=True)
     rows = []
-    shared = ("dataset", "train_limit", "dev_limit", "test_limit", "epochs", "batch_size", "rank", "lr", "adapter_lr", "head_lr",
-              "seed", "threads")
+    shared = SETTINGS
     passthrough = [
         x for name in shared if getattr(args, name) is not None
         for x in (f"--{name.replace('_', '-')}", str(getattr(args, name)))
     ]
+    settings = {name: getattr(args, name) for name in shared}
     for method in args.methods.split(","):
         result = OUT / f"peft-method-{args.dataset}-{method}.json"
-        command = [sys.executable, __file__, *passthrough, "--one", method, "--result", str(result)]
-        print(f"== {method}", flush=True)
-        subprocess.run(command, check=True)
+        if result.exists() and json.loads(result.read_text(encoding="utf-8")).get("settings") == settings:
+            print(f"== {method}: kept from an earlier run with the same settings ({result})", flush=True)
+        else:
+            command = [sys.executable, __file__, *passthrough, "--one", method, "--result", str(result)]
+            print(f"== {method}", flush=True)
+            if subprocess.run(command).returncode != 0:
+                print(f"== {method} FAILED; going on with the other methods", flush=True)
+                continue
         rows.append(json.loads(result.read_text(encoding="utf-8")))
         print(table(rows), flush=True)
     (OUT / f"peft-methods-{args.dataset}.json").write_text(json.dumps(rows, indent=1), encoding="utf-8")

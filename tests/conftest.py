@@ -42,3 +42,27 @@ def build_tiny_encoder(path: Path, hidden: int = 32, layers: int = 2, seed: int 
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Path of a tiny random BERT encoder with its tokenizer (built once per test session)."""
     return build_tiny_encoder(tmp_path_factory.mktemp("tiny-encoder"))
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """Saved tiny random T5 ("seq2seq") and GPT-2 ("causal") folders with the MiniLM tokenizer."""
+    from tiny_text_models import save_tiny_model
+
+    root = tmp_path_factory.mktemp("tiny_text_models")
+    return {kind: save_tiny_model(kind, root / kind) for kind in ("seq2seq", "causal")}
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model(tiny_text_model_dirs):
+    """kind → a `TransformersModel` over the saved tiny model of that kind (loaded once per kind)."""
+    from knowledge_qa.models.transformers_model import TransformersModel
+
+    cache: dict[str, TransformersModel] = {}
+
+    def load(kind: str) -> TransformersModel:
+        if kind not in cache:
+            cache[kind] = TransformersModel.from_pretrained(str(tiny_text_model_dirs[kind]), device="cpu")
+        return cache[kind]
+
+    return load

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nagner.cli.arguments import positive_int
+from nagner.cli.arguments import key_value, positive_int
 from nagner.data.example import Sentence
 from nagner.data.loading import HUB_PREFIX, READERS, read_annotations
 from nagner.errors import NagNerInputError
@@ -115,18 +115,6 @@ def _columns(value: str) -> list[int]:
     return columns
 
 
-def _key_value(value: str) -> tuple[str, Any]:
-    """argparse type: "r=16" → ("r", 16); the value is JSON when it parses as JSON, else a string."""
-    key, sep, text = value.partition("=")
-    if not sep or not key.strip():
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {value!r}")
-    try:
-        parsed = json.loads(text)
-    except json.JSONDecodeError:
-        parsed = text
-    return key.strip().replace("-", "_"), parsed
-
-
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Register `train`. Every option defaults to None here, so `run` can tell flags given from config values."""
     parser = subparsers.add_parser(
@@ -149,7 +137,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         elif option.kind == "columns":
             parser.add_argument(flag, type=_columns, nargs="+", metavar="N[,N]", help=help)
         elif option.kind == "options":
-            parser.add_argument(flag, type=_key_value, nargs="+", metavar="KEY=VALUE", help=help)
+            parser.add_argument(flag, type=key_value, nargs="+", metavar="KEY=VALUE", help=help)
         elif option.kind == "resume":
             parser.add_argument(flag, nargs="?", const=True, metavar="CHECKPOINT", help=help)
     parser.set_defaults(run=run)
@@ -268,29 +256,16 @@ def read_training_data(path: str, format: str, tag_columns: list[int] | None) ->
 
 
 def build_adapter_config(method: str, options: dict[str, Any] | None) -> Any:
-    """The `nagner.peft` config of ``method`` with ``options``; targets default to all-linear.
+    """The `nagner.peft` config of ``method`` with ``options`` (targets default to all-linear);
     NagNerInputError for an unknown method or field, or a bad value."""
-    import dataclasses
-
-    from nagner.peft import config_class, method_names
+    from nagner.peft import config_from_options, method_names
 
     if method not in method_names():
         raise NagNerInputError(f"unknown --adapter {method!r}; known: {', '.join(method_names())}")
-    cls = config_class(method)
-    fields = {f.name for f in dataclasses.fields(cls) if f.init}
-    options = dict(options or {})
-    unknown = sorted(set(options) - fields)
-    if unknown:
-        raise NagNerInputError(
-            f"--adapter-options: {method} has no field {', '.join(unknown)}; fields: {', '.join(sorted(fields))}"
-        )
-    default_targets = next(f.default for f in dataclasses.fields(cls) if f.name == "target_modules")
-    if "target_modules" not in options and default_targets is None:
-        options["target_modules"] = "all-linear"
     try:
-        return cls(**options)
-    except (TypeError, ValueError) as error:
-        raise NagNerInputError(f"--adapter-options for {method}: {error}") from None
+        return config_from_options(method, options)
+    except ValueError as error:
+        raise NagNerInputError(f"--adapter-options: {error}") from None
 
 
 def _is_main_process() -> bool:

@@ -27,7 +27,14 @@ from nagner.peft.attach import (
     set_trainable,
     unmerge,
 )
-from nagner.peft.config import AdapterConfig, config_class, config_from_dict, load_config, method_names
+from nagner.peft.config import (
+    AdapterConfig,
+    config_class,
+    config_from_dict,
+    config_from_options,
+    load_config,
+    method_names,
+)
 from nagner.peft.ensemble import (
     cosine_score,
     el2n_score,
@@ -85,6 +92,7 @@ __all__ = [
     "bilevel_parameters",
     "config_class",
     "config_from_dict",
+    "config_from_options",
     "cosine_score",
     "detach",
     "disable",

@@ -139,3 +139,22 @@ def config_from_dict(values: dict[str, Any], source: str = "adapter config") -> 
 def dict_field(default: dict | None = None) -> Any:
     """A dataclass field holding a fresh dict."""
     return field(default_factory=lambda: dict(default or {}))
+
+
+def config_from_options(method: str, options: dict[str, Any] | None = None) -> AdapterConfig:
+    """The config of ``method`` with ``options`` as given on a command line (``{"r": 16, …}``);
+    ``target_modules`` defaults to ``"all-linear"`` where the method has no default of its own.
+    ValueError for an unknown method, an unknown field (naming the known ones) or a bad value."""
+    cls = config_class(method)
+    fields = {f.name for f in dataclasses.fields(cls) if f.init}
+    options = dict(options or {})
+    unknown = sorted(set(options) - fields)
+    if unknown:
+        raise ValueError(f"{method} has no field {', '.join(unknown)}; fields: {', '.join(sorted(fields))}")
+    default_targets = next(f.default for f in dataclasses.fields(cls) if f.name == "target_modules")
+    if "target_modules" not in options and default_targets is None:
+        options["target_modules"] = "all-linear"
+    try:
+        return cls(**options)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{method}: {error}") from None

@@ -1,0 +1,207 @@
+"""GEEK on StrategyQA dev (229 questions) in one run: majority baseline, the agent and its ablations,
+retrieval recall@k of the gold evidence (BM25 vs dense), seconds per question.
+
+    python bench/knowledge_qa_strategyqa.py                       # CPU: small GEEK trained here end to end
+    python bench/knowledge_qa_strategyqa.py --core google/flan-t5-xl --extractor google/flan-t5-large
+    python bench/knowledge_qa_strategyqa.py --server http://127.0.0.1:8000 --server-model flan-t5-xxl
+
+Knowledge source: the passages of ../shared/data/strategyqa/derived/strategyqa_evidence_sentences.json
+(gold-evidence sentences of train questions plus retrieved sentences for dev/test; see its SOURCE.md):
+NOT the full Wikipedia corpus GEEK used, and only 429 of the 998 dev evidence paragraphs are in it.
+
+Without --core/--server the models are trained here: an encoder-decoder warm-started from
+all-MiniLM-L6-v2 (both halves; the cross-attention and LM head are new), with a LoRA adapter on every
+linear layer plus the new modules in full, on the actions of StrategyQA train (2,061 questions) and
+the answers of the 2,821 extra training questions (strategyqa_train_filtered.json, dev questions
+removed). Every step is cached in bench/out/qa/ (corpus, indexes, models, traces): a rerun resumes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "strategyqa"
+OUT = REPO / "bench" / "out" / "qa"
+
+VARIANTS = {  # name → (decomposition, retrieval, exploration)
+    "GEEK (full)": (True, True, True),
+    "no exploration": (True, True, False),
+    "no retrieval": (True, False, True),
+    "no decomposition": (False, True, True),
+    "no decomposition, no retrieval": (False, False, False),
+}
+
+
+def run(command: list[str]) -> None:
+    print("$", " ".join(command), flush=True)
+    subprocess.run(command, check=True, cwd=REPO)
+
+
+def build_corpus() -> Path:
+    corpus = OUT / "corpus.jsonl"
+    if not corpus.exists():
+        run([sys.executable, "scripts/build_strategyqa_corpus.py", str(DATA / "derived" / "strategyqa_evidence_sentences.json"), str(corpus)])
+    return corpus
+
+
+def build_index(corpus: Path, kind: str) -> Path:
+    folder = OUT / f"index-{kind}"
+    if not (folder / "retriever.json").exists():
+        run([sys.executable, "-m", "knowledge_qa", "index", str(corpus), "--output", str(folder), "--kind", kind])
+    return folder
+
+
+def recall_table(indexes: dict[str, Path], ks=(1, 5, 10, 20)) -> dict[str, dict]:
+    """recall@k of the gold evidence paragraphs on dev, for the question as the query and for each gold
+    sub-question (decomposition step with paragraph evidence) as the query. Only gold ids present in
+    the corpus count (a question or step without any is left out)."""
+    from knowledge_qa.corpus import read_corpus
+    from knowledge_qa.retrieval import load_retriever, recall_at_k
+    from knowledge_qa.strategyqa import evidence_ids, read_questions, step_evidence_ids, step_kinds
+
+    questions = read_questions(DATA / "dev.json")
+    known = {p.id for p in read_corpus(OUT / "corpus.jsonl")}
+    question_queries, question_gold, step_queries, step_gold = [], [], [], []
+    for q in questions:
+        gold = evidence_ids(q) & known
+        if gold:
+            question_queries.append(q.question)
+            question_gold.append(gold)
+        for step, ids, kind in zip(q.decomposition, step_evidence_ids(q), step_kinds(q)):
+            if kind == "retrieve" and ids & known and "#" not in step:
+                step_queries.append(step)
+                step_gold.append(ids & known)
+    table = {}
+    for name, folder in indexes.items():
+        retriever = load_retriever(folder)
+        began = time.perf_counter()
+        by_question = recall_at_k(retriever, question_queries, question_gold, ks=ks)
+        by_step = recall_at_k(retriever, step_queries, step_gold, ks=ks)
+        seconds = (time.perf_counter() - began) / (len(question_queries) + len(step_queries))
+        table[name] = {"question": by_question, "step": by_step, "seconds_per_query": seconds,
+                       "questions": len(question_queries), "steps": len(step_queries)}
+        print(name, json.dumps(table[name]), flush=True)
+    return table
+
+
+def train_models(corpus: Path, epochs: float, batch_size: int) -> Path:
+    folder = OUT / "model"
+    dev = {q["question"] for q in json.loads((DATA / "dev.json").read_text(encoding="utf-8"))}
+    for name in ("train.json", "strategyqa_train_filtered.json"):
+        leaked = dev & {q["question"] for q in json.loads((DATA / name).read_text(encoding="utf-8"))}
+        if leaked:
+            raise SystemExit(f"{name} holds {len(leaked)} dev questions; refusing to train on them")
+    if not (folder / "core" / "adapter_config.json").exists() or not (folder / "extractor" / "adapter_config.json").exists():
+        run([
+            sys.executable, "-m", "knowledge_qa", "train", "--warm-start", "--questions", str(DATA / "train.json"),
+            "--extra-questions", str(DATA / "strategyqa_train_filtered.json"),
+            "--corpus", str(corpus), "--output", str(folder), "--adapter", "lora", "--adapter-options", "r=32", "lora_alpha=64",
+            "--epochs", str(epochs), "--batch-size", str(batch_size), "--learning-rate", "5e-4",
+        ])
+    return folder
+
+
+def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extractor: str | None) -> dict[str, dict]:
+    from knowledge_qa.agent import AgentOptions, GeekAgent
+    from knowledge_qa.evaluation import evaluate
+    from knowledge_qa.retrieval import load_retriever
+    from knowledge_qa.strategyqa import read_questions
+
+    questions = read_questions(DATA / "dev.json")[: args.limit]
+    if args.server:
+        from knowledge_qa.models.http_model import OpenAICompatibleModel
+
+        core_model = OpenAICompatibleModel(args.server, args.server_model)
+        extractor_model = OpenAICompatibleModel(args.server, args.server_extractor_model) if args.server_extractor_model else core_model
+    else:
+        from knowledge_qa.models.transformers_model import TransformersModel
+
+        core_model = TransformersModel.from_pretrained(core, batch_size=args.model_batch_size)
+        extractor_model = TransformersModel.from_pretrained(extractor, batch_size=args.model_batch_size) if extractor else core_model
+    retriever = load_retriever(index)
+    results = {}
+    for name in args.variants.split(","):
+        decomposition, retrieval, exploration = VARIANTS[name]
+        options = AgentOptions(decomposition=decomposition, retrieval=retrieval, exploration=exploration, branches=args.branches)
+        agent = GeekAgent(core_model, extractor=extractor_model, retriever=retriever if retrieval else None, options=options)
+        slug = name.replace(" ", "-").replace(",", "").replace("(", "").replace(")", "")
+        settings = {"core": core_model.describe(), "extractor": extractor_model.describe(), "index": str(index), **vars(options)}
+        summary = evaluate(agent, questions, OUT / f"traces-{slug}.jsonl", settings=settings, batch_size=args.batch_size)
+        results[name] = summary
+        print(name, json.dumps(summary), flush=True)
+    return results
+
+
+def markdown(results: dict, recall: dict, train_majority: str) -> str:
+    first = next(iter(results.values()))
+    lines = [
+        "| system | accuracy | AddDecomp | RetrieveExtract | SelfAnswer | steps / q | branches / q | fallbacks | s / question |",
+        "|---|---|---|---|---|---|---|---|---|",
+        f"| majority class of train ({train_majority}) | {100 * first['majority_baseline']:.2f} | – | – | – | – | – | – | – |"
+        if train_majority == "no" else f"| majority class of train ({train_majority}) | – | | | | | | | |",
+    ]
+    for name, s in results.items():
+        a = s["actions_per_question"]
+        lines.append(
+            f"| {name} | **{100 * s['accuracy']:.2f}** | {a['AddDecomp']:.2f} | {a['RetrieveExtract']:.2f} | {a['SelfAnswer']:.2f} "
+            f"| {s['steps_per_question']:.2f} | {s['branches_per_question']:.2f} | {s['fallbacks']} | {s['seconds_per_question']:.2f} |"
+        )
+    if recall:
+        ks = list(next(iter(recall.values()))["question"])
+        lines += ["", "| retriever | query | " + " | ".join(f"recall@{k}" for k in ks) + " | ms / query |",
+                  "|---|---|" + "---|" * len(ks) + "---|"]
+        for name, r in recall.items():
+            for query in ("question", "step"):
+                values = " | ".join(f"{100 * r[query][k]:.1f}" for k in ks)
+                lines.append(f"| {name} | {query} ({r[query + 's']}) | {values} | {1000 * r['seconds_per_query']:.1f} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--core", help="a trained core model (skip training)")
+    parser.add_argument("--extractor", help="a trained extractor (default: with --core, the core model)")
+    parser.add_argument("--server", help="an OpenAI-compatible server instead of local models")
+    parser.add_argument("--server-model")
+    parser.add_argument("--server-extractor-model")
+    parser.add_argument("--index-kind", default="bm25", help="the agent's retriever (default bm25)")
+    parser.add_argument("--recall-kinds", default="bm25,dense", help="retrievers compared by recall@k ('' to skip)")
+    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--branches", type=int, default=3)
+    parser.add_argument("--limit", type=int, help="only the first N dev questions (smoke runs)")
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--train-batch-size", type=int, default=16)
+    parser.add_argument("--batch-size", type=int, default=16, help="questions answered together")
+    parser.add_argument("--model-batch-size", type=int, default=32)
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    corpus = build_corpus()
+    kinds = [k for k in args.recall_kinds.split(",") if k]
+    indexes = {kind: build_index(corpus, kind) for kind in dict.fromkeys([*kinds, args.index_kind])}
+    recall = recall_table({k: indexes[k] for k in kinds}) if kinds else {}
+    core, extractor = args.core, args.extractor
+    if not core and not args.server:
+        folder = train_models(corpus, args.epochs, args.train_batch_size)
+        core, extractor = str(folder / "core"), str(folder / "extractor")
+    results = evaluate_variants(args, indexes[args.index_kind], core, extractor)
+    from knowledge_qa.strategyqa import majority_answer, read_questions
+
+    train_majority = "yes" if majority_answer(read_questions(DATA / "train.json")) else "no"
+    table = markdown(results, recall, train_majority)
+    (OUT / "qa-strategyqa.json").write_text(json.dumps({"results": results, "recall": recall}, indent=1), encoding="utf-8")
+    print(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,29 @@
+"""What the agent needs of a language model: continuations of prompts, and the log-likelihood of
+a closed set of options (how actions and yes/no answers are chosen: scoring cannot fail to parse).
+
+Backends: `TransformersModel` (any local seq2seq or causal LM, optionally with a `nagner.peft`
+adapter) and `OpenAICompatibleModel` (vLLM, TGI, llama.cpp … over HTTP).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+
+
+class TextModel(ABC):
+    """A text-to-text model. Both methods are batched: one call serves many prompts."""
+
+    @abstractmethod
+    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1) -> list[list[str]]:
+        """For each prompt, up to ``num_candidates`` distinct continuations, best first (greedy for one,
+        beam search for more on local models). Continuations are stripped of surrounding white space."""
+
+    @abstractmethod
+    def score(self, prompts: Sequence[str], options: Sequence[str]) -> list[list[float]]:
+        """log p(option | prompt), summed over the option's tokens, for every prompt (rows) and
+        option (columns). Options are compared with each other, so they should be short and distinct."""
+
+    def describe(self) -> str:
+        """One line naming the model, for traces and reports."""
+        return type(self).__name__

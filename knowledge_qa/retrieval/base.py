@@ -1,0 +1,42 @@
+"""One retrieval interface for every retriever: ``search(query, k)`` → passages, best first, and an
+index that is built once and saved to / loaded from a folder.
+
+A saved index is a folder with ``retriever.json`` (``{"kind": ..., ...settings}``), the corpus it
+was built from (``passages.jsonl``) and the kind's own files; `load_retriever` reads any kind.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from knowledge_qa.corpus import Passage
+
+
+@dataclass(frozen=True)
+class ScoredPassage:
+    """A retrieved passage and its retriever score (higher is better; scales differ by retriever)."""
+
+    passage: Passage
+    score: float
+
+
+class Retriever(ABC):
+    """Search over a fixed corpus of passages."""
+
+    kind: str  # the name in retriever.json
+
+    @abstractmethod
+    def search_batch(self, queries: Sequence[str], k: int) -> list[list[ScoredPassage]]:
+        """The top ``k`` passages for every query (fewer when the corpus is smaller), best first."""
+
+    def search(self, query: str, k: int) -> list[ScoredPassage]:
+        """The top ``k`` passages for one query, best first."""
+        return self.search_batch([query], k)[0]
+
+    @abstractmethod
+    def save(self, directory: str | Path) -> None:
+        """Write the index to ``directory`` (created if needed; written so that a crash leaves no
+        half index that loads)."""

@@ -1,0 +1,259 @@
+"""Index folders: build a retriever by kind name, save one crash-safely, load any saved one.
+
+An index folder holds
+
+* ``retriever.json``: ``{"format": 1, "kind": ..., "passages": N, "corpus_sha256": ..., ...settings}``,
+  written last;
+* ``passages.jsonl``: the corpus the index was built from (`write_corpus` format);
+* the kind's own files (``bm25/`` for BM25, ``embeddings.safetensors`` for dense, ``documents/`` and
+  ``passages/`` sub-indexes for two-level search).
+
+Saving writes everything into a hidden temporary folder next to the target and renames it into place
+only when complete, so a crash leaves either the old index or the new one, never half of one.
+Loading checks that ``passages.jsonl`` is still the corpus the index was built from (by its hash).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import uuid
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from knowledge_qa.corpus import Passage, read_corpus, write_corpus
+from knowledge_qa.errors import QAInputError
+from knowledge_qa.retrieval.base import Retriever
+from nagner.atomic import atomic_outputs
+
+SETTINGS_FILE = "retriever.json"
+PASSAGES_FILE = "passages.jsonl"
+FORMAT_VERSION = 1
+
+# build_retriever kind → (class kind in retriever.json, scorer of two-level search or None)
+BUILD_KINDS: dict[str, tuple[str, str | None]] = {
+    "bm25": ("bm25", None),
+    "dense": ("dense", None),
+    "two_level-bm25": ("two_level", "bm25"),
+    "two_level-dense": ("two_level", "dense"),
+}
+LOAD_KINDS = ("bm25", "dense", "two_level")
+
+
+class IndexFiles(Protocol):
+    """What `save_index` needs of a retriever: its corpus, its settings and a writer of its own files."""
+
+    passages: Sequence[Passage]
+
+    def index_settings(self) -> dict[str, Any]:
+        """JSON-able settings, ``kind`` included, stored in retriever.json."""
+        ...
+
+    def write_index_files(self, directory: Path) -> None:
+        """Write the kind's own files into the (existing, empty but for the corpus) ``directory``."""
+        ...
+
+
+def top_k(values: np.ndarray, k: int, indices: np.ndarray | None = None) -> list[tuple[int, float]]:
+    """The best ``k`` (corpus index, score) pairs, best first; equal scores in corpus order.
+
+    ``values`` [C] are the scores of the passages at corpus ``indices`` [C] (None: the whole corpus,
+    ``values`` [N] in corpus order). Only the entries that can make the top ``k`` are sorted (a
+    partition first), so this stays linear in C for large corpora.
+    """
+    indices = np.arange(len(values)) if indices is None else np.asarray(indices, dtype=np.int64)  # [C]
+    count = min(k, len(values))
+    if count <= 0:
+        return []
+    if count < len(values):
+        # Keep every entry tied with the k-th best so the corpus-order tie break sees all of them.
+        kth = np.partition(values, len(values) - count)[len(values) - count]
+        keep = np.flatnonzero(values >= kth)  # [>= count]
+        indices, values = indices[keep], values[keep]
+    order = np.lexsort((indices, -values))[:count]  # primary key: score, descending; then index
+    return [(int(indices[i]), float(values[i])) for i in order]
+
+
+def corpus_fingerprint(passages: Sequence[Passage]) -> str:
+    """SHA-256 of the passages' ids, titles and texts in order: detects an edited or swapped corpus."""
+    digest = hashlib.sha256()
+    for passage in passages:
+        digest.update(json.dumps([passage.id, passage.title, passage.text], ensure_ascii=False).encode())
+        digest.update(b"\n")
+    return digest.hexdigest()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _check_target(target: Path) -> None:
+    """Refuse to replace anything that is not an index folder (or an empty folder): saving replaces
+    the target as a whole, and a user's unrelated folder must not be deleted by a typo."""
+    if target.exists() and not target.is_dir():
+        raise QAInputError("exists and is not a folder; expected an index folder to write", target)
+    if target.is_dir() and not (target / SETTINGS_FILE).is_file() and any(target.iterdir()):
+        raise QAInputError(
+            f"folder is not empty and holds no {SETTINGS_FILE}; refusing to replace it with an index", target
+        )
+
+
+def _replace_directory(new: Path, target: Path) -> None:
+    """Move the finished folder ``new`` to ``target``, replacing an old index there.
+
+    Two renames: old index aside, new one in. A crash between them leaves the old index in the hidden
+    ``.<name>.old-*`` folder next to the target (nothing half-written is ever at ``target``).
+    """
+    if not target.exists():
+        os.replace(new, target)
+        return
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(target, old)
+    try:
+        os.replace(new, target)
+    except BaseException:
+        os.replace(old, target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def save_index(retriever: IndexFiles, directory: str | Path) -> None:
+    """Write ``retriever`` as an index folder at ``directory`` (parents created), crash-safely.
+
+    An existing index folder (one with retriever.json) or empty folder there is replaced only once the
+    new index is complete; any other existing path raises QAInputError.
+    """
+    target = Path(os.path.abspath(directory))
+    _check_target(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
+        os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it private; an index is an ordinary folder
+        write_corpus(retriever.passages, temp / PASSAGES_FILE)
+        retriever.write_index_files(temp)
+        settings = {
+            "format": FORMAT_VERSION,
+            **retriever.index_settings(),
+            "passages": len(retriever.passages),
+            "corpus_sha256": corpus_fingerprint(retriever.passages),
+        }
+        # retriever.json last: a folder without it is never taken for an index.
+        with atomic_outputs([temp / SETTINGS_FILE]) as (handle,):
+            json.dump(settings, handle, indent=2, ensure_ascii=False)
+            handle.write("\n")
+        _replace_directory(temp, target)
+    finally:
+        if temp.exists():
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def read_settings(directory: str | Path) -> dict[str, Any]:
+    """The parsed retriever.json of an index folder (a JSON object with a string ``kind``)."""
+    directory = Path(directory)
+    if not directory.exists():
+        raise QAInputError("index folder not found", directory)
+    if not directory.is_dir():
+        raise QAInputError("is not a folder; expected a saved retriever index folder", directory)
+    path = directory / SETTINGS_FILE
+    if not path.is_file():
+        raise QAInputError(f"no {SETTINGS_FILE} in this folder; it is not a saved retriever index", path)
+    try:
+        settings = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise QAInputError(f"not valid JSON ({error}); the index is corrupt, rebuild it", path) from None
+    if not isinstance(settings, dict) or not isinstance(settings.get("kind"), str):
+        raise QAInputError('expected a JSON object with a string "kind"', path)
+    if settings.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+        raise QAInputError(
+            f"index format {settings.get('format')!r} is not supported (this version reads {FORMAT_VERSION})",
+            path,
+        )
+    if settings["kind"] not in LOAD_KINDS:
+        raise QAInputError(
+            f"unknown retriever kind {settings['kind']!r}; expected one of {', '.join(LOAD_KINDS)}", path
+        )
+    return settings
+
+
+def read_index(directory: str | Path, kind: str) -> tuple[dict[str, Any], list[Passage]]:
+    """(settings, passages) of a saved index of ``kind``, after checking the corpus is the one the
+    index was built from. Raises QAInputError for a missing, foreign, corrupt or mismatched folder."""
+    directory = Path(directory)
+    settings = read_settings(directory)
+    if settings["kind"] != kind:
+        raise QAInputError(
+            f"holds a {settings['kind']!r} index, not {kind!r} (load_retriever reads any kind)",
+            directory / SETTINGS_FILE,
+        )
+    corpus_path = directory / PASSAGES_FILE
+    passages = read_corpus(corpus_path)
+    if len(passages) != settings.get("passages") or corpus_fingerprint(passages) != settings.get(
+        "corpus_sha256"
+    ):
+        raise QAInputError(
+            f"does not match the index ({len(passages)} passages, the index was built on "
+            f"{settings.get('passages')}, or their text differs); was the file edited? Rebuild the index",
+            corpus_path,
+        )
+    return settings, passages
+
+
+def build_retriever(passages: Sequence[Passage], kind: str, **options: Any) -> Retriever:
+    """A new retriever of ``kind`` over ``passages``.
+
+    Kinds: ``"bm25"`` (options of `BM25Retriever`: k1, b, title_weight), ``"dense"`` (options of
+    `DenseRetriever`: encoder, batch_size, device, use_faiss, max_length), ``"two_level-bm25"`` and
+    ``"two_level-dense"`` (two-level search scoring documents and passages with BM25 / dense; options:
+    ``documents`` plus those of the scorer). Unknown kinds or options raise QAInputError.
+    """
+    # Imported here: the retriever modules import this one for its folder helpers.
+    from knowledge_qa.retrieval.bm25 import BM25Retriever
+    from knowledge_qa.retrieval.dense import DenseRetriever
+    from knowledge_qa.retrieval.two_level import TwoLevelRetriever
+
+    if kind not in BUILD_KINDS:
+        raise QAInputError(f"unknown retriever kind {kind!r}; expected one of {', '.join(BUILD_KINDS)}")
+    class_kind, scorer = BUILD_KINDS[kind]
+    allowed = {"bm25": BM25Retriever.OPTIONS, "dense": DenseRetriever.OPTIONS}[scorer or class_kind]
+    if scorer is not None:
+        allowed = allowed | {"documents"}
+    unknown = sorted(set(options) - allowed)
+    if unknown:
+        raise QAInputError(
+            f"unknown option(s) {', '.join(unknown)} for a {kind!r} retriever; "
+            f"expected {', '.join(sorted(allowed))}"
+        )
+    if class_kind == "bm25":
+        return BM25Retriever(passages, **options)
+    if class_kind == "dense":
+        return DenseRetriever(passages, **options)
+    return TwoLevelRetriever.build(passages, kind=scorer, **options)
+
+
+def load_retriever(
+    directory: str | Path, *, device: str | None = None, use_faiss: bool | None = None
+) -> Retriever:
+    """The retriever saved in ``directory``, whatever its kind (read from retriever.json).
+
+    ``device`` and ``use_faiss`` choose how a dense index searches (see `DenseRetriever`); BM25 ignores
+    them. Raises QAInputError naming the path when the folder or retriever.json is missing, the kind
+    is unknown, or the corpus or index files are corrupt or do not match.
+    """
+    from knowledge_qa.retrieval.bm25 import BM25Retriever
+    from knowledge_qa.retrieval.dense import DenseRetriever
+    from knowledge_qa.retrieval.two_level import TwoLevelRetriever
+
+    kind = read_settings(directory)["kind"]
+    if kind == "bm25":
+        return BM25Retriever.load(directory)
+    if kind == "dense":
+        return DenseRetriever.load(directory, device=device, use_faiss=use_faiss)
+    return TwoLevelRetriever.load(directory, device=device, use_faiss=use_faiss)
