@@ -28,13 +28,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from knowledge_qa.extraction import ExtractionRequest, Extractor, GenerativeExtractor
 from knowledge_qa.models.base import TextModel
 from knowledge_qa.prompts import (
     ACTION_OPTIONS,
     YES_NO_OPTIONS,
     action_prompt,
     decompose_prompt,
-    extract_prompt,
     final_answer_prompt,
     parse_plan,
     render_state,
@@ -118,21 +118,25 @@ class _Branch:
 
 
 class GeekAgent:
-    """The agent: a core model (actions, AddDecomp, SelfAnswer, FinalAnswer), an extractor (the
-    core model when None) and a retriever (required unless retrieval is switched off)."""
+    """The agent: a core model (actions, AddDecomp, SelfAnswer, FinalAnswer), an extractor (a
+    `TextModel` writing facts, any `Extractor`, or None: the core model writes them) and a retriever
+    (required unless retrieval is switched off)."""
 
     def __init__(
         self,
         core: TextModel,
         *,
-        extractor: TextModel | None = None,
+        extractor: TextModel | Extractor | None = None,
         retriever: Retriever | None = None,
         options: AgentOptions | None = None,
     ):
         self.core = core
-        self.extractor = extractor or core
-        self.retriever = retriever
         self.options = options or AgentOptions()
+        extractor = extractor or core
+        if not isinstance(extractor, Extractor):
+            extractor = GenerativeExtractor(extractor, self.options.answer_tokens)
+        self.extractor = extractor
+        self.retriever = retriever
         if self.options.retrieval and retriever is None:
             raise ValueError("retrieval is on but no retriever was given (pass one, or AgentOptions(retrieval=False))")
 
@@ -253,13 +257,12 @@ class GeekAgent:
         queries = [b.state.resolve_references(b.state.open_sub_question or b.state.question) for b, _, _ in group]
         assert self.retriever is not None
         hits = self.retriever.search_batch(queries, self.options.top_k)
-        prompts = [
-            extract_prompt(query, b.state.open_hint, [hit.passage for hit in found])
+        requests = [
+            ExtractionRequest(query, b.state.open_hint, [hit.passage for hit in found])
             for (b, _, _), query, found in zip(group, queries, hits)
         ]
-        outputs = self.extractor.generate(prompts, max_new_tokens=self.options.answer_tokens) if prompts else []
-        for (branch, scores, reason), found, candidates in zip(group, hits, outputs):
-            fact = candidates[0] if candidates else ""
+        facts = self.extractor.extract(requests)
+        for (branch, scores, reason), found, fact in zip(group, hits, facts):
             fallback = reason
             if not fact:
                 fact = first_sentence(found[0].passage.text) if found else "unknown"

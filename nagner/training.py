@@ -325,7 +325,7 @@ def adapter_procedures(
       8), scored on a batch of up to 32 validation windows with the per-sentence NAG-NER loss
       (heads in eval mode, so dropout does not blur the ablations).
     """
-    from nagner.peft.methods.alora_allocation import AloraCallback
+    from nagner.peft.methods.alora_allocation import AloraCallback, paper_allocation_steps
     from nagner.peft.methods.sora_schedule import SoraCallback
 
     method = (model.config.adapter or {}).get("nagner_method")
@@ -333,8 +333,7 @@ def adapter_procedures(
         return [SoraCallback(adapted_module=model.encoder)]
     if method != "alora":
         return []
-    quarter = max(1, steps_per_epoch // 4)
-    at_steps = [s for s in (steps_per_epoch + k * quarter for k in range(8)) if s < total_steps]
+    at_steps = paper_allocation_steps(steps_per_epoch, total_steps)
     if not at_steps:
         logger.warning("ALoRA: training is too short for an allocation round (the first comes after one epoch)")
         return []

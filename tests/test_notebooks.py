@@ -36,7 +36,7 @@ def outputs_text(cell: dict) -> str:
 
 
 def test_there_are_notebooks():
-    assert [p.name for p in NOTEBOOKS] == ["01_nagner_walkthrough.ipynb", "02_adapters.ipynb"]
+    assert [p.name for p in NOTEBOOKS] == ["01_nagner_walkthrough.ipynb", "02_adapters.ipynb", "03_knowledge_qa.ipynb"]
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.name for p in NOTEBOOKS])
@@ -67,3 +67,9 @@ def test_notebook_runs(path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPat
         assert "=== test: all three corpora" in printed and "kind discontinuous" in printed
         assert (tmp_path / "out" / "saved-model" / "model.safetensors").is_file()
         assert os.path.getsize(tmp_path / "out" / "data" / "train.jsonl") > 0
+    if path.name == "03_knowledge_qa.ipynb":
+        printed = "\n".join(outputs_text(cell) for cell in notebook.cells if cell.cell_type == "code")
+        assert "Q: Did Aristotle use a laptop?\nAnswer: " in printed and "-- branch 1:" in printed
+        assert "same accuracy: True" in printed
+        assert (tmp_path / "out" / "core" / "adapter_model.safetensors").is_file()
+        assert (tmp_path / "out" / "index-bm25" / "retriever.json").is_file()

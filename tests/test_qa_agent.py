@@ -241,3 +241,22 @@ def test_http_backend_end_to_end():
     assert result.answer in ("yes", "no")
     assert result.fallbacks() >= 1
     assert any(p.get("echo") for p in server.payloads)  # actions and answers were scored by prompt log-probs
+
+
+def test_sentence_extractor_picks_the_answering_sentence():
+    from knowledge_qa.extraction import ExtractionRequest, SentenceExtractor, split_sentences
+
+    # A split needs a capital (or digit, quote) after the stop: "Dr. no" stays whole.
+    assert split_sentences("Laptops appeared in 1981. They are portable. Dr. no") == [
+        "Laptops appeared in 1981.", "They are portable.", "Dr. no"
+    ]
+    extractor = SentenceExtractor()
+    facts = extractor.extract([
+        ExtractionRequest("When did Aristotle die?", "", PASSAGES),
+        ExtractionRequest("Are laptops portable computers?", "", PASSAGES),
+        ExtractionRequest("anything", "", []),
+    ])
+    assert facts == ["Aristotle was a Greek philosopher who died in 322 BC.", "They are portable computers.", ""]
+    agent = GeekAgent(ScriptedModel(), extractor=extractor, retriever=KeywordRetriever(), options=AgentOptions(exploration=False))
+    steps = agent.answer("Did Aristotle use a laptop?").branches[0].steps
+    assert steps[1].action == Action.RETRIEVE_EXTRACT and steps[1].output == "Aristotle was a Greek philosopher who died in 322 BC."

@@ -7,6 +7,7 @@ import argparse
 
 from knowledge_qa.agent import AgentOptions, GeekAgent
 from knowledge_qa.errors import QAInputError
+from knowledge_qa.extraction import Extractor
 from knowledge_qa.models.base import TextModel
 from nagner.cli.arguments import positive_int
 
@@ -16,6 +17,9 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models (local transformers models, or one OpenAI-compatible server)")
     models.add_argument("--core", metavar="MODEL", help="core model: a transformers model name or folder, or an adapter folder from `knowledge-qa train`")
     models.add_argument("--extractor", metavar="MODEL", help="extractor model (default: the core model)")
+    models.add_argument("--sentence-extractor", action="store_true",
+                        help="extract by picking the passage sentence closest to the sub-question (MiniLM embeddings) "
+                        "instead of generating a fact")
     models.add_argument("--adapter", metavar="FOLDER", help="a nagner.peft adapter folder to put on the core model")
     models.add_argument("--server", metavar="URL", help="an OpenAI-compatible server (vLLM, TGI, llama.cpp) instead of local models")
     models.add_argument("--server-model", metavar="NAME", help="the model name the server serves (required with --server)")
@@ -48,8 +52,10 @@ def agent_options(args: argparse.Namespace) -> AgentOptions:
     )
 
 
-def build_models(args: argparse.Namespace) -> tuple[TextModel, TextModel]:
+def build_models(args: argparse.Namespace) -> tuple[TextModel, TextModel | Extractor]:
     """(core, extractor) from the flags."""
+    if args.sentence_extractor and (args.extractor or args.server_extractor_model):
+        raise QAInputError("give either --sentence-extractor or an extractor model, not both")
     if args.server:
         from knowledge_qa.models.http_model import OpenAICompatibleModel
 
@@ -63,7 +69,7 @@ def build_models(args: argparse.Namespace) -> tuple[TextModel, TextModel]:
 
         core = remote(args.server_model)
         extractor = remote(args.server_extractor_model) if args.server_extractor_model else core
-        return core, extractor
+        return core, sentence_extractor() if args.sentence_extractor else extractor
     if not args.core:
         raise QAInputError("no model: give --core MODEL (a name, a folder or an adapter folder) or --server URL")
     from knowledge_qa.models.transformers_model import TransformersModel
@@ -72,8 +78,15 @@ def build_models(args: argparse.Namespace) -> tuple[TextModel, TextModel]:
         return TransformersModel.from_pretrained(name, adapter=adapter, device=args.device, batch_size=args.model_batch_size)
 
     core = local(args.core, args.adapter)
-    extractor = local(args.extractor) if args.extractor else core
-    return core, extractor
+    if args.sentence_extractor:
+        return core, sentence_extractor()
+    return core, local(args.extractor) if args.extractor else core
+
+
+def sentence_extractor() -> Extractor:
+    from knowledge_qa.extraction import SentenceExtractor
+
+    return SentenceExtractor()
 
 
 def build_agent(args: argparse.Namespace) -> GeekAgent:

@@ -37,8 +37,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--extra-questions", help="questions with answers only (e.g. strategyqa_train_filtered.json): "
                         "extra FinalAnswer examples; questions also in --questions are skipped")
-    parser.add_argument("--max-examples-per-task", type=positive_int, metavar="N",
-                        help="at most N examples of each task (a seeded sample; CPU budgets)")
+    parser.add_argument("--max-examples-per-task", type=task_limit, nargs="+", default=[], metavar="[TASK=]N",
+                        help="at most N examples of each task, or of the named task (action, decompose, self_answer, "
+                        "extract, final_answer); a seeded sample, for CPU budgets")
     parser.add_argument("--max-source-tokens", type=positive_int, default=384, help="prompt tokens kept (default 384)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)
@@ -106,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
         jobs.append(("extractor", list(dict.fromkeys(examples))))
     for role, examples in jobs:
         if args.max_examples_per_task:
-            examples = sample_per_task(examples, args.max_examples_per_task, args.seed)
+            examples = sample_per_task(examples, dict(args.max_examples_per_task), args.seed)
         if not examples:
             raise QAInputError(f"no {role} training examples could be made from {args.questions}")
         print(f"{role}: {len(examples)} examples {json.dumps(example_counts(examples))}", flush=True)
@@ -125,14 +126,31 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def sample_per_task(examples: list, limit: int, seed: int) -> list:
-    """At most ``limit`` examples of each task, drawn with ``seed``, in their original order."""
+def task_limit(value: str) -> tuple[str, int]:
+    """argparse type: "4000" → ("*", 4000) (every task), "action=4000" → ("action", 4000)."""
+    from knowledge_qa.training.examples import TASKS
+
+    task, _, number = value.rpartition("=")
+    task = task.strip() or "*"
+    if task != "*" and task not in TASKS:
+        raise argparse.ArgumentTypeError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
+    try:
+        limit = positive_int(number)
+    except argparse.ArgumentTypeError:
+        raise argparse.ArgumentTypeError(f"expected N or TASK=N with N >= 1, got {value!r}") from None
+    return task, limit
+
+
+def sample_per_task(examples: list, limits: dict[str, int], seed: int) -> list:
+    """At most ``limits[task]`` (else ``limits["*"]``) examples of each task, drawn with ``seed``, in
+    their original order."""
     import random
 
     by_task: dict[str, list[int]] = {}
     for index, example in enumerate(examples):
         by_task.setdefault(example.task, []).append(index)
     keep: set[int] = set()
-    for indices in by_task.values():
+    for task, indices in by_task.items():
+        limit = limits.get(task, limits.get("*", len(indices)))
         keep.update(indices if len(indices) <= limit else random.Random(seed).sample(indices, limit))
     return [example for index, example in enumerate(examples) if index in keep]

@@ -43,6 +43,7 @@ from knowledge_qa.errors import QAInputError
 from knowledge_qa.models.transformers_model import TRAINED_MODULES, TransformersModel, load_base
 from nagner.peft import AdapterTrainer, AloraCallback, SoraCallback, attach, config_from_dict, save_adapter
 from nagner.peft.attach import STATE_ATTR
+from nagner.peft.methods.alora_allocation import paper_allocation_steps
 from nagner.peft.prompt import prompt_extras, prompt_mask
 
 logger = logging.getLogger(__name__)
@@ -295,8 +296,7 @@ def adapter_procedures(
         return [SoraCallback(adapted_module=model)]
     if method != "alora":
         return []
-    quarter = max(1, steps_per_epoch // 4)
-    at_steps = [s for s in (steps_per_epoch + k * quarter for k in range(8)) if s < total_steps]
+    at_steps = paper_allocation_steps(steps_per_epoch, total_steps)
     if not at_steps:
         logger.warning("ALoRA: training too short for an allocation round (the first comes after one epoch)")
         return []

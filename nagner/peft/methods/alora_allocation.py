@@ -40,6 +40,14 @@ from nagner.peft.methods.alora import AloraAdapter, ablated_ranks, alora_adapter
 LossFn = Callable[[nn.Module, Mapping[str, Any]], torch.Tensor]
 
 
+def paper_allocation_steps(steps_per_epoch: int, total_steps: int, rounds: int = 8) -> list[int]:
+    """The optimizer steps of ALoRA's allocation rounds as in the paper: after the first epoch, then
+    every quarter epoch, at most ``rounds``, all before ``total_steps``. Empty when training is
+    shorter than one epoch (callers should warn: the adapter then stays plain LoRA)."""
+    quarter = max(1, steps_per_epoch // 4)
+    return [s for s in (steps_per_epoch + k * quarter for k in range(rounds)) if s < total_steps]
+
+
 def per_example_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
     """Per-example loss (n,) of a `transformers` model on ``batch`` (with ``labels``): cross
     entropy for classification (logits (n, C)), its mean over each example's labelled tokens for
