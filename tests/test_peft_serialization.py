@@ -304,3 +304,23 @@ def test_writes_leave_no_temporary_files_and_a_failed_write_keeps_the_old_folder
         "export",
     ]
     assert (tmp_path / "adapter_model.safetensors").read_bytes() == old
+
+
+def test_peft_options_that_change_the_computation_are_refused():
+    from nagner.peft import LoraConfig
+
+    with pytest.raises(ValueError, match=r"use_dora=True is not supported"):
+        LoraConfig.from_dict({"r": 4, "target_modules": ["query"], "use_dora": True})
+    with pytest.raises(ValueError, match=r"modules_to_save=\['classifier'\]"):
+        LoraConfig.from_dict({"r": 4, "target_modules": ["query"], "modules_to_save": ["classifier"]})
+    with pytest.warns(UserWarning, match="ignoring keys .*use_dora"):  # off: harmless, ignored with a warning
+        assert LoraConfig.from_dict({"r": 4, "target_modules": ["query"], "use_dora": False}).r == 4
+
+
+def test_attach_refuses_a_bare_container():
+    import torch
+
+    from nagner.peft import LoraConfig, attach
+
+    with pytest.raises(TypeError, match="not to the container itself"):
+        attach(torch.nn.Sequential(torch.nn.Linear(4, 4)), LoraConfig(r=2, target_modules=["0"]))

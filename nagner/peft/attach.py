@@ -97,6 +97,12 @@ def attach(
     """
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_\-]*", name):
         raise ValueError(f"adapter name {name!r}: use letters, digits, '_' or '-' (no dots)")
+    if isinstance(model, (nn.Sequential, nn.ModuleList, nn.ModuleDict)):
+        # The adapter state is registered as a child module: a container would run or list it as a layer.
+        raise TypeError(
+            f"attach adapters to the model that owns the {type(model).__name__}, not to the container itself "
+            "(wrap it in an nn.Module)"
+        )
     state = peft_state(model)
     if state is not None and name in state.configs:
         raise ValueError(f"an adapter named {name!r} is attached already; detach it or pick another name")

@@ -48,6 +48,12 @@ def config_class(method: str) -> type[AdapterConfig]:
     return _METHODS[method]
 
 
+# peft LoRA options whose true value changes the adapter's computation (DoRA's magnitude vectors,
+# extra trained modules, a bias in B, …); a config that turns one on cannot be loaded here (fan_in_fan_out
+# is fine: GPT-2 Conv1D layers are handled as they are).
+UNSUPPORTED_PEFT_OPTIONS = ("use_dora", "modules_to_save", "trainable_token_indices", "lora_bias", "use_qalora")
+
+
 @dataclass
 class AdapterConfig:
     """What every adapter config has: where to attach, and the file format.
@@ -94,6 +100,13 @@ class AdapterConfig:
         """Build from a dict; keys this version does not know are ignored with a warning."""
         known = {f.name for f in dataclasses.fields(cls) if f.init}
         meta = {"peft_type", "nagner_method", "base_model_name_or_path", "task_type", "revision", "inference_mode"}
+        # peft options that change what the weights mean: ignoring them would load a different model.
+        changing = [key for key in UNSUPPORTED_PEFT_OPTIONS if values.get(key) and key not in known]
+        if changing:
+            raise ValueError(
+                f"{source}: {', '.join(f'{key}={values[key]!r}' for key in changing)} is not supported by nagner.peft "
+                "(the adapter would compute something else than it was trained to)"
+            )
         unknown = sorted(set(values) - known - meta)
         if unknown:
             warnings.warn(
