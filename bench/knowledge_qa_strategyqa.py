@@ -16,8 +16,10 @@ questions; action and AddDecomp examples subsampled to 4,000 / 3,000 for the CPU
 answers of the 2,821 extra training questions (strategyqa_train_filtered.json; none is a dev
 question, checked). The extractor is then the sentence extractor (the passage sentence closest to the
 sub-question): a generative extractor trained for the same budget wrote noise (loss still ~7.8 after
-a third of an epoch). Every step is cached in bench/out/qa/ (corpus, indexes, model, traces): a rerun
-resumes.
+a third of an epoch). FinalAnswer goes to a separate answerer, the same warm start trained on the
+final-answer examples alone for 2 epochs (--no-answerer: the core model answers; that was the first
+run, see bench/RESULTS.md). Every step is cached in bench/out/qa/ (corpus, indexes, models, traces):
+a rerun resumes.
 """
 
 from __future__ import annotations
@@ -114,7 +116,22 @@ def train_models(corpus: Path, epochs: float, batch_size: int) -> Path:
     return folder
 
 
+def train_answerer(epochs: float, batch_size: int) -> Path:
+    """A second warm-started model trained on FinalAnswer examples alone (the CPU recipe: the core
+    model trained on every action answers yes / no barely above noise)."""
+    folder = OUT / "answerer"
+    if not (folder / "core" / "adapter_config.json").exists():
+        run([
+            sys.executable, "-m", "knowledge_qa", "train", "--warm-start", "--role", "core", "--tasks", "final_answer",
+            "--questions", str(DATA / "train.json"), "--extra-questions", str(DATA / "strategyqa_train_filtered.json"),
+            "--output", str(folder), "--adapter", "lora", "--adapter-options", "r=16", "lora_alpha=32",
+            "--epochs", str(epochs), "--batch-size", str(batch_size), "--learning-rate", "7e-4", "--max-source-tokens", "256",
+        ])
+    return folder / "core"
+
+
 def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extractor: str | None) -> dict[str, dict]:
+    """Every variant of ``args.variants`` on dev, in this process (models loaded once); resumable."""
     from knowledge_qa.agent import AgentOptions, GeekAgent
     from knowledge_qa.evaluation import evaluate
     from knowledge_qa.retrieval import load_retriever
@@ -135,15 +152,21 @@ def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extracto
         from knowledge_qa.extraction import SentenceExtractor
 
         extractor_model = SentenceExtractor()
+    answerer = None
+    if args.answerer:
+        from knowledge_qa.models.transformers_model import TransformersModel
+
+        answerer = TransformersModel.from_pretrained(args.answerer, batch_size=args.model_batch_size)
     retriever = load_retriever(index)
     results = {}
     for name in args.variants.split(","):
         decomposition, retrieval, exploration = VARIANTS[name]
         options = AgentOptions(decomposition=decomposition, retrieval=retrieval, exploration=exploration, branches=args.branches)
-        agent = GeekAgent(core_model, extractor=extractor_model, retriever=retriever if retrieval else None, options=options)
-        slug = re.sub(r"[^a-z]+", "-", name).strip("-")
+        agent = GeekAgent(core_model, extractor=extractor_model, retriever=retriever if retrieval else None,
+                          answerer=answerer, options=options)
+        slug = re.sub(r"[^a-z]+", "-", name).strip("-") + ("-answerer" if answerer else "")
         settings = {"core": core_model.describe(), "extractor": extractor_model.describe(), "index": str(index),
-                    "questions": len(questions), **vars(options)}
+                    "answerer": answerer.describe() if answerer else None, "questions": len(questions), **vars(options)}
         summary = evaluate(agent, questions, OUT / f"traces-{slug}.jsonl", settings=settings, batch_size=args.batch_size)
         results[name] = summary
         print(name, json.dumps(summary), flush=True)
@@ -179,6 +202,9 @@ def main() -> None:
     parser.add_argument("--core", help="a trained core model (skip training)")
     parser.add_argument("--extractor", help="an extractor model (default: the core model; on the CPU run: --sentence-extractor)")
     parser.add_argument("--sentence-extractor", action="store_true", help="extract the passage sentence closest to the sub-question")
+    parser.add_argument("--answerer", help="a separate FinalAnswer model (the CPU run trains one; --no-answerer: the core answers)")
+    parser.add_argument("--no-answerer", action="store_true")
+    parser.add_argument("--answerer-epochs", type=float, default=2.0)
     parser.add_argument("--server", help="an OpenAI-compatible server instead of local models")
     parser.add_argument("--server-model")
     parser.add_argument("--server-extractor-model")
@@ -206,6 +232,8 @@ def main() -> None:
     if not core and not args.server:
         core = str(train_models(corpus, args.epochs, args.train_batch_size) / "core")
         args.sentence_extractor = extractor is None
+        if not args.no_answerer and not args.answerer:
+            args.answerer = str(train_answerer(args.answerer_epochs, args.train_batch_size))
     results = evaluate_variants(args, indexes[args.index_kind], core, extractor)
     from knowledge_qa.strategyqa import majority_answer, read_questions
 

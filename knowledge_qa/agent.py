@@ -119,8 +119,10 @@ class _Branch:
 
 class GeekAgent:
     """The agent: a core model (actions, AddDecomp, SelfAnswer, FinalAnswer), an extractor (a
-    `TextModel` writing facts, any `Extractor`, or None: the core model writes them) and a retriever
-    (required unless retrieval is switched off)."""
+    `TextModel` writing facts, any `Extractor`, or None: the core model writes them), a retriever
+    (required unless retrieval is switched off) and optionally an answerer: a separate model for
+    FinalAnswer's yes / no (a small core model trained on every action answers poorly; one trained on
+    final answers alone can do better)."""
 
     def __init__(
         self,
@@ -128,9 +130,11 @@ class GeekAgent:
         *,
         extractor: TextModel | Extractor | None = None,
         retriever: Retriever | None = None,
+        answerer: TextModel | None = None,
         options: AgentOptions | None = None,
     ):
         self.core = core
+        self.answerer = answerer or core
         self.options = options or AgentOptions()
         extractor = extractor or core
         if not isinstance(extractor, Extractor):
@@ -289,7 +293,7 @@ class GeekAgent:
 
     def _final_answer(self, group, _all: list[_Branch]) -> None:
         prompts = [final_answer_prompt(self._state_text(b.state)) for b, _, _ in group]
-        rows = self.core.score(prompts, list(YES_NO_OPTIONS))
+        rows = self.answerer.score(prompts, list(YES_NO_OPTIONS))
         for (branch, scores, reason), (yes, no) in zip(group, rows):
             fallback = reason
             if not (math.isfinite(yes) or math.isfinite(no)):

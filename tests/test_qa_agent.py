@@ -260,3 +260,11 @@ def test_sentence_extractor_picks_the_answering_sentence():
     agent = GeekAgent(ScriptedModel(), extractor=extractor, retriever=KeywordRetriever(), options=AgentOptions(exploration=False))
     steps = agent.answer("Did Aristotle use a laptop?").branches[0].steps
     assert steps[1].action == Action.RETRIEVE_EXTRACT and steps[1].output == "Aristotle was a Greek philosopher who died in 322 BC."
+
+
+def test_a_separate_answerer_gives_the_final_answer():
+    core, answerer = ScriptedModel(final="no"), ScriptedModel(final="yes")
+    agent = GeekAgent(core, retriever=KeywordRetriever(), answerer=answerer, options=AgentOptions(exploration=False))
+    result = agent.answer("Did Aristotle use a laptop?")
+    assert result.answer == "yes" and math.isclose(result.branches[0].answer_margin, 1.9)
+    assert answerer.calls == [("score", 1)]  # only FinalAnswer went to the answerer

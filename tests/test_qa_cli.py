@@ -140,3 +140,18 @@ def test_train_then_ask(tmp_path, capsys, index, tiny_text_model_dirs):
     code, _, err = run_cli(capsys, "train", "--questions", QUESTIONS, "--base", tiny_text_model_dirs["seq2seq"], "--output", output,
                            "--adapter", "lora", "--adapter-options", "rank=4", "--role", "core")
     assert code == 2 and "lora has no field rank" in err
+
+
+def test_train_an_answerer_and_use_it(tmp_path, capsys, tiny_text_model_dirs):
+    output = tmp_path / "answerer"
+    code, out, _ = run_cli(capsys, "train", "--questions", QUESTIONS, "--base", tiny_text_model_dirs["seq2seq"], "--output", output,
+                           "--role", "core", "--tasks", "final_answer", "--epochs", "1", "--adapter-options", "r=2")
+    # 3 per sample question: after its decomposition, after the undecomposed trajectory, and the bare question
+    assert code == 0 and '"final_answer": 42, "total": 42' in out
+    summary = json.loads((output / "core" / "training_summary.json").read_text())
+    assert summary["examples_by_task"] == {"final_answer": 42}
+    code, out, _ = run_cli(capsys, "ask", "Did Aristotle use a laptop?", "--core", tiny_text_model_dirs["seq2seq"],
+                           "--answerer", output / "core", "--no-retrieval", "--json")
+    assert code == 0 and json.loads(out)["prediction"] in ("yes", "no")
+    code, _, err = run_cli(capsys, "train", "--questions", QUESTIONS, "--base", "x", "--output", output, "--tasks", "answers")
+    assert code == 2 and "unknown --tasks answers" in err

@@ -17,6 +17,7 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models (local transformers models, or one OpenAI-compatible server)")
     models.add_argument("--core", metavar="MODEL", help="core model: a transformers model name or folder, or an adapter folder from `knowledge-qa train`")
     models.add_argument("--extractor", metavar="MODEL", help="extractor model (default: the core model)")
+    models.add_argument("--answerer", metavar="MODEL", help="a separate model for FinalAnswer (default: the core model)")
     models.add_argument("--sentence-extractor", action="store_true",
                         help="extract by picking the passage sentence closest to the sub-question (MiniLM embeddings) "
                         "instead of generating a fact")
@@ -100,4 +101,11 @@ def build_agent(args: argparse.Namespace) -> GeekAgent:
 
         retriever = load_retriever(args.index)
     core, extractor = build_models(args)
-    return GeekAgent(core, extractor=extractor, retriever=retriever, options=options)
+    answerer = None
+    if args.answerer:
+        if args.server:
+            raise QAInputError("--answerer is a local model; with --server, serve it and use --server-model for both")
+        from knowledge_qa.models.transformers_model import TransformersModel
+
+        answerer = TransformersModel.from_pretrained(args.answerer, device=args.device, batch_size=args.model_batch_size)
+    return GeekAgent(core, extractor=extractor, retriever=retriever, answerer=answerer, options=options)

@@ -41,6 +41,7 @@ def run(args: argparse.Namespace) -> int:
         "core": args.core or f"{args.server} {args.server_model}",
         "extractor": "sentence" if args.sentence_extractor else (args.extractor or args.server_extractor_model),
         "adapter": args.adapter,
+        "answerer": args.answerer,
         "index": None if args.no_retrieval else args.index,
         **vars(agent_options(args)),
     }

@@ -40,6 +40,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-examples-per-task", type=task_limit, nargs="+", default=[], metavar="[TASK=]N",
                         help="at most N examples of each task, or of the named task (action, decompose, self_answer, "
                         "extract, final_answer); a seeded sample, for CPU budgets")
+    parser.add_argument("--tasks", nargs="+", metavar="TASK", default=None,
+                        help="train on these tasks only (action, decompose, self_answer, extract, final_answer), "
+                        "e.g. --role core --tasks final_answer for a separate --answerer model")
     parser.add_argument("--max-source-tokens", type=positive_int, default=384, help="prompt tokens kept (default 384)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)
@@ -49,6 +52,7 @@ def run(args: argparse.Namespace) -> int:
     from knowledge_qa.errors import QAInputError
     from knowledge_qa.strategyqa import read_questions
     from knowledge_qa.training.examples import (
+        TASKS,
         core_examples,
         example_counts,
         extractor_examples,
@@ -57,6 +61,9 @@ def run(args: argparse.Namespace) -> int:
     from knowledge_qa.training.finetune import FinetuneOptions, finetune
     from nagner.peft import config_from_options
 
+    unknown = sorted(set(args.tasks or []) - set(TASKS))
+    if unknown:
+        raise QAInputError(f"unknown --tasks {', '.join(unknown)}; tasks: {', '.join(TASKS)}")
     if bool(args.base) == bool(args.warm_start):
         raise QAInputError("give exactly one of --base MODEL and --warm-start [ENCODER]")
     output = Path(args.output)
@@ -106,6 +113,8 @@ def run(args: argparse.Namespace) -> int:
         examples = extractor_examples(questions, passages) + extractor_examples(questions, passages, with_decomposition=False)
         jobs.append(("extractor", list(dict.fromkeys(examples))))
     for role, examples in jobs:
+        if args.tasks:
+            examples = [example for example in examples if example.task in args.tasks]
         if args.max_examples_per_task:
             examples = sample_per_task(examples, dict(args.max_examples_per_task), args.seed)
         if not examples:
