@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from transformers import AutoTokenizer, EncoderDecoderModel
+from transformers.utils import logging as transformers_logging
 
 from knowledge_qa.errors import QAInputError
 
@@ -66,7 +67,14 @@ def build_warm_started_seq2seq(
 
     # The fresh cross-attention / head weights are drawn from torch's global generator while loading.
     torch.manual_seed(seed)
-    model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder, encoder)
+    # transformers reports every new cross-attention / head weight as MISSING: expected here, so the
+    # report (dozens of lines) is silenced while loading.
+    verbosity = transformers_logging.get_verbosity()
+    transformers_logging.set_verbosity_error()
+    try:
+        model = EncoderDecoderModel.from_encoder_decoder_pretrained(encoder, encoder)
+    finally:
+        transformers_logging.set_verbosity(verbosity)
     for settings in (model.config, model.generation_config):
         # Both: generate() reads the generation config, the loss's label shift reads the config.
         settings.decoder_start_token_id = tokenizer.cls_token_id
