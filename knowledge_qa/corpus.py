@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from knowledge_qa.errors import QAInputError
-from nagner.atomic import atomic_outputs
+from nagner.atomic import write_jsonl
 
 
 @dataclass(frozen=True)
@@ -65,12 +65,7 @@ def read_corpus(path: str | Path) -> list[Passage]:
 
 def write_corpus(passages: Iterable[Passage], path: str | Path) -> int:
     """Write passages as JSONL (atomically: the file appears whole or not at all); returns the count."""
-    count = 0
-    with atomic_outputs([path]) as (handle,):
-        for passage in passages:
-            handle.write(json.dumps(asdict(passage), ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    return write_jsonl((asdict(passage) for passage in passages), path)
 
 
 def iter_titles(passages: Iterable[Passage]) -> Iterator[tuple[str, list[Passage]]]:

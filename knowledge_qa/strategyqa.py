@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge_qa.errors import QAInputError
-from nagner.atomic import atomic_outputs
+from nagner.atomic import write_jsonl
 
 _ANSWER_STRINGS = {"yes": True, "true": True, "no": False, "false": False}
 
@@ -167,12 +167,7 @@ def _parse_answer(value: Any, fail) -> bool | None:
 def write_questions_jsonl(questions: Iterable[StrategyQuestion], path: str | Path) -> int:
     """Write questions as JSONL that `read_questions` reads back unchanged (atomically: the file
     appears whole or not at all); returns the count."""
-    count = 0
-    with atomic_outputs([path]) as (handle,):
-        for question in questions:
-            handle.write(json.dumps(asdict(question), ensure_ascii=False) + "\n")
-            count += 1
-    return count
+    return write_jsonl((asdict(question) for question in questions), path)
 
 
 # ------------------------------------------------------------------------- annotations per step

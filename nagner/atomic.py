@@ -7,12 +7,13 @@ are removed and a pre-existing target is left untouched, so a reader never sees 
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from nagner.errors import NagNerInputError
 
@@ -61,3 +62,13 @@ def atomic_outputs(paths: Sequence[str | Path]) -> Iterator[list[TextIO]]:
             handle.close()
         for temp in temps:
             temp.unlink(missing_ok=True)
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
+    """Write ``records`` as JSONL (UTF-8, one object per line) atomically; returns the count."""
+    count = 0
+    with atomic_outputs([path]) as (handle,):
+        for record in records:
+            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+            count += 1
+    return count
