@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -62,6 +63,33 @@ def atomic_outputs(paths: Sequence[str | Path]) -> Iterator[list[TextIO]]:
             handle.close()
         for temp in temps:
             temp.unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_folder(target: str | Path) -> Iterator[Path]:
+    """A fresh hidden sibling folder of ``target`` to fill; when the ``with`` block succeeds it
+    replaces ``target`` (an existing one is moved aside, then removed; put back if the swap fails).
+    On any error the new folder is removed and ``target`` is left as it was: readers never see half
+    a folder. Parents are created; the folder gets the usual permissions, not mkdtemp's private ones."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".partial"))
+    try:
+        os.chmod(partial, 0o777 & ~_umask())
+        yield partial
+        if not target.exists():
+            os.replace(partial, target)
+            return
+        previous = partial.with_suffix(".previous")
+        os.replace(target, previous)
+        try:
+            os.replace(partial, target)
+        except BaseException:
+            os.replace(previous, target)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+    finally:
+        shutil.rmtree(partial, ignore_errors=True)  # still there only when something failed
 
 
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:

@@ -23,7 +23,6 @@ import json
 import logging
 import math
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,7 +33,7 @@ from torch.utils.data import Dataset
 from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from nagner.atomic import atomic_outputs
+from nagner.atomic import atomic_folder, atomic_outputs
 from nagner.checkpoint import load_checkpoint
 from nagner.data.example import Sentence
 from nagner.errors import NagNerInputError
@@ -270,15 +269,8 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 def save_model_atomically(model: NagNerModel, target: Path) -> None:
     """``model.save_pretrained(target)`` via a sibling folder and renames: ``target`` is never half-written."""
-    partial = target.with_name(target.name + ".partial")
-    previous = target.with_name(target.name + ".previous")
-    for stale in (partial, previous):
-        shutil.rmtree(stale, ignore_errors=True)
-    model.save_pretrained(partial)
-    if target.exists():
-        os.replace(target, previous)
-    os.replace(partial, target)
-    shutil.rmtree(previous, ignore_errors=True)
+    with atomic_folder(target) as folder:
+        model.save_pretrained(folder)
 
 
 def resolve_checkpoint(output_dir: Path, resume: bool | str | Path | None) -> str | None:

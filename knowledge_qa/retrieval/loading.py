@@ -18,9 +18,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import tempfile
-import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,7 +27,7 @@ import numpy as np
 from knowledge_qa.corpus import Passage, read_corpus, write_corpus
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.retrieval.base import Retriever
-from nagner.atomic import atomic_outputs
+from nagner.atomic import atomic_folder, atomic_outputs
 
 SETTINGS_FILE = "retriever.json"
 PASSAGES_FILE = "passages.jsonl"
@@ -89,12 +86,6 @@ def corpus_fingerprint(passages: Sequence[Passage]) -> str:
     return digest.hexdigest()
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def _check_target(target: Path) -> None:
     """Refuse to replace anything that is not an index folder (or an empty folder): saving replaces
     the target as a whole, and a user's unrelated folder must not be deleted by a typo."""
@@ -106,25 +97,6 @@ def _check_target(target: Path) -> None:
         )
 
 
-def _replace_directory(new: Path, target: Path) -> None:
-    """Move the finished folder ``new`` to ``target``, replacing an old index there.
-
-    Two renames: old index aside, new one in. A crash between them leaves the old index in the hidden
-    ``.<name>.old-*`` folder next to the target (nothing half-written is ever at ``target``).
-    """
-    if not target.exists():
-        os.replace(new, target)
-        return
-    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(target, old)
-    try:
-        os.replace(new, target)
-    except BaseException:
-        os.replace(old, target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def save_index(retriever: IndexFiles, directory: str | Path) -> None:
     """Write ``retriever`` as an index folder at ``directory`` (parents created), crash-safely.
 
@@ -133,12 +105,9 @@ def save_index(retriever: IndexFiles, directory: str | Path) -> None:
     """
     target = Path(os.path.abspath(directory))
     _check_target(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
-    try:
-        os.chmod(temp, 0o777 & ~_umask())  # mkdtemp makes it private; an index is an ordinary folder
-        write_corpus(retriever.passages, temp / PASSAGES_FILE)
-        retriever.write_index_files(temp)
+    with atomic_folder(target) as folder:
+        write_corpus(retriever.passages, folder / PASSAGES_FILE)
+        retriever.write_index_files(folder)
         settings = {
             "format": FORMAT_VERSION,
             **retriever.index_settings(),
@@ -146,13 +115,9 @@ def save_index(retriever: IndexFiles, directory: str | Path) -> None:
             "corpus_sha256": corpus_fingerprint(retriever.passages),
         }
         # retriever.json last: a folder without it is never taken for an index.
-        with atomic_outputs([temp / SETTINGS_FILE]) as (handle,):
+        with atomic_outputs([folder / SETTINGS_FILE]) as (handle,):
             json.dump(settings, handle, indent=2, ensure_ascii=False)
             handle.write("\n")
-        _replace_directory(temp, target)
-    finally:
-        if temp.exists():
-            shutil.rmtree(temp, ignore_errors=True)
 
 
 def read_settings(directory: str | Path) -> dict[str, Any]:

@@ -23,13 +23,10 @@ import inspect
 import json
 import logging
 import math
-import os
 import re
-import shutil
-import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +38,7 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.models.transformers_model import TRAINED_MODULES, TransformersModel, load_base
+from nagner.atomic import atomic_folder
 from nagner.peft import AdapterTrainer, AloraCallback, SoraCallback, attach, config_from_dict, save_adapter
 from nagner.peft.attach import STATE_ATTR
 from nagner.peft.methods.alora_allocation import paper_allocation_steps
@@ -415,8 +413,7 @@ def save_finetuned(result: FinetuneResult, output_dir: str | Path | None = None)
     from safetensors.torch import save_file
 
     target = Path(output_dir if output_dir is not None else result.options.output_dir)
-
-    def write(folder: Path) -> None:
+    with atomic_folder(target) as folder:
         if result.options.adapter is not None:
             base = _base_reference(result.base_name_or_path)
             save_adapter(result.model, folder, base_model_name_or_path=base)
@@ -432,8 +429,7 @@ def save_finetuned(result: FinetuneResult, output_dir: str | Path | None = None)
             result.model.save_pretrained(folder)
         result.tokenizer.save_pretrained(folder)
         (folder / SUMMARY_FILE).write_text(json.dumps(result.summary, indent=2) + "\n", encoding="utf-8")
-
-    return write_folder_atomically(target, write)
+    return target
 
 
 def _base_reference(base: str) -> str:
@@ -441,29 +437,6 @@ def _base_reference(base: str) -> str:
     adapter loads from any working directory), a hub name as it is."""
     path = Path(base)
     return str(path.resolve()) if path.is_dir() else base
-
-
-def write_folder_atomically(target: Path, write: Callable[[Path], None]) -> Path:
-    """Run ``write`` on a fresh hidden sibling folder of ``target``, then rename it to ``target``
-    (an existing ``target`` is swapped out and removed only after): readers never see half a model."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
-        write(partial)
-        mask = os.umask(0)
-        os.umask(mask)
-        os.chmod(partial, 0o777 & ~mask)  # mkdtemp makes it private; the result should not be
-        previous = None
-        if target.exists():
-            previous = partial.with_suffix(".previous")
-            os.replace(target, previous)
-        os.replace(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
-    if previous is not None:
-        shutil.rmtree(previous, ignore_errors=True)
-    return target
 
 
 def finetune(base_name_or_path: str, examples: Sequence[Any], options: FinetuneOptions) -> Path:
