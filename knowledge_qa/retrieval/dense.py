@@ -22,8 +22,8 @@ from transformers import AutoModel, AutoTokenizer
 
 from knowledge_qa.corpus import Passage
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.retrieval.base import Retriever, ScoredPassage
-from knowledge_qa.retrieval.loading import read_index, save_index, top_k
+from knowledge_qa.retrieval.base import Retriever, ScoredPassage, top_k
+from knowledge_qa.retrieval.loading import read_index, save_index
 from nagner.modeling.encoder_source import encoder_fingerprint, packaged_name, resolve_encoder
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"

@@ -22,8 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import numpy as np
-
 from knowledge_qa.corpus import Passage, read_corpus, write_corpus
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.retrieval.base import Retriever
@@ -55,26 +53,6 @@ class IndexFiles(Protocol):
     def write_index_files(self, directory: Path) -> None:
         """Write the kind's own files into the (existing, empty but for the corpus) ``directory``."""
         ...
-
-
-def top_k(values: np.ndarray, k: int, indices: np.ndarray | None = None) -> list[tuple[int, float]]:
-    """The best ``k`` (corpus index, score) pairs, best first; equal scores in corpus order.
-
-    ``values`` [C] are the scores of the passages at corpus ``indices`` [C] (None: the whole corpus,
-    ``values`` [N] in corpus order). Only the entries that can make the top ``k`` are sorted (a
-    partition first), so this stays linear in C for large corpora.
-    """
-    indices = np.arange(len(values)) if indices is None else np.asarray(indices, dtype=np.int64)  # [C]
-    count = min(k, len(values))
-    if count <= 0:
-        return []
-    if count < len(values):
-        # Keep every entry tied with the k-th best so the corpus-order tie break sees all of them.
-        kth = np.partition(values, len(values) - count)[len(values) - count]
-        keep = np.flatnonzero(values >= kth)  # [>= count]
-        indices, values = indices[keep], values[keep]
-    order = np.lexsort((indices, -values))[:count]  # primary key: score, descending; then index
-    return [(int(indices[i]), float(values[i])) for i in order]
 
 
 def corpus_fingerprint(passages: Sequence[Passage]) -> str:
