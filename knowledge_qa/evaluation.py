@@ -21,6 +21,7 @@ from knowledge_qa.agent import GeekAgent
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.state import Action
 from knowledge_qa.strategyqa import StrategyQuestion
+from nagner.atomic import check_output_path
 
 
 def settings_path(trace_path: Path) -> Path:
@@ -77,11 +78,7 @@ def evaluate(
 ) -> dict[str, Any]:
     """Answer every question not yet in ``trace_path``, append its trace, and return the summary
     over all questions of ``questions`` (finished earlier or now)."""
-    trace_path = Path(trace_path)
-    if trace_path.is_dir():
-        raise QAInputError("is a directory; expected a trace file (.jsonl)", trace_path)
-    if not trace_path.parent.is_dir():
-        raise QAInputError(f"folder {str(trace_path.parent)!r} does not exist", trace_path)
+    trace_path = check_output_path(trace_path)
     finished = read_finished(trace_path)
     check_settings(trace_path, dict(settings or {}), len(finished))
     todo = [q for q in questions if q.qid not in finished]

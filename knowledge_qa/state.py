@@ -11,6 +11,9 @@ from dataclasses import asdict, dataclass, field
 from enum import Enum
 from typing import Any
 
+# StrategyQA's reference to the answer of sub-question k ("#1", or "# 1" after a WordPiece round trip).
+REFERENCE = re.compile(r"#\s*(\d+)")
+
 
 class Action(str, Enum):
     """The closed action set of GEEK."""
@@ -75,7 +78,7 @@ class QuestionState:
             index = int(match.group(1)) - 1
             return answers[index] if 0 <= index < len(answers) else match.group(0)
 
-        return re.sub(r"#\s*(\d+)", substitute, text)
+        return REFERENCE.sub(substitute, text)
 
     def copy(self) -> QuestionState:
         """An independent copy (a new exploration branch)."""

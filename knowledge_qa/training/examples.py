@@ -72,7 +72,7 @@ from knowledge_qa.prompts import (
     render_state,
     self_answer_prompt,
 )
-from knowledge_qa.state import Action, QuestionState, Step
+from knowledge_qa.state import REFERENCE, Action, QuestionState, Step
 from knowledge_qa.strategyqa import StrategyQuestion, citation_counts, step_evidence_ids, step_kinds
 
 logger = logging.getLogger(__name__)
@@ -95,7 +95,6 @@ STOPWORDS = frozenset(
     you your""".split()
 )
 _TOKEN = re.compile(r"[a-z0-9]+")
-_REFERENCE = re.compile(r"#\s*(\d+)")
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,7 @@ def align_steps(question: StrategyQuestion) -> list[AlignedStep]:
             k = int(match.group(1)) - 1
             return facts[chosen[k][0]] if k in chosen else " "
 
-        return _REFERENCE.sub(substitute, step)
+        return REFERENCE.sub(substitute, step)
 
     order = [i for i, kind in enumerate(kinds) if kind == "retrieve"] + [
         i for i, kind in enumerate(kinds) if kind != "retrieve"
