@@ -138,6 +138,7 @@ def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extracto
     from knowledge_qa.strategyqa import read_questions
 
     questions = read_questions(DATA / "dev.json")[: args.limit]
+    retriever = load_retriever(index)
     if args.server:
         from knowledge_qa.models.http_model import OpenAICompatibleModel
 
@@ -149,15 +150,14 @@ def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extracto
         core_model = TransformersModel.from_pretrained(core, batch_size=args.model_batch_size)
         extractor_model = TransformersModel.from_pretrained(extractor, batch_size=args.model_batch_size) if extractor else core_model
     if args.sentence_extractor:
-        from knowledge_qa.extraction import SentenceExtractor
+        from knowledge_qa.cli.arguments import sentence_extractor
 
-        extractor_model = SentenceExtractor()
+        extractor_model = sentence_extractor(retriever)  # shares the dense index's MiniLM
     answerer = None
     if args.answerer:
         from knowledge_qa.models.transformers_model import TransformersModel
 
         answerer = TransformersModel.from_pretrained(args.answerer, batch_size=args.model_batch_size)
-    retriever = load_retriever(index)
     results = {}
     for name in args.variants.split(","):
         decomposition, retrieval, exploration = VARIANTS[name]

@@ -268,3 +268,14 @@ def test_a_separate_answerer_gives_the_final_answer():
     result = agent.answer("Did Aristotle use a laptop?")
     assert result.answer == "yes" and math.isclose(result.branches[0].answer_margin, 1.9)
     assert answerer.calls == [("score", 1)]  # only FinalAnswer went to the answerer
+
+
+def test_sentence_extractor_shares_a_dense_index_encoder_only_when_it_is_its_own(tiny_encoder):
+    from knowledge_qa.cli.arguments import sentence_extractor
+    from knowledge_qa.retrieval import DenseRetriever
+
+    minilm = DenseRetriever(PASSAGES)
+    assert sentence_extractor(minilm).encoder is minilm.encoder  # one MiniLM, not two
+    other = DenseRetriever(PASSAGES, encoder=str(tiny_encoder))
+    assert sentence_extractor(other).encoder is not other.encoder
+    assert sentence_extractor(KeywordRetriever()).encoder.name == minilm.encoder.name

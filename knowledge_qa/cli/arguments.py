@@ -9,6 +9,7 @@ from knowledge_qa.agent import AgentOptions, GeekAgent
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.extraction import Extractor
 from knowledge_qa.models.base import TextModel
+from knowledge_qa.retrieval.base import Retriever
 from nagner.cli.arguments import positive_int
 
 
@@ -53,8 +54,8 @@ def agent_options(args: argparse.Namespace) -> AgentOptions:
     )
 
 
-def build_models(args: argparse.Namespace) -> tuple[TextModel, TextModel | Extractor]:
-    """(core, extractor) from the flags."""
+def build_models(args: argparse.Namespace, retriever: Retriever | None = None) -> tuple[TextModel, TextModel | Extractor]:
+    """(core, extractor) from the flags; a dense ``retriever`` lends the sentence extractor its encoder."""
     if args.sentence_extractor and (args.extractor or args.server_extractor_model):
         raise QAInputError("give either --sentence-extractor or an extractor model, not both")
     if args.server:
@@ -70,24 +71,30 @@ def build_models(args: argparse.Namespace) -> tuple[TextModel, TextModel | Extra
 
         core = remote(args.server_model)
         extractor = remote(args.server_extractor_model) if args.server_extractor_model else core
-        return core, sentence_extractor() if args.sentence_extractor else extractor
+        return core, sentence_extractor(retriever) if args.sentence_extractor else extractor
     if not args.core:
         raise QAInputError("no model: give --core MODEL (a name, a folder or an adapter folder) or --server URL")
+    core = local_model(args, args.core, args.adapter)
+    if args.sentence_extractor:
+        return core, sentence_extractor(retriever)
+    return core, local_model(args, args.extractor) if args.extractor else core
+
+
+def local_model(args: argparse.Namespace, name: str, adapter: str | None = None) -> TextModel:
+    """A local transformers model on ``--device`` with ``--model-batch-size``."""
     from knowledge_qa.models.transformers_model import TransformersModel
 
-    def local(name: str, adapter: str | None = None) -> TextModel:
-        return TransformersModel.from_pretrained(name, adapter=adapter, device=args.device, batch_size=args.model_batch_size)
-
-    core = local(args.core, args.adapter)
-    if args.sentence_extractor:
-        return core, sentence_extractor()
-    return core, local(args.extractor) if args.extractor else core
+    return TransformersModel.from_pretrained(name, adapter=adapter, device=args.device, batch_size=args.model_batch_size)
 
 
-def sentence_extractor() -> Extractor:
+def sentence_extractor(retriever: Retriever | None = None) -> Extractor:
+    """The sentence extractor; it shares a dense retriever's encoder when that is its own default
+    (all-MiniLM-L6-v2), instead of loading the same model twice."""
     from knowledge_qa.extraction import SentenceExtractor
+    from knowledge_qa.retrieval.dense import DEFAULT_ENCODER
 
-    return SentenceExtractor()
+    encoder = getattr(retriever, "encoder", None)
+    return SentenceExtractor(encoder if getattr(encoder, "name", None) == DEFAULT_ENCODER else None)
 
 
 def build_agent(args: argparse.Namespace) -> GeekAgent:
@@ -100,12 +107,10 @@ def build_agent(args: argparse.Namespace) -> GeekAgent:
         from knowledge_qa.retrieval import load_retriever
 
         retriever = load_retriever(args.index)
-    core, extractor = build_models(args)
+    core, extractor = build_models(args, retriever)
     answerer = None
     if args.answerer:
         if args.server:
             raise QAInputError("--answerer is a local model; with --server, serve it and use --server-model for both")
-        from knowledge_qa.models.transformers_model import TransformersModel
-
-        answerer = TransformersModel.from_pretrained(args.answerer, device=args.device, batch_size=args.model_batch_size)
+        answerer = local_model(args, args.answerer)
     return GeekAgent(core, extractor=extractor, retriever=retriever, answerer=answerer, options=options)
