@@ -102,7 +102,7 @@ def predict_stream(
     source: str | None = None,
     chunk_size: int = CHUNK_SIZE,
     batch_size: int = 32,
-    threshold: float = 0.0,
+    threshold: float | None = None,
 ) -> Iterator[Sentence]:
     """Sentences of ``lines`` with their predicted entities (scores in ``Entity.score``), in order.
 

@@ -40,6 +40,7 @@ from nagner.errors import NagNerInputError
 from nagner.evaluation import evaluate_entities
 from nagner.modeling import NagNerCollator, NagNerModel, encode_sentences
 from nagner.modeling.encoding import EncodingReport
+from nagner.modeling.tuning import tune_decoding
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +56,9 @@ class TrainingOptions:
     ``resume_from_checkpoint``: None (start fresh), True (the newest ``checkpoint-*`` in
     ``output_dir``) or a checkpoint folder. ``max_steps`` > 0 overrides ``epochs``.
     ``ddp_backend``: None picks gloo on CPU (nccl on GPU) when run under torchrun.
+    ``tune_decoding``: with dev sentences, choose the decoding settings (start threshold, beam,
+    END bias, score threshold) of the best model on dev (`nagner.modeling.tuning`) and save them
+    in its config.
     ``callbacks``: extra `TrainerCallback`s, e.g. an adapter's training procedure (SoRA's proximal
     step, ALoRA's allocation rounds; `nagner.peft` provides them).
     ``train_word_embeddings``: False (default) freezes the encoder's input word-embedding matrix.
@@ -82,6 +86,7 @@ class TrainingOptions:
     progress_bar: bool = True
     ddp_backend: str | None = None
     train_word_embeddings: bool = False
+    tune_decoding: bool = True
     callbacks: list[TrainerCallback] = field(default_factory=list)
 
 
@@ -103,12 +108,42 @@ class TrainResult:
     encoding: EncodingReport = field(default_factory=EncodingReport)
 
 
+def data_settings(train_sentences: list[Sentence], max_pointers_cap: int = 8) -> dict[str, Any]:
+    """Config settings that follow from the training data:
+
+    * ``max_pointers``: 2 × the most fragments of a training entity (capped at ``max_pointers_cap``;
+      entities beyond it are reported by the encoder), so flat data runs 2 pointer positions, not 8;
+    * ``min_slots_per_start``: 2 where some entities share their start word (a second slot is
+      always there to hold one; surplus slots learn NONE), else 1;
+    * ``overlap``: "flat" (keep the best non-overlapping entities) when no two entities of a
+      sentence share a word and none is discontinuous, else "any".
+    """
+    fragments, shared_start, overlapping = 1, False, False
+    for sentence in train_sentences:
+        entities = sorted(set(sentence.entities))
+        starts: set[int] = set()
+        taken: set[int] = set()
+        for entity in entities:
+            fragments = max(fragments, len(entity.fragments))
+            shared_start |= entity.start in starts
+            overlapping |= entity.is_discontinuous or not taken.isdisjoint(entity.indices)
+            starts.add(entity.start)
+            taken.update(entity.indices)
+    return {
+        "max_pointers": min(2 * fragments, max_pointers_cap),
+        "min_slots_per_start": 2 if shared_start else 1,
+        "overlap": "any" if overlapping else "flat",
+    }
+
+
 def build_model(
     encoder: str | Path, train_sentences: list[Sentence], seed: int | None = None, **config_kwargs: Any
 ) -> NagNerModel:
     """A fresh `NagNerModel` on ``encoder`` whose label set is the sorted entity types of the training data.
 
-    ``seed`` (if given) seeds the heads' initialisation; ``config_kwargs`` go to `NagNerConfig`.
+    Pointer positions, slots per start and the overlap mode follow from the data (`data_settings`)
+    unless ``config_kwargs`` set them; ``seed`` (if given) seeds the heads' initialisation;
+    ``config_kwargs`` go to `NagNerConfig`.
     Raises NagNerInputError when the training data has no sentences or no entities.
     """
     if not train_sentences:
@@ -118,7 +153,8 @@ def build_model(
         raise NagNerInputError("the training set has no entities, so there is no label set to learn")
     if seed is not None:
         set_seed(seed)
-    return NagNerModel.from_encoder(encoder, types, **config_kwargs)
+    settings = {**data_settings(train_sentences), **config_kwargs}
+    return NagNerModel.from_encoder(encoder, types, **settings)
 
 
 class FeatureDataset(Dataset):
@@ -432,6 +468,10 @@ def train_model(
     if trainer.is_world_process_zero():
         if not dev_sentences:
             save_model_atomically(model, best_dir)
+        elif options.tune_decoding:
+            tuned = load_checkpoint(best_dir, device=str(model.device))
+            tune_decoding(tuned, dev_sentences, batch_size=options.eval_batch_size)
+            save_model_atomically(tuned, best_dir)
         write_metrics(history, output_dir / METRICS_FILE)
     trainer.accelerator.wait_for_everyone()
 

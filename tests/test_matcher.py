@@ -159,7 +159,9 @@ def permute_entities(batch: dict, perms: list[list[int]]) -> dict:
 @pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("mode", ["nag", "ar"])
 def test_loss_does_not_depend_on_the_order_of_entities_in_sentences(tiny_encoder, mode):
-    model = NagNerModel.from_encoder(tiny_encoder, ["LOC", "ORG"], decode_mode=mode).eval()
+    model = NagNerModel.from_encoder(
+            tiny_encoder, ["LOC", "ORG"], decode_mode=mode, negative_start_ratio=0.0
+        ).eval()
     collate = NagNerCollator(0, model.config.max_pointers)
     rng = random.Random(0)
     losses = []
@@ -180,7 +182,9 @@ def test_nag_loss_is_a_set_loss(tiny_encoder):
     results = {}
     for mode in ("nag", "ar"):
         torch.manual_seed(0)
-        model = NagNerModel.from_encoder(tiny_encoder, ["LOC", "ORG"], decode_mode=mode).eval()
+        model = NagNerModel.from_encoder(
+            tiny_encoder, ["LOC", "ORG"], decode_mode=mode, negative_start_ratio=0.0
+        ).eval()
         features, _ = encode_sentences(NESTED, model.tokenizer, model.config, with_targets=True)
         batch = NagNerCollator(0, model.config.max_pointers)(features)
         assert batch["entity_starts"].tolist() == [[1, 3, 5, 1, 1], [0, 0, 2, -1, -1]]

@@ -10,7 +10,8 @@ from transformers import AutoModel
 
 from nagner.data.example import Entity, Sentence
 from nagner.modeling import NagNerCollator, NagNerConfig, NagNerModel, encode_sentences
-from nagner.modeling.modeling import Slots
+from nagner.modeling.detector import Detection
+from nagner.modeling.slots import Slots
 from nagner.modeling.targets import END, constrained_pointer_decode
 
 TYPES = ["LOC", "ORG"]
@@ -104,10 +105,12 @@ def test_loss_is_finite_and_reaches_every_used_parameter(tiny_encoder, mode):
     assert (AR_ONLY <= names) if mode == "ar" else not (AR_ONLY & names)
     output = model(**training_batch(model, SENTENCES))
     assert output.loss.ndim == 0 and torch.isfinite(output.loss)
-    parts = [output.pointer_loss, output.type_loss, output.detect_loss, output.count_loss]
+    parts = [output.pointer_loss, output.type_loss, output.detect_loss, output.count_loss, output.typing_loss]
     assert all(torch.isfinite(p) and p > 0 for p in parts)
     c = model.config
-    expected = parts[0] + parts[1] + c.detect_weight * parts[2] + c.count_weight * parts[3]
+    expected = (
+        parts[0] + parts[1] + c.detect_weight * parts[2] + c.count_weight * parts[3] + c.typing_weight * parts[4]
+    )
     assert output.loss.item() == pytest.approx(expected.item(), rel=1e-6)
     output.loss.backward()
     for name, parameter in model.named_parameters():
@@ -156,8 +159,8 @@ def test_decode_drops_none_slots_and_duplicates_and_applies_the_threshold(tiny_e
         [[2.0, -1.0, 1.0, -3.0, -3.0], [-2.0, 0.5, -2.0, 9.0, 9.0]]
     )  # padded words ignored
     count_logits = torch.zeros(2, n, 5)
-    count_logits[0, 0, 4] = 1.0  # word 0 of row 0: 4 entities
-    count_logits[0, 2, 1] = 1.0  # word 2: 1
+    count_logits[0, 0, 4] = 1.0  # word 0 of row 0: P(count >= 4) = e / (4 + e) = 0.40 > 0.25: 4 slots
+    count_logits[0, 2, 1] = 5.0  # word 2: P(count >= 2) = 3 / (4 + e^5) < 0.25: 1 slot
     count_logits[1, 1, 0] = 5.0  # "0 entities" never closes an opened word: it still gets one slot
     slots = [(0, 0, 0), (0, 0, 1), (0, 0, 2), (0, 0, 3), (0, 2, 0), (1, 1, 0)]
 
@@ -171,7 +174,7 @@ def test_decode_drops_none_slots_and_duplicates_and_applies_the_threshold(tiny_e
         [
             pointers(1, END),  # (0, 1) LOC
             pointers(1, END),  # (0, 1) LOC again, lower type probability: a duplicate
-            pointers(1, END),  # (0, 1) ORG: another type, kept
+            pointers(1, END),  # (0, 1) ORG: the same span with another type, lower score: dropped
             pointers(0, 2, 3, END),  # (0, 2, 3) NONE: dropped
             pointers(4, END),  # (2, 3, 4) LOC
             pointers(1, END),  # (1,) ORG in row 1
@@ -182,12 +185,13 @@ def test_decode_drops_none_slots_and_duplicates_and_applies_the_threshold(tiny_e
     )
     calls = []
 
-    def run_decoder(words_, word_mask_, slots_, previous_classes=None, positions=None):
+    def run_decoder(words_, word_mask_, detection_, slots_, previous_classes=None, positions=None):
         calls.append(list(zip(slots_.batch.tolist(), slots_.word.tolist(), slots_.rank.tolist())))
         return pointer_logits, type_logits
 
     monkeypatch.setattr(model, "_run_decoder", run_decoder)
-    found = model.decode(words, word_mask, start_logits, count_logits)
+    detection = Detection(start_logits, torch.zeros(2, n), count_logits)
+    found = model.decode(words, word_mask, detection)
     assert calls == [slots]  # one pass over all slots of the batch
 
     classes, log_prob = constrained_pointer_decode(
@@ -196,31 +200,23 @@ def test_decode_drops_none_slots_and_duplicates_and_applies_the_threshold(tiny_e
     p_type, _ = type_logits.softmax(-1).max(-1)
     p_start = torch.tensor([start_logits[b, w].sigmoid() for b, w, _ in slots])
     score = (p_start * log_prob.exp() * p_type).tolist()
-    assert [found[0][k][:2] for k in range(3)] == [(1, (0, 1)), (1, (2, 3, 4)), (2, (0, 1))]
-    assert [s for _, _, s in found[0]] == pytest.approx(
-        [max(score[0], score[1]), score[4], score[2]], rel=1e-6
-    )
-    assert score[0] > score[1]
+    assert score[0] > max(score[1], score[2])  # the LOC reading of (0, 1) is the best one
+    assert [f[:2] for f in found[0]] == [(1, (0, 1)), (1, (2, 3, 4))]  # one entity per span
+    assert [s for _, _, s in found[0]] == pytest.approx([score[0], score[4]], rel=1e-6)
     assert [f[:2] for f in found[1]] == [(2, (1,))]
     assert found[1][0][2] == pytest.approx(score[5], rel=1e-6)
 
-    scores = sorted(s for row in found for _, _, s in row)
-    threshold = (scores[1] + scores[2]) / 2  # keeps the best two of the four
-    kept = model.decode(words, word_mask, start_logits, count_logits, threshold=threshold)
+    threshold = (score[0] + score[4]) / 2  # between the two entities of row 0
+    kept = model.decode(words, word_mask, detection, threshold=threshold)
     expected = [[e for e in row if e[2] >= threshold] for row in found]
-    assert kept == expected
-    assert sum(len(row) for row in kept) == 2
+    assert kept == expected and 0 < sum(len(row) for row in kept) < 3
 
 
 def test_decode_with_no_opened_word_returns_nothing(tiny_encoder, monkeypatch):
     model = tiny_model(tiny_encoder).eval()
     monkeypatch.setattr(model, "_run_decoder", lambda *a, **k: pytest.fail("no slot: no decoder pass"))
-    found = model.decode(
-        torch.randn(2, 3, 32),
-        torch.ones(2, 3, dtype=torch.bool),
-        torch.full((2, 3), -4.0),
-        torch.zeros(2, 3, 9),
-    )
+    detection = Detection(torch.full((2, 3), -4.0), torch.zeros(2, 3), torch.zeros(2, 3, 9))
+    found = model.decode(torch.randn(2, 3, 32), torch.ones(2, 3, dtype=torch.bool), detection)
     assert found == [[], []]
 
 
@@ -255,21 +251,48 @@ def test_a_tiny_model_overfits_flat_nested_and_discontinuous_entities(tiny_encod
 
 
 @pytest.mark.parametrize("mode", ["nag", "ar"])
-def test_packed_slots_decode_like_slots_decoded_one_by_one(tiny_encoder, mode):
-    """Packing a sentence's slots into one sequence (block-diagonal self-attention, one memory
-    projection per sentence) gives each slot exactly what decoding it alone gives."""
-    model = tiny_model(tiny_encoder, mode).eval()
+def test_without_cross_slot_attention_slots_decode_like_slots_decoded_one_by_one(tiny_encoder, mode):
+    """Packing a sentence's slots into one sequence with a block-diagonal self-attention mask (one
+    memory projection per sentence) gives each slot exactly what decoding it alone gives."""
+    model = tiny_model(tiny_encoder, mode, cross_slot_attention=False).eval()
     batch = training_batch(model, SENTENCES)
     with torch.no_grad():
         words = model.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+        detection = model.detector(words)
         counts = batch["word_mask"].long() * 2  # two slots on every word: many slots per sentence
         slots = Slots.from_counts(counts)
         previous = None if mode == "nag" else torch.randint(0, 3, (len(slots), model.config.max_pointers))
-        together, types_together = model._run_decoder(words, batch["word_mask"], slots, previous)
+        together, types_together = model._run_decoder(words, batch["word_mask"], detection, slots, previous)
         for s in range(len(slots)):
             one = Slots(slots.batch[s : s + 1], slots.word[s : s + 1], slots.rank[s : s + 1])
             alone, type_alone = model._run_decoder(
-                words, batch["word_mask"], one, None if previous is None else previous[s : s + 1]
+                words, batch["word_mask"], detection, one, None if previous is None else previous[s : s + 1]
             )
             assert torch.allclose(alone, together[s : s + 1], atol=1e-5)
             assert torch.allclose(type_alone, types_together[s : s + 1], atol=1e-5)
+
+
+@pytest.mark.parametrize("mode", ["nag", "ar"])
+def test_cross_slot_attention_stays_within_a_sentence(tiny_encoder, mode):
+    """With cross-slot attention a slot sees its sentence's other slots (its output changes when
+    they are gone) but never another sentence's: a batch decodes like each sentence alone."""
+    model = tiny_model(tiny_encoder, mode).eval()
+    assert model.config.cross_slot_attention
+    batch = training_batch(model, SENTENCES)
+    with torch.no_grad():
+        words = model.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+        detection = model.detector(words)
+        slots = Slots.from_counts(batch["word_mask"].long() * 2)
+        previous = None if mode == "nag" else torch.randint(0, 3, (len(slots), model.config.max_pointers))
+        together, types_together = model._run_decoder(words, batch["word_mask"], detection, slots, previous)
+        for b in range(len(SENTENCES)):
+            rows = (slots.batch == b).nonzero()[:, 0]
+            mine = Slots(slots.batch[rows], slots.word[rows], slots.rank[rows])
+            alone, type_alone = model._run_decoder(
+                words, batch["word_mask"], detection, mine, None if previous is None else previous[rows]
+            )
+            assert torch.allclose(alone, together[rows], atol=1e-5)
+            assert torch.allclose(type_alone, types_together[rows], atol=1e-5)
+        first = Slots(slots.batch[:1], slots.word[:1], slots.rank[:1])
+        single, _ = model._run_decoder(words, batch["word_mask"], detection, first, None if previous is None else previous[:1])
+        assert not torch.allclose(single, together[:1], atol=1e-4)  # the other slots of sentence 0 mattered

@@ -8,7 +8,7 @@ import pytest
 
 from nagner.data.example import Entity, Sentence
 from nagner.modeling import NagNerModel
-from nagner.modeling import modeling as modeling_module
+from nagner.modeling import inference as modeling_module
 from nagner.modeling.encoding import word_subwords
 from nagner.modeling.windows import inside_window, plan_windows
 
@@ -150,7 +150,7 @@ def test_predict_sentences_reassembles_every_entity_exactly_once(tiny_encoder, m
     rows: list[dict] = []
     truncated_views = 0
 
-    def oracle_decode(self, words, word_mask, start_logits, count_logits, threshold=0.0):
+    def oracle_decode(self, words, word_mask, detection, threshold=None, **decoding):
         nonlocal truncated_views
         if not rows:
             rows.extend(f for f in recorded[-1] if f["word_first"])
@@ -192,7 +192,7 @@ def test_predict_sentences_keeps_the_best_score_of_a_duplicate(tiny_encoder, mon
     assert plan_windows([1] * 16, 8) == [(0, 8), (4, 12), (8, 16)]
     scores = [0.3, 0.7, None]
 
-    def decode(self, words, word_mask, start_logits, count_logits, threshold=0.0):
+    def decode(self, words, word_mask, detection, threshold=None, **decoding):
         # equal lengths: the stable sort keeps the planned window order, row r starts at word 4 r
         assert words.shape[0] == 3
         return [[(1, (5 - 4 * r, 6 - 4 * r), scores[r])] if scores[r] else [] for r in range(3)]

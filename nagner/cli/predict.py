@@ -55,7 +55,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per model batch (default 32)")
     parser.add_argument(
-        "--threshold", type=float, default=0.0, help="drop entities scoring below this (0..1, default 0)"
+        "--threshold", type=float, default=None,
+        help="drop entities scoring below this (0..1; default: the threshold the model was tuned to on dev)"
     )
     parser.set_defaults(run=run)
 

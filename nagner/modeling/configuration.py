@@ -1,4 +1,4 @@
-"""`NagNerConfig`: the label set, the encoder's config and the decoder's shape, in one config.json."""
+"""`NagNerConfig`: the label set, the encoder's config, the decoder's shape and the decoding rule, in one config.json."""
 
 from __future__ import annotations
 
@@ -7,30 +7,62 @@ from typing import Any
 from transformers import AutoConfig, PretrainedConfig
 
 DECODE_MODES = ("nag", "ar")
+OVERLAP_MODES = ("any", "flat")
+FORMAT_VERSION = 2
+
+# Settings a checkpoint written before FORMAT_VERSION 2 was trained with (it has no key for them):
+# they keep such a checkpoint loading and decoding as it was trained.
+LEGACY_SETTINGS = {
+    "pointer_prior": False,
+    "span_typing": False,
+    "cross_slot_attention": False,
+    "negative_start_ratio": 0.0,
+    "position_init_std": 0.02,
+}
 
 
 class NagNerConfig(PretrainedConfig):
     """Configuration of a `NagNerModel`.
 
-    Args:
+    Model:
         encoder_config: the encoder's config as a dict (so a checkpoint rebuilds its encoder offline).
         encoder_name_or_path: where the encoder's pretrained weights and tokenizer came from.
         entity_types: the label set; type id 0 is reserved for NONE (a rejected slot).
         max_pointers: pointer positions per slot, END included. An entity of F fragments needs
-            2F pointers (fragment boundaries after the start word, then END), so 8 allows 4 fragments.
+            2F pointers (fragment boundaries after the start word, then END). `build_model` sizes it
+            from the training data (2 × its most fragments), so flat data runs 2 positions, not 8.
         max_entities_per_start: most entities that may start at one word (count head classes 0..K).
         decoder_layers / decoder_heads / decoder_ffn_size / decoder_dropout: the slot decoder.
         head_dropout: dropout on pooled word states before the heads.
-        start_threshold: detector probability above which a word opens slots at inference.
-        detect_weight / count_weight: loss weights of the detector's BCE and count CE.
-        decode_mode: "nag" (one pass, the model) or "ar" (causal mask + greedy steps: ablation only).
-        max_subwords: subword budget per encoder window, special tokens included (longer sentences use sliding windows).
-        max_subwords_per_word: a word's sub-tokens beyond this are cut (first/last pooling still sees
-            the word's start).
-        adapter: the `nagner.peft` adapter config (``AdapterConfig.to_dict()``) when the encoder is
-            frozen and adapted; the checkpoint then holds only the adapter and the heads, and
-            ``encoder_name_or_path`` names the encoder to load under it.
-        encoder_fingerprint: hash of the frozen encoder's weights (`encoder_fingerprint`), checked on load.
+        position_init_std: initial scale of the pointer-position embeddings (0.3: as large as the
+            anchor projection, so "end of fragment 1" and "start of fragment 2" differ from step one).
+        cross_slot_attention: slots of one sentence attend to each other (DETR / PIQN), so a slot
+            sharing its start word with another can say NONE instead of repeating it.
+        pointer_prior: pointer scores add the detector's end logit (fragment-end positions) and a
+            learned bias per position and bucketed distance from the start word.
+        span_typing: a per-word type head (dense, like token classification) whose mean over the
+            entity's words is added to the slot's type logits.
+    Slots (one rule in training and inference, `nagner.modeling.slots`):
+        start_threshold: detector probability above which a word opens slots.
+        min_slots_per_start: slots a detected start opens at least (2 where the training data has
+            entities sharing a start word; surplus slots learn NONE).
+        count_threshold: a start opens its k-th slot (k >= 2) when P(count >= k) exceeds this.
+        negative_start_ratio: in training, this fraction of the remaining words also opens slots
+            that learn NONE (random negatives, as SetGNER).
+    Loss: detect_weight / count_weight / typing_weight weigh the detector's BCE, the count CE (at
+        gold starts only, larger counts weighted up) and the word-type BCE.
+    Decoding: decode_mode "nag" (one pass, the model) or "ar" (causal mask + greedy steps:
+        ablation only); beam_size over pointer sequences under the entity grammar; end_bias added
+        to END where a next fragment could start; score_threshold: entities scoring below are
+        dropped; overlap "flat" keeps the best non-overlapping entities (chosen by `build_model`
+        when the training data has no overlapping or discontinuous entity), "any" keeps all.
+        `nagner.modeling.tuning.tune_decoding` sets start_threshold, beam_size, end_bias and
+        score_threshold on dev data.
+    Input: max_subwords: subword budget per encoder window, special tokens included (longer
+        sentences use sliding windows); max_subwords_per_word: a word's sub-tokens beyond this are cut.
+    Adapters: adapter: the `nagner.peft` adapter config when the encoder is frozen and adapted (the
+        checkpoint then holds only the adapter and the heads); encoder_fingerprint: hash of the
+        frozen encoder's weights, checked on load.
     """
 
     model_type = "nagner"
@@ -47,20 +79,41 @@ class NagNerConfig(PretrainedConfig):
         decoder_ffn_size: int | None = None,
         decoder_dropout: float = 0.1,
         head_dropout: float = 0.1,
+        position_init_std: float = 0.3,
+        cross_slot_attention: bool = True,
+        pointer_prior: bool = True,
+        span_typing: bool = True,
         start_threshold: float = 0.5,
+        min_slots_per_start: int = 1,
+        count_threshold: float = 0.25,
+        negative_start_ratio: float = 0.3,
         detect_weight: float = 1.0,
         count_weight: float = 0.5,
+        typing_weight: float = 1.0,
         decode_mode: str = "nag",
+        beam_size: int = 1,
+        end_bias: float = 0.0,
+        score_threshold: float = 0.0,
+        overlap: str = "any",
         max_subwords: int = 256,
         max_subwords_per_word: int = 16,
         adapter: dict[str, Any] | None = None,
         encoder_fingerprint: str | None = None,
+        format_version: int = FORMAT_VERSION,
         **kwargs: Any,
     ):
         if decode_mode not in DECODE_MODES:
             raise ValueError(f"decode_mode must be one of {DECODE_MODES}, got {decode_mode!r}")
+        if overlap not in OVERLAP_MODES:
+            raise ValueError(f"overlap must be one of {OVERLAP_MODES}, got {overlap!r}")
         if max_pointers < 2:
             raise ValueError("max_pointers must be >= 2 (one fragment end + END)")
+        if beam_size < 1:
+            raise ValueError(f"beam_size must be >= 1, got {beam_size}")
+        if not 1 <= min_slots_per_start <= max_entities_per_start:
+            raise ValueError(f"min_slots_per_start must be in 1..{max_entities_per_start}, got {min_slots_per_start}")
+        if not 0.0 <= negative_start_ratio <= 1.0:
+            raise ValueError(f"negative_start_ratio must be in [0, 1], got {negative_start_ratio}")
         if len(set(entity_types)) != len(entity_types):
             raise ValueError(f"entity_types has duplicates: {list(entity_types)}")
         self.encoder_config = dict(encoder_config or {})
@@ -73,15 +126,36 @@ class NagNerConfig(PretrainedConfig):
         self.decoder_ffn_size = decoder_ffn_size
         self.decoder_dropout = decoder_dropout
         self.head_dropout = head_dropout
+        self.position_init_std = position_init_std
+        self.cross_slot_attention = cross_slot_attention
+        self.pointer_prior = pointer_prior
+        self.span_typing = span_typing
         self.start_threshold = start_threshold
+        self.min_slots_per_start = min_slots_per_start
+        self.count_threshold = count_threshold
+        self.negative_start_ratio = negative_start_ratio
         self.detect_weight = detect_weight
         self.count_weight = count_weight
+        self.typing_weight = typing_weight
         self.decode_mode = decode_mode
+        self.beam_size = beam_size
+        self.end_bias = end_bias
+        self.score_threshold = score_threshold
+        self.overlap = overlap
         self.max_subwords = max_subwords
         self.max_subwords_per_word = max_subwords_per_word
         self.adapter = dict(adapter) if adapter else None
         self.encoder_fingerprint = encoder_fingerprint
+        self.format_version = format_version
         super().__init__(**kwargs)
+
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """A config.json written before format 2 lacks the recipe's switches: it gets the settings
+        it was trained with (`LEGACY_SETTINGS`), not today's defaults."""
+        if config_dict.get("model_type") == cls.model_type and "format_version" not in config_dict:
+            config_dict = {**LEGACY_SETTINGS, **config_dict, "format_version": 1}
+        return super().from_dict(config_dict, **kwargs)
 
     @property
     def num_types(self) -> int:

@@ -1,9 +1,17 @@
 """The slot decoder: every slot's pointer sequence and type in one pass (NAG), or step by step (AR ablation).
 
 Each slot has L pointer positions plus one type position. Input at position t is the slot
-query (anchor word state + slot embedding) plus a position embedding; the AR mode adds the
+query (anchor word state + slot-rank embedding) plus a position embedding; the AR mode adds the
 previous target (teacher forcing) and a causal mask, and is otherwise the same module.
-Self-attention runs within a slot, cross-attention over the words of the slot's sentence.
+The slots of one sentence share one sequence: with ``cross_slot_attention`` every position sees
+the positions of the sentence's other slots (so two slots on one start word can tell each other
+apart), else a block-diagonal mask keeps each slot to itself. Cross-attention reads the words of
+the slot's sentence, projected once per sentence.
+
+Pointer logits over END ∪ words are a scaled dot product; with ``pointer_prior`` they also add
+the detector's end logit of the word (at fragment-end positions, weighted by a learned scalar)
+and a learned bias per position and bucketed distance from the start word (W2NER's distance
+buckets), so a pointer needs evidence to reach far.
 """
 
 from __future__ import annotations
@@ -12,6 +20,15 @@ import math
 
 import torch
 from torch import nn
+
+DISTANCE_BUCKETS = 10
+
+
+def distance_bucket(distance: torch.Tensor) -> torch.Tensor:
+    """Bucket of word distances ≥ 0: 0..4 exact, then 5-7, 8-15, 16-31, 32-63, ≥ 64 (negatives → 0)."""
+    d = distance.clamp(min=0)
+    log_bucket = torch.floor(torch.log2(d.clamp(min=1).float())).long() + 3  # 5-7 → 5, 8-15 → 6, ...
+    return torch.where(d < 5, d, log_bucket.clamp(max=DISTANCE_BUCKETS - 1))
 
 
 class SlotDecoder(nn.Module):
@@ -28,11 +45,14 @@ class SlotDecoder(nn.Module):
         ffn_size: int,
         dropout: float,
         autoregressive: bool = False,
+        cross_slot_attention: bool = True,
+        pointer_prior: bool = True,
     ):
         super().__init__()
         if hidden_size % heads:
             raise ValueError(f"decoder_heads ({heads}) must divide the encoder hidden size ({hidden_size})")
         self.max_pointers = max_pointers
+        self.cross_slot_attention = cross_slot_attention
         self.slot_embedding = nn.Embedding(max_entities_per_start, hidden_size)
         self.position_embedding = nn.Embedding(max_pointers + 1, hidden_size)  # + the type position
         self.anchor = nn.Linear(hidden_size, hidden_size)
@@ -40,6 +60,9 @@ class SlotDecoder(nn.Module):
         if autoregressive:  # the ablation's extra inputs: previous pointer, "no previous pointer"
             self.previous = nn.Linear(hidden_size, hidden_size)
             self.begin = nn.Parameter(torch.zeros(hidden_size))
+        if pointer_prior:
+            self.distance_bias = nn.Parameter(torch.zeros(max_pointers, DISTANCE_BUCKETS))
+            self.end_weight = nn.Parameter(torch.ones(()))
         layer = nn.TransformerDecoderLayer(
             hidden_size, heads, ffn_size, dropout, activation="gelu", batch_first=True, norm_first=True
         )
@@ -48,11 +71,18 @@ class SlotDecoder(nn.Module):
         self.pointer_key = nn.Linear(hidden_size, hidden_size)
         self.type_head = nn.Linear(hidden_size, num_types)
 
+    @property
+    def pointer_prior(self) -> bool:
+        return hasattr(self, "distance_bias")
+
     def reset_parameters(self) -> None:
-        """Initialise the free parameters (the linear and norm layers are initialised by the model)."""
+        """Initialise the free parameters (the linear, norm and embedding layers are initialised by the model)."""
         nn.init.normal_(self.end, std=0.02)
         if hasattr(self, "begin"):
             nn.init.normal_(self.begin, std=0.02)
+        if self.pointer_prior:
+            nn.init.zeros_(self.distance_bias)
+            nn.init.ones_(self.end_weight)
 
     def queries(self, anchors: torch.Tensor, slot_ranks: torch.Tensor) -> torch.Tensor:
         """anchors: (S, d) start-word states; slot_ranks: (S,) k of the slot → (S, d) slot queries."""
@@ -76,78 +106,91 @@ class SlotDecoder(nn.Module):
         self,
         queries: torch.Tensor,
         slot_batch: torch.Tensor,
+        slot_word: torch.Tensor,
         words: torch.Tensor,
         word_mask: torch.Tensor,
+        end_logits: torch.Tensor | None = None,
         previous: torch.Tensor | None = None,
         positions: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decode slots.
 
-        queries: (S, d); slot_batch: (S,) sentence of each slot; words: (B, n, d) word states;
-        word_mask: (B, n) True for real words. ``previous`` (S, P, d) switches on the AR mode
-        (causal mask, teacher-forced inputs) for the first P positions. ``positions``: how many
-        positions to run, default all L pointer positions + the type position.
+        queries: (S, d); slot_batch / slot_word: (S,) sentence and start word of each slot;
+        words: (B, n, d) word states; word_mask: (B, n) True for real words; end_logits: (B, n)
+        the detector's end logits (used with ``pointer_prior``). ``previous`` (S, P, d) switches on
+        the AR mode (causal mask, teacher-forced inputs) for the first P positions. ``positions``:
+        how many positions to run, default all L pointer positions + the type position.
         Returns pointer logits (S, P', n + 1) for the pointer positions run, and type logits
         (S, num_types) if the type position was run, else None.
-
-        Slots of one sentence are packed into shared sequences with a block-diagonal self-attention
-        mask, so each slot still attends only to itself while the sentence's words are projected
-        for cross-attention about once per sentence instead of once per slot (same outputs, less work).
         """
         P = self.max_pointers + 1 if positions is None else positions
         hidden = queries.unsqueeze(1) + self.position_embedding.weight[:P].unsqueeze(0)  # (S, P, d)
         if previous is not None:
             hidden = hidden + previous[:, :P]
-        rows, blocks, memory, memory_mask = self._pack(slot_batch, words, word_mask)
-        width = int(blocks.max()) + 1  # slots per packed row
-        packed = hidden.new_zeros(int(rows.max()) + 1, width, P, hidden.shape[-1])  # (R, G, P, d)
-        packed[rows, blocks] = hidden
+        sentences, row = torch.unique(slot_batch, return_inverse=True)  # (R,), (S,): one row per sentence
+        rank = _rank_within(row, sentences.shape[0])  # (S,)
+        width = int(rank.max()) + 1  # slots in the fullest row
+        packed = hidden.new_zeros(sentences.shape[0], width, P, hidden.shape[-1])  # (R, G, P, d)
+        packed[row, rank] = hidden
+        filled = torch.zeros(sentences.shape[0], width, dtype=torch.bool, device=hidden.device)  # (R, G)
+        filled[row, rank] = True
+        memory, memory_mask = words[sentences], word_mask[sentences]  # (R, n, d), (R, n)
         mask = self._attention_mask(width, P, causal=previous is not None, device=hidden.device)
+        padding = None  # padded slots: hidden from the real ones (block-diagonal masks hide them already)
+        if width > 1 and self.cross_slot_attention:
+            padding = torch.zeros(filled.shape[0], width * P, device=hidden.device, dtype=hidden.dtype)
+            padding = padding.masked_fill(~filled.repeat_interleave(P, dim=1), float("-inf"))  # (R, G*P)
         out = self.layers(
-            packed.flatten(1, 2), memory, tgt_mask=mask, memory_key_padding_mask=~memory_mask
+            packed.flatten(1, 2), memory, tgt_mask=mask, tgt_key_padding_mask=padding,
+            memory_key_padding_mask=~memory_mask,
         ).view_as(packed)  # (R, G, P, d)
-        pointer_states = out[:, :, : min(P, self.max_pointers)]  # (R, G, P_ptr, d)
-        logits = self.pointer_logits(pointer_states.flatten(1, 2), memory, memory_mask)  # (R, G*P_ptr, n + 1)
-        logits = logits.view(*pointer_states.shape[:3], -1)[rows, blocks]  # (S, P_ptr, n + 1)
-        type_logits = self.type_head(out[rows, blocks, self.max_pointers]) if P > self.max_pointers else None
+        P_ptr = min(P, self.max_pointers)
+        pointer_states = out[:, :, :P_ptr].flatten(1, 2)  # (R, G*P_ptr, d)
+        logits = self.pointer_logits(pointer_states, memory, memory_mask)  # (R, G*P_ptr, n + 1)
+        logits = logits.view(out.shape[0], width, P_ptr, -1)[row, rank]  # (S, P_ptr, n + 1)
+        if self.pointer_prior:
+            logits = logits + self._prior(slot_batch, slot_word, end_logits, P_ptr, logits.shape[-1] - 1)
+        type_logits = self.type_head(out[row, rank, self.max_pointers]) if P > self.max_pointers else None
         return logits, type_logits
 
-    @staticmethod
-    def _pack(
-        slot_batch: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Where each slot goes: packed row (S,) and place in the row (S,), and each row's words.
+    def _prior(
+        self, slot_batch: torch.Tensor, slot_word: torch.Tensor, end_logits: torch.Tensor | None, P: int, n: int
+    ) -> torch.Tensor:
+        """(S, P, n + 1) additive pointer prior: distance bias + end logit at fragment-end positions (END: 0)."""
+        distance = torch.arange(n, device=slot_word.device)[None, :] - slot_word[:, None]  # (S, n)
+        bias = self.distance_bias[:P][:, distance_bucket(distance)].permute(1, 0, 2)  # (S, P, n)
+        if end_logits is not None:
+            is_end = (torch.arange(P, device=bias.device) % 2 == 0).to(bias.dtype)  # (P,)
+            bias = bias + self.end_weight * is_end[None, :, None] * end_logits[slot_batch][:, None, :n]
+        return torch.cat([bias.new_zeros(bias.shape[0], P, 1), bias], dim=-1)
 
-        A row holds up to G slots of one sentence, G = the mean number of slots per sentence
-        (rounded), so rows are rarely padded and a sentence's words are projected about once.
-        Returns rows (S,), blocks (S,), memory (R, n, d), memory_mask (R, n).
-        """
-        sentences, row = torch.unique(slot_batch, return_inverse=True)  # (B',), (S,)
-        counts = torch.bincount(row, minlength=sentences.shape[0])  # (B',)
-        order = torch.argsort(row, stable=True)
-        rank = torch.empty_like(row)  # index of each slot among its sentence's slots
-        rank[order] = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(counts, 0) - counts)[row[order]]
-        width = max(1, round(row.shape[0] / sentences.shape[0]))
-        rows_per_sentence = (counts + width - 1) // width  # (B',)
-        first_row = torch.cumsum(rows_per_sentence, 0) - rows_per_sentence  # (B',)
-        row_sentence = sentences.repeat_interleave(rows_per_sentence)  # (R,)
-        return first_row[row] + rank // width, rank % width, words[row_sentence], word_mask[row_sentence]
-
-    @staticmethod
-    def _attention_mask(blocks: int, positions: int, causal: bool, device: torch.device) -> torch.Tensor | None:
-        """(C*P, C*P) additive mask: a position sees only its own slot (and, causal, no later position)."""
-        if blocks == 1 and not causal:
+    def _attention_mask(self, blocks: int, positions: int, causal: bool, device: torch.device) -> torch.Tensor | None:
+        """(G*P, G*P) additive mask: without cross-slot attention a position sees only its own slot;
+        causal (AR), no position sees a later step of any slot."""
+        if (blocks == 1 or self.cross_slot_attention) and not causal:
             return None
         index = torch.arange(blocks * positions, device=device)
-        allowed = (index[:, None] // positions) == (index[None, :] // positions)
+        step, slot = index % positions, index // positions
+        allowed = torch.ones(index.shape[0], index.shape[0], dtype=torch.bool, device=device)
+        if not self.cross_slot_attention:
+            allowed &= slot[:, None] == slot[None, :]
         if causal:
-            allowed &= index[:, None] >= index[None, :]
+            allowed &= step[:, None] >= step[None, :]
         return torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
 
     def pointer_logits(self, states: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """states: (B', Q, d), memory: (B', n, d) → (B', Q, n + 1), class 0 = END, padded words −inf."""
-        query = self.pointer_query(states)  # (B', Q, d)
-        keys = self.pointer_key(torch.cat([self.end.expand(memory.shape[0], 1, -1), memory], dim=1))  # (B', n+1, d)
-        logits = query @ keys.transpose(1, 2) / math.sqrt(query.shape[-1])  # (B', Q, n + 1)
-        valid = torch.cat([memory_mask.new_ones(memory_mask.shape[0], 1), memory_mask], dim=1)  # (B', n + 1)
+        """states: (R, Q, d), memory: (R, n, d) → (R, Q, n + 1), class 0 = END, padded words −inf."""
+        query = self.pointer_query(states)  # (R, Q, d)
+        keys = self.pointer_key(torch.cat([self.end.expand(memory.shape[0], 1, -1), memory], dim=1))  # (R, n+1, d)
+        logits = query @ keys.transpose(1, 2) / math.sqrt(query.shape[-1])  # (R, Q, n + 1)
+        valid = torch.cat([memory_mask.new_ones(memory_mask.shape[0], 1), memory_mask], dim=1)  # (R, n + 1)
         return logits.masked_fill(~valid.unsqueeze(1), float("-inf"))
+
+
+def _rank_within(row: torch.Tensor, rows: int) -> torch.Tensor:
+    """row: (S,) row of each slot → (S,) index of each slot among its row's slots (in slot order)."""
+    counts = torch.bincount(row, minlength=rows)  # (R,)
+    order = torch.argsort(row, stable=True)
+    rank = torch.empty_like(row)
+    rank[order] = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(counts, 0) - counts)[row[order]]
+    return rank

@@ -1,28 +1,50 @@
-"""The entity-detecting part of the encoder: which words start / end an entity, and how many start there."""
+"""The entity-detecting part of the encoder: which words start / end an entity, how many start
+there, and (optionally) which entity types each word is inside of."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
+
+
+@dataclass
+class Detection:
+    """Per-word detector outputs: start / end logits (B, n), count logits (B, n, K + 1) and,
+    with span typing, word-type logits (B, n, T) (else None)."""
+
+    start_logits: torch.Tensor
+    end_logits: torch.Tensor
+    count_logits: torch.Tensor
+    word_type_logits: torch.Tensor | None = None
+
+    def select(self, rows: torch.Tensor) -> Detection:
+        """The rows ``rows`` of every output."""
+        word_types = None if self.word_type_logits is None else self.word_type_logits[rows]
+        return Detection(self.start_logits[rows], self.end_logits[rows], self.count_logits[rows], word_types)
 
 
 class MentionDetector(nn.Module):
     """Per-word heads on the pooled word states.
 
     start / end: one logit each (sigmoid, BCE): the word starts / ends some entity.
-    count: K + 1 logits (CE): how many entities start at the word (0..K). At inference the
-    words above the start threshold open as many decoder slots as the most likely
-    count among 1..K (a detected start has at least one entity).
+    count: K + 1 logits (CE, trained at gold starts): how many entities start at the word; the
+        slot rule (`nagner.modeling.slots`) opens a k-th slot where P(count >= k) is high enough.
+    word types (``num_types`` > 0): one logit per entity type (sigmoid, BCE): the word lies inside
+        an entity of that type — token classification's dense signal, used to type spans.
     """
 
-    def __init__(self, hidden_size: int, max_entities_per_start: int, dropout: float):
+    def __init__(self, hidden_size: int, max_entities_per_start: int, dropout: float, num_types: int = 0):
         super().__init__()
         self.mlp = nn.Sequential(nn.Linear(hidden_size, hidden_size), nn.GELU(), nn.Dropout(dropout))
         self.boundary = nn.Linear(hidden_size, 2)
         self.count = nn.Linear(hidden_size, max_entities_per_start + 1)
+        self.word_types = nn.Linear(hidden_size, num_types) if num_types else None
 
-    def forward(self, words: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """words: (B, n, d) → start logits (B, n), end logits (B, n), count logits (B, n, K + 1)."""
+    def forward(self, words: torch.Tensor) -> Detection:
+        """words: (B, n, d) → `Detection`."""
         hidden = self.mlp(words)
         boundary = self.boundary(hidden)  # (B, n, 2)
-        return boundary[..., 0], boundary[..., 1], self.count(hidden)
+        word_types = self.word_types(hidden) if self.word_types is not None else None  # (B, n, T)
+        return Detection(boundary[..., 0], boundary[..., 1], self.count(hidden), word_types)

@@ -26,10 +26,13 @@ def match_slots(
     gold_pointers: torch.Tensor,
     gold_types: torch.Tensor,
     gold_groups: list[tuple[int, int]],
+    gold_type_bias: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Assign every gold entity to one slot of its group.
 
-    pointer_log_probs: (S, L, C) log-softmax over END ∪ words; type_log_probs: (S, T + 1);
+    pointer_log_probs: (S, L, C) log-softmax over END ∪ words; type_log_probs: (S, T + 1) the
+    slots' type logits (or log-probabilities); gold_type_bias: (G, T + 1) added to a slot's type
+    logits when it takes that gold entity (span typing: the type evidence of the gold span);
     slot_groups: (sentence, start word) of each slot; gold_pointers: (G, L) classes (IGNORE pad);
     gold_types: (G,); gold_groups: (sentence, start word) of each gold entity.
     Every gold group must have at least as many slots as gold entities.
@@ -51,7 +54,10 @@ def match_slots(
             slot_index.append(slots[0])
             gold_index.append(golds[0])
             continue
-        cost = slot_costs(pointer_log_probs[slots], type_log_probs[slots], gold_pointers[golds], gold_types[golds])
+        bias = None if gold_type_bias is None else gold_type_bias[golds]
+        cost = slot_costs(
+            pointer_log_probs[slots], type_log_probs[slots], gold_pointers[golds], gold_types[golds], bias
+        )
         rows, cols = linear_sum_assignment(cost.float().cpu().numpy())
         slot_index.extend(slots[r] for r in rows)
         gold_index.extend(golds[c] for c in cols)
@@ -62,11 +68,16 @@ def match_slots(
 
 
 def slot_costs(
-    pointer_log_probs: torch.Tensor, type_log_probs: torch.Tensor, gold_pointers: torch.Tensor, gold_types: torch.Tensor
+    pointer_log_probs: torch.Tensor,
+    type_log_probs: torch.Tensor,
+    gold_pointers: torch.Tensor,
+    gold_types: torch.Tensor,
+    gold_type_bias: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Cost of giving each of m slots each of c gold entities: (m, c).
 
-    pointer_log_probs: (m, L, C); type_log_probs: (m, T + 1); gold_pointers: (c, L); gold_types: (c,).
+    pointer_log_probs: (m, L, C); type_log_probs: (m, T + 1) logits or log-probabilities;
+    gold_pointers: (c, L); gold_types: (c,); gold_type_bias: (c, T + 1) or None.
     """
     m, L, C = pointer_log_probs.shape
     c = gold_pointers.shape[0]
@@ -76,5 +87,9 @@ def slot_costs(
         -1, targets.unsqueeze(0).expand(m, c, L).unsqueeze(-1)
     )[..., 0]  # (m, c, L)
     sequence = (picked * valid.unsqueeze(0)).sum(-1)  # (m, c)
-    typed = type_log_probs[:, gold_types]  # (m, c)
+    if gold_type_bias is None:
+        typed = type_log_probs.log_softmax(-1)[:, gold_types]  # (m, c)
+    else:
+        combined = (type_log_probs.unsqueeze(1) + gold_type_bias.unsqueeze(0)).log_softmax(-1)  # (m, c, T + 1)
+        typed = combined.gather(-1, gold_types.view(1, c, 1).expand(m, c, 1))[..., 0]
     return -(sequence + typed)

@@ -1,24 +1,26 @@
 """`NagNerModel`: encoder + mention detector + non-autoregressive slot decoder.
 
     words ─tokenizer─▶ subwords ─encoder─▶ states ─first/last pooling─▶ H (B, n, d)
-    H ─MentionDetector─▶ start / end / count per word
-    slots = (start word i, rank k < count_i), query = anchor(H_i) + slot_embedding[k]
+    H ─MentionDetector─▶ start / end / count / word-type logits per word
+    slots (`slots.py`: one rule for training and inference), query = anchor(H_i) + slot_embedding[k]
     SlotDecoder(queries, H) ─one pass─▶ pointers over END ∪ words (L positions) + type over NONE ∪ types
+    beam search under the entity grammar, scores, de-duplication (`decoding.py`)
 
-Training: slots = gold starts (at least as many as gold entities there) plus the detector's
-false starts; gold entities are matched to their group's slots by the Hungarian matcher; every
-unmatched slot learns NONE. The AR mode (ablation only) assigns gold entities to slots in a
-fixed order and decodes with a causal mask and teacher forcing.
+Training (`forward` with targets): the slots the rule opens, plus missed gold starts and random
+negatives; gold entities are matched to their start word's slots by the Hungarian matcher
+(`matcher.py`) and the loss is `criterion.SetCriterion`'s. The AR mode (ablation only) assigns gold
+entities to slots in a fixed order and decodes with a causal mask and teacher forcing.
+Prediction on sentences and raw text (windows, records) lives in `inference.py`.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel
@@ -26,16 +28,18 @@ from transformers.utils import ModelOutput
 
 import nagner.peft as nagner_peft
 from nagner.data.example import Entity, Sentence
-from nagner.data.jsonl import entity_record
-from nagner.data.text import sentence_from_text, with_offsets
 from nagner.modeling.configuration import NagNerConfig
+from nagner.modeling.criterion import SetCriterion
 from nagner.modeling.decoder import SlotDecoder
-from nagner.modeling.detector import MentionDetector
+from nagner.modeling.decoding import Found, beam_search, select_entities
+from nagner.modeling.detector import Detection, MentionDetector
 from nagner.modeling.encoder_source import encoder_fingerprint, packaged_name, resolve_encoder
-from nagner.modeling.encoding import NagNerCollator, encode_sentences
 from nagner.modeling.matcher import match_slots
-from nagner.modeling.targets import END, IGNORE, PointerGrammar, pointers_to_indices
-from nagner.modeling.windows import inside_window
+from nagner.modeling.slots import Slots, inference_slot_counts, training_slot_counts
+from nagner.modeling.span_typing import span_type_bias
+from nagner.modeling.targets import END, IGNORE, PointerGrammar, pointer_word_mask
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -46,44 +50,12 @@ class NagNerOutput(ModelOutput):
     start_logits: torch.Tensor | None = None
     end_logits: torch.Tensor | None = None
     count_logits: torch.Tensor | None = None
+    word_type_logits: torch.Tensor | None = None
     pointer_loss: torch.Tensor | None = None
     type_loss: torch.Tensor | None = None
     detect_loss: torch.Tensor | None = None
     count_loss: torch.Tensor | None = None
-
-
-@dataclass
-class Slots:
-    """Decoder slots of a batch: sentence, start word and rank of each, all (S,)."""
-
-    batch: torch.Tensor
-    word: torch.Tensor
-    rank: torch.Tensor
-
-    @classmethod
-    def from_counts(cls, counts: torch.Tensor) -> Slots:
-        """counts: (B, n) slots per word → one slot per (b, i, k < counts[b, i])."""
-        B, n = counts.shape
-        flat = counts.reshape(-1)
-        cell = torch.repeat_interleave(torch.arange(B * n, device=counts.device), flat)  # (S,)
-        first = torch.cumsum(flat, 0) - flat  # (B*n,) index of each cell's first slot
-        rank = torch.arange(cell.shape[0], device=counts.device) - first[cell]
-        return cls(cell // n, cell % n, rank)
-
-    def __len__(self) -> int:
-        return self.batch.shape[0]
-
-    def groups(self) -> list[tuple[int, int]]:
-        return list(zip(self.batch.tolist(), self.word.tolist()))
-
-
-def _mean(values: torch.Tensor, sentence: torch.Tensor, batch_size: int, per_sentence: bool) -> torch.Tensor:
-    """values (N,) of the sentences ``sentence`` (N,) → their mean, or per sentence (B,) (0 where none)."""
-    if not per_sentence:
-        return values.mean()
-    sums = values.new_zeros(batch_size).index_add(0, sentence, values)
-    counts = values.new_zeros(batch_size).index_add(0, sentence, torch.ones_like(values))
-    return sums / counts.clamp(min=1)
+    typing_loss: torch.Tensor | None = None
 
 
 class NagNerModel(PreTrainedModel):
@@ -100,7 +72,10 @@ class NagNerModel(PreTrainedModel):
             self.encoder.pooler = None  # the sentence pooler is never used: no dead weights, no unused DDP params
         hidden = self.encoder.config.hidden_size
         self.dropout = nn.Dropout(config.head_dropout)
-        self.detector = MentionDetector(hidden, config.max_entities_per_start, config.head_dropout)
+        self.detector = MentionDetector(
+            hidden, config.max_entities_per_start, config.head_dropout,
+            num_types=len(config.entity_types) if config.span_typing else 0,
+        )
         self.decoder = SlotDecoder(
             hidden,
             config.num_types,
@@ -111,7 +86,11 @@ class NagNerModel(PreTrainedModel):
             config.decoder_ffn_size or 2 * hidden,
             config.decoder_dropout,
             autoregressive=config.decode_mode == "ar",
+            cross_slot_attention=config.cross_slot_attention,
+            pointer_prior=config.pointer_prior,
         )
+        self.criterion = SetCriterion(config)
+        self._adapter_merged = False
         self.tokenizer: Any = None
         self.post_init()
 
@@ -165,11 +144,13 @@ class NagNerModel(PreTrainedModel):
         """Load a checkpoint (config.json + model.safetensors) and the tokenizer saved beside it.
 
         A checkpoint with an adapter loads its encoder from ``encoder_name_or_path`` (a local
-        folder, a packaged encoder or the hub), attaches the adapter and loads adapter + heads."""
+        folder, a packaged encoder or the hub), attaches the adapter and loads adapter + heads;
+        with ``merge_adapter`` (default) the adapter is merged for inference (`merge_adapter`)."""
+        merge_adapter = kwargs.pop("merge_adapter", True)
         path = Path(pretrained_model_name_or_path)
         config = NagNerConfig.from_pretrained(str(path)) if (path / "config.json").is_file() else None
         if config is not None and config.adapter is not None:
-            model = cls._from_adapter_checkpoint(path, config)
+            model = cls._from_adapter_checkpoint(path, config, merge_adapter)
         else:
             loaded = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
             if isinstance(loaded, tuple):  # output_loading_info=True gives (model, info)
@@ -188,7 +169,7 @@ class NagNerModel(PreTrainedModel):
         return None
 
     @classmethod
-    def _from_adapter_checkpoint(cls, path: Path, config: NagNerConfig) -> NagNerModel:
+    def _from_adapter_checkpoint(cls, path: Path, config: NagNerConfig, merge_adapter: bool = True) -> NagNerModel:
         if not config.encoder_name_or_path:
             raise ValueError(f"{path / 'config.json'}: an adapter checkpoint must name its encoder_name_or_path")
         encoder = AutoModel.from_pretrained(resolve_encoder(config.encoder_name_or_path))
@@ -203,7 +184,31 @@ class NagNerModel(PreTrainedModel):
             )
         model.attach_adapter(nagner_peft.config_from_dict(adapter, source=str(path / "config.json")))
         model.load_trainable_state(path / "model.safetensors")
-        return model.eval()
+        model.eval()
+        if merge_adapter:
+            model.merge_adapter()
+        return model
+
+    def merge_adapter(self) -> bool:
+        """Fold the adapter's weight delta into the frozen encoder for inference (same outputs, the
+        speed of a plain encoder); `train()` takes it out again, bit for bit, before training.
+        Returns False (nothing merged) for an adapter that cannot be merged (prompt-conditioned)."""
+        if self.config.adapter is None or self._adapter_merged:
+            return self._adapter_merged
+        try:
+            nagner_peft.merge(self.encoder)
+        except TypeError:
+            nagner_peft.unmerge(self.encoder)
+            return False
+        self._adapter_merged = True
+        return True
+
+    def train(self, mode: bool = True) -> NagNerModel:
+        """`nn.Module.train`; switching to training unmerges a merged adapter first."""
+        if mode and getattr(self, "_adapter_merged", False):
+            nagner_peft.unmerge(self.encoder)
+            self._adapter_merged = False
+        return super().train(mode)
 
     def load_trainable_state(self, weights: str | Path) -> None:
         """Load an adapter checkpoint's tensors (adapter + heads) from ``weights``; every tensor
@@ -257,15 +262,19 @@ class NagNerModel(PreTrainedModel):
     def _embedding_std(self, module: nn.Embedding) -> float:
         """Initial scale of an embedding table.
 
-        The slot-rank embeddings start about as large as the anchor projection (0.3, not 0.02), so
-        the slots of one start word differ from the first step. With near-identical slots the
-        Hungarian assignment of the entities sharing a start flips between steps, both slots learn
-        their average, and discontinuous entities (which mostly share their start with another
-        entity) are rarely produced: on data/sample_discontinuous.json, 25 epochs gave
-        discontinuous recall 0.26 with 0.02 and 1.00 with 0.3 (bench/sample_discontinuous.py).
+        The slot-rank and pointer-position embeddings start about as large as the anchor projection
+        (0.3, not 0.02), so the slots of one start word, and the positions of one slot ("end of
+        fragment 1", "start of fragment 2", …), differ from the first step. With near-identical
+        slots the Hungarian assignment of the entities sharing a start flips between steps and both
+        slots learn their average; with near-identical positions every position learns the first
+        fragment's end and discontinuous entities are never produced (bench/RESULTS.md, 1b).
         """
         decoder = getattr(self, "decoder", None)
-        return 0.3 if decoder is not None and module is decoder.slot_embedding else 0.02
+        if decoder is not None and module is decoder.slot_embedding:
+            return 0.3
+        if decoder is not None and module is decoder.position_embedding:
+            return self.config.position_init_std
+        return 0.02
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters of the pretrained encoder (for a separate learning rate)."""
@@ -275,6 +284,7 @@ class NagNerModel(PreTrainedModel):
         """Parameters of the detector and decoder (trained from scratch)."""
         encoder = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in encoder]
+
 
     # ----------------------------------------------------------------------------------- forward
     def encode_words(
@@ -320,95 +330,92 @@ class NagNerModel(PreTrainedModel):
         entity_starts (B, E) (−1 pad), entity_pointers (B, E, L), entity_types (B, E) (−100 pad).
         """
         words = self.encode_words(input_ids, attention_mask, word_first, word_last, token_type_ids)
-        start_logits, end_logits, count_logits = self.detector(words)
-        output = NagNerOutput(start_logits=start_logits, end_logits=end_logits, count_logits=count_logits)
+        detection = self.detector(words)
+        output = NagNerOutput(
+            start_logits=detection.start_logits, end_logits=detection.end_logits,
+            count_logits=detection.count_logits, word_type_logits=detection.word_type_logits,
+        )
         if entity_starts is None:
             return output
+        gold = entity_starts >= 0  # (B, E)
+        gold_batch, gold_starts = gold.nonzero()[:, 0], entity_starts[gold]  # (G,), (G,)
+        gold_pointers, gold_types = entity_pointers[gold], entity_types[gold]  # (G, L), (G,)
+        gold_spans = pointer_word_mask(gold_starts, gold_pointers, words.shape[1])  # (G, n)
+        word_type_labels = None
+        if detection.word_type_logits is not None:  # (B, n, T): word i lies inside an entity of type t
+            word_type_labels = torch.zeros_like(detection.word_type_logits)
+            hits = gold_spans.nonzero()  # (H, 2): (gold entity, word)
+            word_type_labels[gold_batch[hits[:, 0]], hits[:, 1], gold_types[hits[:, 0]] - 1] = 1.0
+        detect_loss, count_loss, typing_loss = self.criterion.detection(
+            detection, word_mask, start_labels, end_labels, count_labels, word_type_labels, per_sentence
+        )
+        slots = Slots.from_counts(
+            training_slot_counts(detection.start_logits, detection.count_logits, count_labels, word_mask, self.config)
+        )
+        pointer_logits, type_logits, pointer_targets, type_targets = self._assign_and_decode(
+            words, word_mask, detection, slots, gold_batch, gold_starts, gold_pointers, gold_types, gold_spans
+        )
         B = word_mask.shape[0]
-        valid = word_mask
-        word_batch = valid.nonzero()[:, 0]  # sentence of each valid word
-        bce = F.binary_cross_entropy_with_logits
-        detect_loss = _mean(bce(start_logits[valid], start_labels[valid], reduction="none"), word_batch, B, per_sentence)
-        detect_loss = detect_loss + _mean(
-            bce(end_logits[valid], end_labels[valid], reduction="none"), word_batch, B, per_sentence
-        )
-        counted = count_labels != IGNORE
-        count_loss = _mean(
-            F.cross_entropy(count_logits[counted], count_labels[counted], reduction="none"),
-            counted.nonzero()[:, 0], B, per_sentence,
-        )
-        pointer_loss, type_loss = self._generation_loss(
-            words, word_mask, start_logits, count_logits, count_labels, entity_starts, entity_pointers, entity_types,
-            per_sentence,
+        pointer_loss, type_loss = self.criterion.generation(
+            pointer_logits, type_logits, slots, pointer_targets, type_targets, B, per_sentence
         )
         c = self.config
-        output.loss = pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
+        output.loss = (
+            pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
+            + c.typing_weight * typing_loss
+        )
         auxiliary = nagner_peft.auxiliary_loss(self.encoder) if c.adapter is not None and not per_sentence else None
         if auxiliary is not None:  # e.g. MiLoRA's load balancing, SoRA's L1 term
             output.loss = output.loss + auxiliary
         output.pointer_loss, output.type_loss = pointer_loss.detach(), type_loss.detach()
-        output.detect_loss, output.count_loss = detect_loss.detach(), count_loss.detach()
+        output.detect_loss, output.count_loss, output.typing_loss = (
+            detect_loss.detach(), count_loss.detach(), typing_loss.detach()
+        )
         return output
 
-    def _generation_loss(
+    def _assign_and_decode(
         self,
         words: torch.Tensor,
         word_mask: torch.Tensor,
-        start_logits: torch.Tensor,
-        count_logits: torch.Tensor,
-        count_labels: torch.Tensor,
-        entity_starts: torch.Tensor,
-        entity_pointers: torch.Tensor,
-        entity_types: torch.Tensor,
-        per_sentence: bool = False,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        slots = self._training_slots(start_logits, count_logits, count_labels, word_mask)
-        gold = entity_starts >= 0  # (B, E)
-        gold_batch = gold.nonzero()[:, 0]
-        gold_groups = list(zip(gold_batch.tolist(), entity_starts[gold].tolist()))
-        gold_pointers = entity_pointers[gold]  # (G, L)
-        gold_types = entity_types[gold]  # (G,)
-        pointer_targets = torch.full((len(slots), self.config.max_pointers), IGNORE, device=words.device)
-        type_targets = torch.zeros(len(slots), dtype=torch.long, device=words.device)  # NONE
+        detection: Detection,
+        slots: Slots,
+        gold_batch: torch.Tensor,
+        gold_starts: torch.Tensor,
+        gold_pointers: torch.Tensor,
+        gold_types: torch.Tensor,
+        gold_spans: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Give every gold entity a slot (Hungarian in NAG mode, fixed order in AR mode) and run the
+        decoder. Returns pointer logits (S, L, n + 1), type logits (S, T + 1) (span-typed when on),
+        and the targets: pointers (S, L) (IGNORE where none) and types (S,) (0 NONE where unmatched)."""
+        gold_groups = list(zip(gold_batch.tolist(), gold_starts.tolist()))
+        word_types = detection.word_type_logits
         if self.config.decode_mode == "nag":
-            pointer_logits, type_logits = self._run_decoder(words, word_mask, slots)
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
+            gold_bias = None if word_types is None else span_type_bias(word_types, gold_batch, gold_spans)
             slot_index, gold_index = match_slots(
-                pointer_logits.log_softmax(-1), type_logits.log_softmax(-1), slots.groups(),
-                gold_pointers, gold_types, gold_groups,
+                pointer_logits.log_softmax(-1), type_logits.detach(), slots.groups(),
+                gold_pointers, gold_types, gold_groups, gold_type_bias=None if gold_bias is None else gold_bias.detach(),
             )
         else:
             slot_index, gold_index = self._ordered_assignment(slots, gold_groups)
+        pointer_targets = torch.full(
+            (len(slots), self.config.max_pointers), IGNORE, dtype=torch.long, device=words.device
+        )
+        type_targets = torch.zeros(len(slots), dtype=torch.long, device=words.device)  # NONE
         pointer_targets[slot_index] = gold_pointers[gold_index]
         type_targets[slot_index] = gold_types[gold_index]
         if self.config.decode_mode == "ar":
             previous = pointer_targets.masked_fill(pointer_targets == IGNORE, END)
-            pointer_logits, type_logits = self._run_decoder(words, word_mask, slots, previous)
-        B = word_mask.shape[0]
-        targeted = pointer_targets != IGNORE  # (S, L)
-        if targeted.any():
-            pointer_loss = _mean(
-                F.cross_entropy(pointer_logits[targeted], pointer_targets[targeted], reduction="none"),
-                slots.batch.unsqueeze(1).expand_as(targeted)[targeted], B, per_sentence,
-            )
-        else:
-            pointer_loss = pointer_logits[..., 0].sum() * 0.0  # keep the graph for DDP
-            pointer_loss = pointer_loss.expand(B) if per_sentence else pointer_loss
-        type_loss = _mean(F.cross_entropy(type_logits, type_targets, reduction="none"), slots.batch, B, per_sentence)
-        return pointer_loss, type_loss
-
-    @torch.no_grad()
-    def _training_slots(
-        self, start_logits: torch.Tensor, count_logits: torch.Tensor, count_labels: torch.Tensor, word_mask: torch.Tensor
-    ) -> Slots:
-        """Gold starts (max of gold and predicted count) plus the detector's false starts (one slot each)."""
-        gold_count = count_labels.clamp(min=0)  # (B, n)
-        predicted_start = (start_logits.sigmoid() > self.config.start_threshold) & word_mask
-        predicted_count = torch.where(predicted_start, count_logits[..., 1:].argmax(-1) + 1, 0)
-        counts = torch.where(gold_count > 0, torch.maximum(gold_count, predicted_count), predicted_start.long())
-        counts = counts.clamp(max=self.config.max_entities_per_start) * word_mask
-        if counts.sum() == 0:  # keep the decoder in the graph: one NONE slot on the first word
-            counts[0, 0] = 1
-        return Slots.from_counts(counts)
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots, previous)
+        if word_types is not None:  # type the span each slot stands for: gold where matched, else its own guess
+            with torch.no_grad():
+                n_words = word_mask.sum(-1)[slots.batch]
+                guessed, _ = beam_search(pointer_logits.detach(), slots.word, n_words)
+            spans = pointer_word_mask(slots.word, guessed, words.shape[1])  # (S, n)
+            spans[slot_index] = gold_spans[gold_index]
+            type_logits = type_logits + span_type_bias(word_types, slots.batch, spans)
+        return pointer_logits, type_logits, pointer_targets, type_targets
 
     @staticmethod
     def _ordered_assignment(slots: Slots, gold_groups: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -430,6 +437,7 @@ class NagNerModel(PreTrainedModel):
         self,
         words: torch.Tensor,
         word_mask: torch.Tensor,
+        detection: Detection,
         slots: Slots,
         previous_classes: torch.Tensor | None = None,
         positions: int | None = None,
@@ -439,7 +447,9 @@ class NagNerModel(PreTrainedModel):
         previous = None
         if previous_classes is not None:
             previous = self.decoder.previous_inputs(words, slots.batch, previous_classes)
-        return self.decoder(queries, slots.batch, words, word_mask, previous, positions)
+        return self.decoder(
+            queries, slots.batch, slots.word, words, word_mask, detection.end_logits, previous, positions
+        )
 
     # ------------------------------------------------------------------------------------ decode
     @torch.no_grad()
@@ -447,114 +457,68 @@ class NagNerModel(PreTrainedModel):
         self,
         words: torch.Tensor,
         word_mask: torch.Tensor,
-        start_logits: torch.Tensor,
-        count_logits: torch.Tensor,
-        threshold: float = 0.0,
-    ) -> list[list[tuple[int, tuple[int, ...], float]]]:
+        detection: Detection,
+        threshold: float | None = None,
+        beam_size: int | None = None,
+        end_bias: float | None = None,
+    ) -> list[list[Found]]:
         """Entities of every batch row as (type id, word indices, score), from encoder-side outputs.
 
-        NAG mode: one decoder pass for all slots of the batch. AR mode: greedy steps until every
-        slot said END, then one pass for the types. Score = p_start · Π p(pointer) · p(type).
+        NAG mode: one decoder pass for all slots of the batch, then beam search per slot. AR mode:
+        greedy steps until every slot said END, then one pass for the types. Score = p_start ·
+        Π p(pointer) · p(type). ``threshold``, ``beam_size`` and ``end_bias`` default to the config's.
         """
-        p_start = start_logits.sigmoid()  # (B, n)
-        opened = (p_start > self.config.start_threshold) & word_mask
-        counts = torch.where(opened, count_logits[..., 1:].argmax(-1) + 1, 0)
-        slots = Slots.from_counts(counts)
-        results: list[list[tuple[int, tuple[int, ...], float]]] = [[] for _ in range(words.shape[0])]
+        c = self.config
+        threshold = c.score_threshold if threshold is None else threshold
+        p_start = detection.start_logits.sigmoid()  # (B, n)
+        slots = Slots.from_counts(inference_slot_counts(detection.start_logits, detection.count_logits, word_mask, c))
         if len(slots) == 0:
-            return results
+            return [[] for _ in range(words.shape[0])]
         n_words = word_mask.sum(-1)[slots.batch]  # (S,)
-        grammar = PointerGrammar(slots.word, n_words, self.config.max_pointers)
-        if self.config.decode_mode == "nag":
-            pointer_logits, type_logits = self._run_decoder(words, word_mask, slots)
-            for t in range(self.config.max_pointers):
-                grammar.step(pointer_logits[:, t])
+        if c.decode_mode == "nag":
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
+            classes, log_prob = beam_search(
+                pointer_logits, slots.word, n_words,
+                c.beam_size if beam_size is None else beam_size, c.end_bias if end_bias is None else end_bias,
+            )
         else:
-            for t in range(self.config.max_pointers):
-                pointer_logits, _ = self._run_decoder(words, word_mask, slots, grammar.classes[:, :t], t + 1)
+            grammar = PointerGrammar(slots.word, n_words, c.max_pointers)
+            for t in range(c.max_pointers):
+                pointer_logits, _ = self._run_decoder(words, word_mask, detection, slots, grammar.classes[:, :t], t + 1)
                 grammar.step(pointer_logits[:, t])
                 if bool(grammar.ended.all()):
                     break
-            _, type_logits = self._run_decoder(words, word_mask, slots, grammar.classes)
+            _, type_logits = self._run_decoder(words, word_mask, detection, slots, grammar.classes)
+            classes, log_prob = grammar.classes, grammar.log_prob
+        if detection.word_type_logits is not None:
+            spans = pointer_word_mask(slots.word, classes, words.shape[1])
+            type_logits = type_logits + span_type_bias(detection.word_type_logits, slots.batch, spans)
         type_prob, type_id = type_logits.softmax(-1).max(-1)  # (S,), (S,)
-        score = p_start[slots.batch, slots.word] * grammar.log_prob.exp() * type_prob  # (S,)
-        best: dict[tuple[int, int, tuple[int, ...]], float] = {}
-        for b, w, classes, t, s in zip(
-            slots.batch.tolist(), slots.word.tolist(), grammar.classes.tolist(), type_id.tolist(), score.tolist()
-        ):
-            if t == 0 or s < threshold:
-                continue
-            key = (b, t, pointers_to_indices(w, classes))
-            best[key] = max(s, best.get(key, 0.0))
-        for (b, t, indices), s in sorted(best.items()):
-            results[b].append((t, indices, s))
-        return results
+        score = p_start[slots.batch, slots.word] * log_prob.exp() * type_prob  # (S,)
+        return select_entities(
+            slots.batch.tolist(), slots.word.tolist(), classes.tolist(), type_id.tolist(), score.tolist(),
+            words.shape[0], threshold, c.overlap,
+        )
 
     # ------------------------------------------------------------------------------- prediction
-    @torch.no_grad()
     def predict_sentences(
-        self, sentences: list[Sentence], batch_size: int = 32, threshold: float = 0.0
+        self, sentences: list[Sentence], batch_size: int = 32, threshold: float | None = None
     ) -> list[list[Entity]]:
-        """Entities (with scores) of each sentence, word indices into ``sentence.words``.
+        """Entities (with scores) of each sentence, word indices into ``sentence.words``
+        (`nagner.modeling.inference.predict_sentences`)."""
+        from nagner.modeling.inference import predict_sentences
 
-        Long sentences are split into overlapping windows; an entity is taken only from windows
-        where it does not touch a cut edge, and duplicates from overlapping windows are merged.
-        """
-        if self.tokenizer is None:
-            raise ValueError("this model has no tokenizer; load it with from_pretrained or from_encoder")
-        was_training = self.training
-        self.eval()
-        features, _ = encode_sentences(sentences, self.tokenizer, self.config)
-        features.sort(key=lambda f: len(f["input_ids"]))  # similar lengths share a batch: less padding
-        collate = NagNerCollator(self.tokenizer.pad_token_id or 0, self.config.max_pointers)
-        best: list[dict[tuple[str, tuple[int, ...]], float]] = [{} for _ in sentences]
-        device = self.device
-        for begin in range(0, len(features), batch_size):
-            chunk = [f for f in features[begin : begin + batch_size] if f["word_first"]]
-            if not chunk:
-                continue
-            batch = {k: v.to(device) for k, v in collate(chunk).items()}
-            words = self.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
-            start_logits, _, count_logits = self.detector(words)
-            decoded = self.decode(words, batch["word_mask"], start_logits, count_logits, threshold)
-            for feature, entities in zip(chunk, decoded):
-                offset, n_words = feature["word_offset"], feature["n_words"]
-                window = (offset, offset + len(feature["word_first"]))
-                found = best[feature["sentence_index"]]
-                for type_id, indices, score in entities:
-                    indices = tuple(i + offset for i in indices)
-                    if window != (0, n_words) and not inside_window(indices, window, n_words):
-                        continue
-                    key = (self.config.entity_types[type_id - 1], indices)
-                    found[key] = max(score, found.get(key, 0.0))
-        self.train(was_training)
-        return [
-            sorted((Entity(t, idx, s) for (t, idx), s in found.items()), key=lambda e: (e.start, e.indices, e.type))
-            for found in best
-        ]
+        return predict_sentences(self, sentences, batch_size=batch_size, threshold=threshold)
 
     def predict(
         self,
         texts: str | list[str] | list[list[str]],
         batch_size: int = 32,
-        threshold: float = 0.0,
+        threshold: float | None = None,
         is_split_into_words: bool = False,
     ) -> list[dict[str, Any]]:
-        """Entities in raw texts (or pre-tokenized word lists) as JSON-ready records.
+        """Entities in raw texts (or pre-tokenized word lists) as JSON-ready records
+        (`nagner.modeling.inference.predict_texts`)."""
+        from nagner.modeling.inference import predict_texts
 
-        Each record: ``{"text": ..., "entities": [{"type", "text", "spans": [[start, end), ...],
-        "score"}]}`` with character offsets into ``text``; a discontinuous entity has several
-        spans and its ``text`` joins the fragments with " … ". Word lists are joined by spaces.
-        """
-        if isinstance(texts, str) or (is_split_into_words and texts and isinstance(texts[0], str)):
-            texts = [texts]  # type: ignore[list-item]
-        if is_split_into_words:
-            sentences = [with_offsets(Sentence(list(words))) for words in texts]
-        else:
-            sentences = [sentence_from_text(text) for text in texts]
-        found = self.predict_sentences(sentences, batch_size=batch_size, threshold=threshold)
-        records = []
-        for sentence, entities in zip(sentences, found):
-            sentence.entities = entities
-            records.append({"text": sentence.text, "entities": [entity_record(sentence, e) for e in entities]})
-        return records
+        return predict_texts(self, texts, batch_size=batch_size, threshold=threshold, is_split_into_words=is_split_into_words)

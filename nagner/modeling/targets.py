@@ -104,3 +104,31 @@ def constrained_pointer_decode(
     for t in range(logits.shape[1]):
         grammar.step(logits[:, t])
     return grammar.classes, grammar.log_prob
+
+
+def pointer_word_mask(starts: torch.Tensor, classes: torch.Tensor, n: int) -> torch.Tensor:
+    """Which words each slot's entity covers, for many slots at once (as `pointers_to_indices`).
+
+    starts: (S,) start words; classes: (S, L) pointer classes (END or IGNORE ends the entity; a
+    fragment left open is closed on itself) → (S, n) bool.
+    """
+    S, L = classes.shape
+    words = torch.arange(n, device=classes.device)[None, :]  # (1, n)
+    covered = torch.zeros(S, n, dtype=torch.bool, device=classes.device)
+    fragment_start = starts.clone()  # (S,)
+    open_ = torch.ones(S, dtype=torch.bool, device=classes.device)  # a fragment awaits its end
+    alive = torch.ones(S, dtype=torch.bool, device=classes.device)  # no END yet
+    for t in range(L):
+        word = classes[:, t] - 1  # (S,): -1 for END, below for IGNORE
+        pointed = alive & (word >= 0)
+        if t % 2 == 0:
+            last = torch.where(pointed, word, fragment_start)  # END here closes the fragment on itself
+            inside = (words >= fragment_start[:, None]) & (words <= last[:, None])  # (S, n)
+            covered |= inside & open_[:, None]
+            open_ = torch.zeros_like(open_)
+        else:
+            fragment_start = torch.where(pointed, word, fragment_start)
+            open_ = pointed
+        alive = pointed
+    covered |= (words == fragment_start[:, None]) & open_[:, None]
+    return covered
