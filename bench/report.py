@@ -1,64 +1,136 @@
-"""Markdown tables of bench/out/accuracy-*.json and bench/out/speed.json (pasted into RESULTS.md)."""
+"""Markdown tables of bench/out/accuracy/*/*.json and bench/out/speed.json (pasted into RESULTS.md).
+
+    python bench/report.py
+
+Accuracy runs are grouped by dataset, training sentences and epochs. Per group: the main rows
+(each system at the learning rate with the best dev F1 of its sweep, seed 42), the sweep, the
+training-time ablations, the decoding-only ablations of the main NAG-NER row, and mean ± sd over
+seeds where a setting was run with several.
+"""
 
 from __future__ import annotations
 
 import json
+import statistics
+from collections import defaultdict
 from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
-ORDER = ("conll", "cadec", "germeval", "genia")
 NAMES = {"conll": "CoNLL-2003 (flat)", "cadec": "CADEC (discontinuous)", "germeval": "GermEval 2014 (nested, 2 levels)",
          "genia": "GENIA (nested; trained on dev)"}
+SYSTEMS = {"nag": "NAG-NER", "ar": "NAG-NER (AR decoding)", "tokcls": "token classification"}
+KINDS = ("flat", "nested", "discontinuous")
 
 
 def pct(value: float | None) -> str:
     return "–" if value is None else f"{100 * value:.2f}"
 
 
-def accuracy_table() -> list[str]:
-    lines = [
-        "| dataset | system | train sents × epochs | test P | test R | test F1 | seqeval F1 | F1 flat / nested / discont. | train s |",
+def system_name(run: dict) -> str:
+    s = run["settings"]
+    name = SYSTEMS[s["system"]]
+    return name if s["variant"] == "full" else f"{name} [{s['variant']}]"
+
+
+def kinds(test: dict) -> str:
+    """F1 (recall) per kind, – where the test set has none of that kind."""
+    cells = []
+    for kind in KINDS:
+        k = test["per_kind"].get(kind)
+        cells.append(f"{pct(k['f1'])} ({pct(k['recall'])})" if k and k["n_gold"] else "–")
+    return " / ".join(cells)
+
+
+def load_runs() -> dict[tuple, list[dict]]:
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for path in sorted((OUT / "accuracy").glob("*/*.json")):
+        run = json.loads(path.read_text())
+        s = run["settings"]
+        groups[(s["dataset"], s["train_sentences"], s["epochs"])].append(run)
+    return groups
+
+
+def best_by_dev(runs: list[dict]) -> dict:
+    return max(runs, key=lambda r: (r["best_dev_f1"] or 0.0, -r["settings"]["lr"]))
+
+
+def group_tables(key: tuple, runs: list[dict]) -> list[str]:
+    dataset, n_train, epochs = key
+    lines = [f"### {NAMES[dataset]}: {n_train} training sentences × {epochs} epochs", ""]
+    by_system: dict[tuple, list[dict]] = defaultdict(list)
+    for run in runs:
+        s = run["settings"]
+        by_system[(s["system"], s["variant"])].append(run)
+    lines += [
+        "| system | lr (best dev of sweep) | dev F1 | test P | test R | test F1 | seqeval F1 | F1 (R) flat / nested / discont. | train s |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    for name in ORDER:
-        path = OUT / f"accuracy-{name}.json"
-        if not path.exists():
-            continue
-        report = json.loads(path.read_text())
-        for row in report["rows"]:
-            micro, kinds = row["test"]["micro"], row["test"]["per_kind"]
-            by_kind = " / ".join(pct(kinds[k]["f1"]) if kinds[k]["n_gold"] else "–" for k in ("flat", "nested", "discontinuous"))
-            lines.append(
-                f"| {NAMES[name]} | {row['system']} | {report['train_sentences']} × {report['epochs']} | "
-                f"{pct(micro['precision'])} | {pct(micro['recall'])} | **{pct(micro['f1'])}** | "
-                f"{pct(row['test'].get('seqeval', {}).get('f1'))} | {by_kind} | {row['train_seconds']:.0f} |"
-            )
-    return lines
+    main: dict[tuple, dict] = {}
+    for (system, variant), group in sorted(by_system.items(), key=lambda kv: (kv[0][1] != "full", kv[0])):
+        seed42 = [r for r in group if r["settings"]["seed"] == 42] or group
+        best = main[(system, variant)] = best_by_dev(seed42)
+        micro = best["test"]["micro"]
+        lrs = sorted({r["settings"]["lr"] for r in seed42})
+        sweep = f"{best['settings']['lr']:g}" + (f" of {{{', '.join(f'{lr:g}' for lr in lrs)}}}" if len(lrs) > 1 else "")
+        lines.append(
+            f"| {system_name(best)} | {sweep} | {pct(best['best_dev_f1'])} | {pct(micro['precision'])} | "
+            f"{pct(micro['recall'])} | **{pct(micro['f1'])}** | {pct(best['test'].get('seqeval', {}).get('f1'))} | "
+            f"{kinds(best['test'])} | {best['train_seconds']:.0f} |"
+        )
+    sweeps = [(k, g) for k, g in by_system.items() if len({r["settings"]["lr"] for r in g}) > 1]
+    if sweeps:
+        lines += ["", "Learning-rate sweep (seed 42; dev F1 chooses, test F1 shown for completeness):", "",
+                  "| system | lr | dev F1 | test F1 |", "|---|---|---|---|"]
+        for _, group in sorted(sweeps):
+            for run in sorted((r for r in group if r["settings"]["seed"] == 42), key=lambda r: r["settings"]["lr"]):
+                lines.append(f"| {system_name(run)} | {run['settings']['lr']:g} | {pct(run['best_dev_f1'])} | "
+                             f"{pct(run['test']['micro']['f1'])} |")
+    full = main.get(("nag", "full"))
+    if full and any(v != "full" for (_, v) in main):
+        lines += ["", "Training-time ablations (each row retrains with one part of the recipe off):", "",
+                  "| variant | dev F1 | test F1 | Δ test F1 vs full | F1 (R) flat / nested / discont. |", "|---|---|---|---|---|"]
+        for (system, variant), run in sorted(main.items()):
+            if system != "nag":
+                continue
+            delta = run["test"]["micro"]["f1"] - full["test"]["micro"]["f1"]
+            lines.append(f"| {variant} | {pct(run['best_dev_f1'])} | {pct(run['test']['micro']['f1'])} | "
+                         f"{100 * delta:+.2f} | {kinds(run['test'])} |")
+    if full and full.get("decoding_ablations"):
+        d = full["decoding"]
+        lines += ["", f"Decoding settings tuned on dev: start threshold {d['start_threshold']}, beam {d['beam_size']}, "
+                      f"END bias {d['end_bias']}, score threshold {d['score_threshold']}, overlap {d['overlap']}. "
+                      "Decoding-only ablations on the same trained model:", "",
+                  "| decoding | test F1 | Δ | F1 (R) flat / nested / discont. |", "|---|---|---|---|",
+                  f"| tuned | {pct(full['test']['micro']['f1'])} | – | {kinds(full['test'])} |"]
+        for name, test in full["decoding_ablations"].items():
+            delta = test["micro"]["f1"] - full["test"]["micro"]["f1"]
+            lines.append(f"| {name} | {pct(test['micro']['f1'])} | {100 * delta:+.2f} | {kinds(test)} |")
+    seeded = {k: g for k, g in by_system.items() if len({r["settings"]["seed"] for r in g}) > 1}
+    if seeded:
+        lines += ["", "Seeds (same lr, mean ± sd of test F1):", "", "| system | lr | seeds | test F1 |", "|---|---|---|---|"]
+        for _, group in sorted(seeded.items()):
+            by_lr: dict[float, list[dict]] = defaultdict(list)
+            for run in group:
+                by_lr[run["settings"]["lr"]].append(run)
+            for lr, same in sorted(by_lr.items()):
+                if len(same) < 2:
+                    continue
+                f1s = [100 * r["test"]["micro"]["f1"] for r in same]
+                seeds = ", ".join(str(r["settings"]["seed"]) for r in same)
+                lines.append(f"| {system_name(same[0])} | {lr:g} | {seeds} | {statistics.mean(f1s):.2f} ± "
+                             f"{statistics.stdev(f1s):.2f} |")
+    return lines + [""]
 
 
-def speed_table() -> list[str]:
+def speed_tables() -> list[str]:
     path = OUT / "speed.json"
     if not path.exists():
         return []
     report = json.loads(path.read_text())
-    rows = report["rows"]
-    base = rows["tokcls"]["sentences_per_s"]
-    lines = [
-        "| system | end to end sent/s | vs token classification | decoder phase sent/s | peak RSS MiB |",
-        "|---|---|---|---|---|",
-    ]
-    for row in rows.values():
-        decoder = f"{row['decoder_sentences_per_s']:.0f}" if "decoder_sentences_per_s" in row else "–"
-        lines.append(
-            f"| {row['system']} | {row['sentences_per_s']:.0f} | {row['sentences_per_s'] / base:.2f}× | {decoder} | "
-            f"{row['peak_rss_mb']:.0f} |"
-        )
-    lines.append("")
-    lines.append(f"Decoder phase, NAG vs AR mode: **{report['nag_vs_ar_decoder']:.2f}×** faster.")
-    return lines
+    return report.get("tables", [])
 
 
 if __name__ == "__main__":
-    print("\n".join(accuracy_table()))
-    print()
-    print("\n".join(speed_table()))
+    for key, runs in sorted(load_runs().items()):
+        print("\n".join(group_tables(key, runs)))
+    print("\n".join(speed_tables()))

@@ -1,17 +1,18 @@
-"""Speed benchmark on CoNLL-2003 test: sentences/s end to end and in the decoder phase, peak memory.
+"""Speed benchmark: NAG-NER vs token classification end to end, and NAG-NER's decoder phase in
+NAG vs AR mode and at beam 1 vs 4, on CoNLL-2003 test and CADEC test, plus peak memory.
 
-Uses the models that `bench/accuracy.py --dataset conll` trained and saved (bench/out/models/
-conll-{nag,ar,tokcls}), so the number of detected slots is the real one. Each system runs in
-its own child process (so its peak RSS is its own), with the same thread count, the same
-sentences (given as words) and batch size, after a warm-up.
+Uses the models `bench/accuracy.py` trained (bench/out/accuracy/<dataset>/runs/.../best), so the
+number of detected slots is the real one. Every measurement is one child process (its peak RSS is
+its own) with the same thread count, sentences (given as words) and batch size, after a warm-up
+pass; the systems are interleaved round by round (A B C A B C …) so that drift in the machine's
+speed hits them alike, and the table gives the median and the min–max spread over the rounds.
 
-    python bench/speed.py --threads 2 --batch-size 64
+    python bench/speed.py --threads 2 --rounds 5
 
-End to end = words → sub-tokens → encoder → heads → entities. Decoder phase = for NAG-NER, the
-slot decoder and pointer grammar on precomputed encoder outputs (`NagNerModel.decode`); the AR
-mode runs the same decoder step by step (greedy, until every slot said END, then the type pass;
-the prefix is recomputed each step, no key/value cache — with L = 8 pointer positions per slot
-a cache would save little, and both modes share every other line).
+End to end = words → sub-tokens → encoder → heads → entities (`predict_sentences`). Decoder phase =
+`NagNerModel.decode` on precomputed encoder outputs of the same batches: slot rule, slot decoder,
+beam search, post-processing. The AR mode runs the same decoder step by step (greedy, until every
+slot said END, then the type pass; the prefix is recomputed at each step, without a key/value cache).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import time
@@ -28,97 +30,123 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
-DATA = REPO.parent / "shared" / "data" / "conll2003" / "eng.testb"
-SYSTEMS = {"tokcls": "token classification", "nag": "NAG-NER", "ar": "NAG-NER (AR decoding)"}
+DATA = REPO.parent / "shared" / "data"
+TESTS = {"conll": DATA / "conll2003" / "eng.testb", "cadec": DATA / "cadec" / "test.json"}
 
 
-def best_of(repeats: int, fn) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+def model_dir(runs: Path, dataset: str, system: str) -> Path:
+    """The model of the main accuracy row: variant "full", seed 42, the most training sentences,
+    the learning rate with the best dev F1."""
+    found = [json.loads(p.read_text()) for p in (runs / dataset).glob(f"{system}-full-*.json")]
+    found = [r for r in found if r["settings"]["seed"] == 42]
+    if not found:
+        raise SystemExit(f"no trained {system} model for {dataset} under {runs}; run bench/accuracy.py first")
+    most = max(r["settings"]["train_sentences"] for r in found)
+    best = max((r for r in found if r["settings"]["train_sentences"] == most), key=lambda r: r["best_dev_f1"] or 0)
+    return runs / dataset / "runs" / f"{system}-full-{best['settings']['lr']:g}-42" / "best"
 
 
-def worker(system: str, models: Path, batch_size: int, repeats: int) -> dict:
-    from nagner.data import read_conll
+def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int | None) -> dict:
+    from nagner.data import read_sentences
 
-    sentences = read_conll(DATA)
-    result: dict = {"system": SYSTEMS[system], "sentences": len(sentences)}
+    sentences = read_sentences(TESTS[dataset])
+    for s in sentences:
+        s.entities = []
+    result: dict = {"sentences": len(sentences)}
     if system == "tokcls":
         from token_classification import TokenClassificationBaseline
-        from transformers import AutoModelForTokenClassification
 
-        folder = models / "conll-tokcls"
-        baseline = TokenClassificationBaseline(folder)
-        meta = json.loads((folder / "labels.json").read_text())
-        baseline.labels, baseline.max_length = meta["labels"], meta["max_length"]
-        baseline.model = AutoModelForTokenClassification.from_pretrained(str(folder)).eval()
+        baseline = TokenClassificationBaseline.load(folder)
         baseline.predict(sentences[:200], batch_size=batch_size)  # warm-up
-        seconds = best_of(repeats, lambda: baseline.predict(sentences, batch_size=batch_size))
+        start = time.perf_counter()
+        baseline.predict(sentences, batch_size=batch_size)
+        result["seconds"] = time.perf_counter() - start
     else:
-        from nagner.modeling import NagNerCollator, NagNerModel, encode_sentences
+        from nagner.modeling import NagNerModel
+        from nagner.modeling.inference import encoded_batches
 
-        model = NagNerModel.from_pretrained(str(models / f"conll-{system}")).eval()
+        model = NagNerModel.from_pretrained(str(folder)).eval()
+        if beam is not None:
+            model.config.beam_size = beam
         model.predict_sentences(sentences[:200], batch_size=batch_size)  # warm-up
-        seconds = best_of(repeats, lambda: model.predict_sentences(sentences, batch_size=batch_size))
-        # decoder phase alone, on the same batches predict_sentences builds
-        features, _ = encode_sentences(sentences, model.tokenizer, model.config)
-        features.sort(key=lambda f: len(f["input_ids"]))
-        collate = NagNerCollator(model.tokenizer.pad_token_id or 0, model.config.max_pointers)
-        encoded = []
-        with torch.no_grad():
-            for begin in range(0, len(features), batch_size):
-                batch = collate([f for f in features[begin : begin + batch_size] if f["word_first"]])
-                words = model.encode_words(
-                    batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"]
-                )
-                start_logits, _, count_logits = model.detector(words)
-                encoded.append((words, batch["word_mask"], start_logits, count_logits))
+        start = time.perf_counter()
+        model.predict_sentences(sentences, batch_size=batch_size)
+        result["seconds"] = time.perf_counter() - start
+        encoded = list(encoded_batches(model, sentences, batch_size))
+        for b in encoded[:2]:  # warm-up
+            model.decode(b.words, b.word_mask, b.detection)
+        start = time.perf_counter()
+        slots = 0
+        for b in encoded:
+            model.decode(b.words, b.word_mask, b.detection)
+        result["decoder_seconds"] = time.perf_counter() - start
+        from nagner.modeling.slots import inference_slot_counts
 
-        def decode_all() -> None:
-            for words, mask, start_logits, count_logits in encoded:
-                model.decode(words, mask, start_logits, count_logits)
-
-        decode_all()  # warm-up
-        result["decoder_seconds"] = best_of(repeats, decode_all)
-        result["decoder_sentences_per_s"] = len(sentences) / result["decoder_seconds"]
-    result["seconds"] = seconds
-    result["sentences_per_s"] = len(sentences) / seconds
+        slots = sum(int(inference_slot_counts(b.detection.start_logits, b.detection.count_logits, b.word_mask,
+                                               model.config).sum()) for b in encoded)
+        result["slots"] = slots
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
 
+def summary(values: list[float]) -> str:
+    return f"{statistics.median(values):.2f} [{min(values):.2f}–{max(values):.2f}]"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default=str(REPO / "bench" / "out" / "models"))
+    parser.add_argument("--runs", default=str(REPO / "bench" / "out" / "accuracy"))
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=2)
-    parser.add_argument("--worker", choices=sorted(SYSTEMS), help=argparse.SUPPRESS)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--datasets", default="conll,cadec")
+    parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)  # dataset system folder beam
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
-        print(json.dumps(worker(args.worker, Path(args.models), args.batch_size, args.repeats)))
+        dataset, system, folder, beam = args.worker
+        print(json.dumps(worker(dataset, system, Path(folder), args.batch_size, None if beam == "-" else int(beam))))
         return
-    rows = {}
-    for system in SYSTEMS:
-        command = [sys.executable, __file__, "--worker", system, "--models", args.models,
-                   "--threads", str(args.threads), "--batch-size", str(args.batch_size), "--repeats", str(args.repeats)]
-        done = subprocess.run(command, capture_output=True, text=True, check=True)
-        rows[system] = json.loads(done.stdout.strip().splitlines()[-1])
-    base = rows["tokcls"]["sentences_per_s"]
-    print(f"CoNLL-2003 test ({rows['nag']['sentences']} sentences), {args.threads} threads, batch {args.batch_size}")
-    print(f"{'system':<24}{'sent/s':>10}{'vs tok-cls':>12}{'decoder sent/s':>16}{'peak RSS MB':>13}")
-    for row in rows.values():
-        decoder = f"{row['decoder_sentences_per_s']:16.0f}" if "decoder_sentences_per_s" in row else f"{'-':>16}"
-        print(f"{row['system']:<24}{row['sentences_per_s']:10.0f}{row['sentences_per_s'] / base:11.2f}x{decoder}"
-              f"{row['peak_rss_mb']:13.0f}")
-    speedup = rows["ar"]["decoder_seconds"] / rows["nag"]["decoder_seconds"]
-    print(f"decoder phase: NAG is {speedup:.2f}x faster than AR mode")
-    out = Path(args.models).parent / "speed.json"
-    out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rows": rows, "nag_vs_ar_decoder": speedup}, indent=2))
+    runs = Path(args.runs)
+    plans = {
+        "conll": [("token classification", "tokcls", "tokcls", "-"), ("NAG-NER", "nag", "nag", "-"),
+                  ("NAG-NER (AR mode)", "ar", "ar", "-")],
+        "cadec": [("NAG-NER, beam 1", "nag", "nag", "1"), ("NAG-NER, beam 4", "nag", "nag", "4"),
+                  ("NAG-NER (AR mode)", "ar", "ar", "-")],
+    }
+    tables, raw = [], {}
+    for dataset in args.datasets.split(","):
+        plan = [(label, system, model_dir(runs, dataset, name), beam) for label, system, name, beam in plans[dataset]]
+        rounds: dict[str, list[dict]] = {label: [] for label, *_ in plan}
+        for r in range(args.rounds):
+            for label, system, folder, beam in plan:
+                command = [sys.executable, __file__, "--worker", dataset, system, str(folder), beam,
+                           "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                rounds[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
+                print(f"{dataset} round {r + 1} {label}: {rounds[label][-1]['seconds']:.2f} s", flush=True)
+        raw[dataset] = rounds
+        first = plan[0][0]
+        n = rounds[first][0]["sentences"]
+        lines = [f"{dataset}: {n} test sentences, {args.threads} threads, batch {args.batch_size}, "
+                 f"{args.rounds} interleaved rounds, median [min–max]", "",
+                 "| system | end to end sent/s | vs first row | decoder phase s | slots | peak RSS MiB |", "|---|---|---|---|---|---|"]
+        base = [n / x["seconds"] for x in rounds[first]]
+        for label, *_ in plan:
+            rows = rounds[label]
+            speed = [n / x["seconds"] for x in rows]
+            ratio = [s / b for s, b in zip(speed, base)]
+            decoder = summary([x["decoder_seconds"] for x in rows]) if "decoder_seconds" in rows[0] else "–"
+            lines.append(f"| {label} | {summary(speed)} | {summary(ratio)}× | {decoder} | {rows[0].get('slots', '–')} | "
+                         f"{max(x['peak_rss_mb'] for x in rows):.0f} |")
+        ar = [x["decoder_seconds"] for x in rounds["NAG-NER (AR mode)"]]
+        nag_label = "NAG-NER" if dataset == "conll" else "NAG-NER, beam 1"
+        nag = [x["decoder_seconds"] for x in rounds[nag_label]]
+        lines += ["", f"Decoder phase, AR time / NAG time ({nag_label}), per round: {summary([a / b for a, b in zip(ar, nag)])}×", ""]
+        tables += lines
+        print("\n".join(lines), flush=True)
+    out = runs.parent / "speed.json"
+    out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rounds": raw, "tables": tables}, indent=2))
 
 
 if __name__ == "__main__":

@@ -175,6 +175,27 @@ class TokenClassificationBaseline:
             result.update(dev_f1=keeper.dev_f1, best_epoch=keeper.best_epoch)
         return result
 
+    def save(self, folder: str | os.PathLike) -> None:
+        """Model, tokenizer and label list in ``folder`` (`load` reads them back)."""
+        import json
+        from pathlib import Path
+
+        self.model.save_pretrained(str(folder))
+        self.tokenizer.save_pretrained(str(folder))
+        (Path(folder) / "labels.json").write_text(json.dumps({"labels": self.labels, "max_length": self.max_length}))
+
+    @classmethod
+    def load(cls, folder: str | os.PathLike) -> TokenClassificationBaseline:
+        """A baseline saved with `save`, in eval mode."""
+        import json
+        from pathlib import Path
+
+        baseline = cls(folder)
+        meta = json.loads((Path(folder) / "labels.json").read_text())
+        baseline.labels, baseline.max_length = meta["labels"], meta["max_length"]
+        baseline.model = AutoModelForTokenClassification.from_pretrained(str(folder)).eval()
+        return baseline
+
     @torch.inference_mode()
     def predict(self, sentences: Sequence[Sentence], batch_size: int = 64) -> list[list[Entity]]:
         """Entities of each sentence from the argmax label of every word's first sub-token.

@@ -26,22 +26,33 @@ TEXTS = [
 ]
 
 
+def untrained_model_that_shows_every_kind(encoder, path):
+    """A random-head model (the first seed that works) whose predictions on TEXTS include a nested
+    and a discontinuous entity, in the first and fourth text only: the tests below can fail."""
+    for seed in range(100):
+        torch.manual_seed(seed)
+        model = NagNerModel.from_encoder(encoder, ["PER", "LOC", "ORG", "ADR"])
+        found = model.predict_sentences([line_sentence(text) for text in TEXTS])
+        entities = [e for row in found for e in row]
+        nested = any(a != b and set(a.indices) & set(b.indices) for row in found for a in row for b in row)
+        if found[0] and found[3] and not found[1] and not found[2] and nested and any(
+            e.is_discontinuous for e in entities
+        ):
+            model.save_pretrained(path)
+            return path
+    raise AssertionError("no seed gives an untrained model that predicts every kind")
+
+
 @pytest.fixture(scope="module")
 def model_dir(tiny_encoder, tmp_path_factory):
-    torch.manual_seed(1)  # heads that predict nested and discontinuous entities on TEXTS
-    path = tmp_path_factory.mktemp("model")
-    NagNerModel.from_encoder(tiny_encoder, ["PER", "LOC", "ORG", "ADR"]).save_pretrained(path)
-    return path
+    return untrained_model_that_shows_every_kind(tiny_encoder, tmp_path_factory.mktemp("model"))
 
 
 @pytest.fixture(scope="module")
 def expected(model_dir):
     """What the model predicts for TEXTS, sentence by sentence."""
     model = NagNerModel.from_pretrained(model_dir)
-    found = model.predict_sentences([line_sentence(text) for text in TEXTS])
-    # the untrained model predicts something, also in the Unicode text: the tests can fail
-    assert found[0] and found[3] and not found[1] and not found[2]
-    return found
+    return model.predict_sentences([line_sentence(text) for text in TEXTS])
 
 
 def cli(capsys, *argv):

@@ -108,7 +108,8 @@ def check_valid(start: int, n_words: int, classes: list[int], L: int) -> None:
 
 
 def allowed_log_softmax(logits: torch.Tensor, start: int, n_words: int, classes: list[int]) -> float:
-    """Reference log-probability of ``classes`` for one slot, the allowed mask computed from scratch."""
+    """Reference for one slot: each choice is the argmax over the classes the grammar allows (mask
+    computed from scratch), and scores its probability under the model's whole distribution."""
     L, C = logits.shape
     total = 0.0
     fragment_start = previous_end = start
@@ -127,7 +128,7 @@ def allowed_log_softmax(logits: torch.Tensor, start: int, n_words: int, classes:
         assert allowed[choice], (t, choice, classes)
         values = logits[t].masked_fill(~allowed, float("-inf")).log_softmax(-1)
         assert choice == int(values.argmax())
-        total += float(values[choice])
+        total += float(logits[t].log_softmax(-1)[choice])
         if choice != END:
             if t % 2 == 0:
                 previous_end = choice - 1
@@ -187,14 +188,14 @@ def test_hand_built_logits_give_a_two_fragment_entity():
     assert classes[0].tolist() == [3, 6, 8, END, END, END, END, END]
     assert pointers_to_indices(1, classes[0].tolist()) == (1, 2, 5, 6, 7)
 
-    def lsm(values: list[float], pick: int) -> float:
-        return float(torch.tensor(values).log_softmax(-1)[pick])
+    def lsm(t: int, pick: int) -> float:  # the model's probability of the choice, over all classes
+        return float(logits[0, t].log_softmax(-1)[pick])
 
     expected = (
-        lsm([0.0, 5.0, 0.0, 0.0, 0.0, 0.0, 0.0], 1)  # t=0: words 1..7 allowed, word 2 chosen
-        + lsm([0.0, 0.0, 4.0, 0.0, 0.0], 2)  # t=1: END or words 4..7; word 5 chosen
-        + lsm([0.0, 0.0, 3.0], 2)  # t=2: words 5..7; word 7 chosen
-        + lsm([2.0], 0)  # t=3: words >= 9 do not exist: END only
+        lsm(0, 1 + 2)  # t=0: words 1..7 allowed, word 2 chosen
+        + lsm(1, 1 + 5)  # t=1: END or words 4..7 allowed (not the likelier word 3); word 5 chosen
+        + lsm(2, 1 + 7)  # t=2: words 5..7 allowed (not word 0); word 7 chosen
+        + lsm(3, END)  # t=3: words >= 9 do not exist: END only
     )
     assert float(log_prob[0]) == pytest.approx(expected, abs=1e-6)
 
@@ -207,9 +208,10 @@ def test_last_odd_position_is_forced_to_end_and_ended_slots_stay_ended():
     classes, log_prob = constrained_pointer_decode(logits, torch.tensor([0, 9]), torch.tensor([n, n]))
     # slot 0: end at word 9; t=1: no word >= 11 exists → END; END for the rest
     assert classes.tolist() == [[10, END, END, END], [10, END, END, END]]
-    # t=1 had END as the only choice: log-prob 0; so the total is the t=0 choice alone
-    assert float(log_prob[0]) == pytest.approx(float(logits[0, 0, 1:].log_softmax(-1)[-1]), abs=1e-6)
-    assert float(log_prob[1]) == pytest.approx(0.0, abs=1e-6)  # word 9 was the only allowed end
+    # t=1 had END as the only choice, but END was unlikely: the sequence pays for it
+    expected = float(logits[0, 0].log_softmax(-1)[-1] + logits[0, 1].log_softmax(-1)[END])
+    assert float(log_prob[0]) == pytest.approx(expected, abs=1e-5)
+    assert float(log_prob[1]) == pytest.approx(expected, abs=1e-5)  # the same choices, forced or not
 
     # an entity that keeps going up to the forced END at t = L - 1
     logits = torch.zeros(1, L, n + 1)

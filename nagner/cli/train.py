@@ -61,7 +61,10 @@ OPTIONS = (
     Option("decode_mode", "choice", "nag", "nag (one pass) or ar (ablation; default nag)", ("nag", "ar")),
     Option("decoder_layers", "positive_int", 2, "slot decoder layers (default 2)"),
     Option("decoder_heads", "positive_int", 4, "slot decoder attention heads (default 4)"),
-    Option("max_pointers", "positive_int", 8, "pointers per entity, END included: 2 per fragment (default 8)"),
+    Option(
+        "max_pointers", "positive_int", None,
+        "pointers per entity, END included: 2 per fragment (default: 2 × the training data's most fragments)",
+    ),
     Option("max_entities_per_start", "positive_int", 8, "most entities starting at one word (default 8)"),
     Option(
         "resume", "resume", None,
@@ -76,6 +79,11 @@ OPTIONS = (
         "adapter_options", "options", None,
         "adapter config fields as KEY=VALUE (JSON values), e.g. r=16 lora_alpha=32 target_modules='[\"query\"]' "
         "(default targets: all-linear)",
+    ),
+    Option(
+        "no_tuning", "flag", False,
+        "keep the default decoding settings instead of tuning start threshold, beam, END bias and score "
+        "threshold on --dev",
     ),
     Option("no_progress", "flag", False, "no progress bar"),
     Option("no_checkpoints", "flag", False, "do not save resumable checkpoints (best/ is still saved)"),
@@ -288,7 +296,7 @@ def run(args: argparse.Namespace) -> int:
 
     from nagner.training import TrainingOptions, build_model, train_model  # torch: after the cheap checks
 
-    config_kwargs = {name: values[name] for name in CONFIG_KWARGS}
+    config_kwargs = {name: values[name] for name in CONFIG_KWARGS if values[name] is not None}
     adapter = build_adapter_config(values["adapter"], values["adapter_options"]) if values["adapter"] else None
     try:
         model = build_model(values["encoder"], train_sentences, seed=values["seed"], **config_kwargs)
@@ -318,6 +326,7 @@ def run(args: argparse.Namespace) -> int:
         resume_from_checkpoint=values["resume"] or None,
         progress_bar=not values["no_progress"],
         train_word_embeddings=values["train_word_embeddings"],
+        tune_decoding=not values["no_tuning"],
     )
     result = train_model(model, train_sentences, dev_sentences, options)
     if _is_main_process():

@@ -60,10 +60,10 @@ def beam_search(
     only_end[END] = 0.0
     for t in range(L):
         allowed = grammar_mask(t, L, lengths, fragment_start, previous_end, C)  # (S, K, C)
-        step = logits[:, t].float().unsqueeze(1).expand(S, K, C)
+        step = logits[:, t].float()
         if t % 2 == 1 and end_bias:
             step = step + end_bias * torch.nn.functional.one_hot(torch.tensor(END, device=device), C)
-        step = step.masked_fill(~allowed, float("-inf")).log_softmax(-1)  # (S, K, C)
+        step = step.log_softmax(-1).unsqueeze(1).masked_fill(~allowed, float("-inf"))  # (S, K, C)
         step = torch.where(ended.unsqueeze(-1), only_end, step)  # an ended beam goes on with END, free
         total = (log_prob.unsqueeze(-1) + step).reshape(S, K * C)
         log_prob, flat = total.topk(K, dim=-1)  # (S, K)

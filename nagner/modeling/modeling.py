@@ -203,11 +203,16 @@ class NagNerModel(PreTrainedModel):
         self._adapter_merged = True
         return True
 
-    def train(self, mode: bool = True) -> NagNerModel:
-        """`nn.Module.train`; switching to training unmerges a merged adapter first."""
-        if mode and getattr(self, "_adapter_merged", False):
+    def unmerge_adapter(self) -> None:
+        """Take a merged adapter out of the encoder's weights again, bit for bit."""
+        if getattr(self, "_adapter_merged", False):
             nagner_peft.unmerge(self.encoder)
             self._adapter_merged = False
+
+    def train(self, mode: bool = True) -> NagNerModel:
+        """`nn.Module.train`; switching to training unmerges a merged adapter first."""
+        if mode:
+            self.unmerge_adapter()
         return super().train(mode)
 
     def load_trainable_state(self, weights: str | Path) -> None:
@@ -350,7 +355,9 @@ class NagNerModel(PreTrainedModel):
             detection, word_mask, start_labels, end_labels, count_labels, word_type_labels, per_sentence
         )
         slots = Slots.from_counts(
-            training_slot_counts(detection.start_logits, detection.count_logits, count_labels, word_mask, self.config)
+            training_slot_counts(
+                detection.start_logits, detection.count_logits, count_labels, word_mask, self.config, self.training
+            )
         )
         pointer_logits, type_logits, pointer_targets, type_targets = self._assign_and_decode(
             words, word_mask, detection, slots, gold_batch, gold_starts, gold_pointers, gold_types, gold_spans

@@ -70,18 +70,19 @@ def training_slot_counts(
     gold_counts: torch.Tensor,
     word_mask: torch.Tensor,
     config: NagNerConfig,
-    generator: torch.Generator | None = None,
+    negatives: bool = True,
 ) -> torch.Tensor:
     """(B, n) slots each word opens in training: the inference rule's slots, gold starts with at
-    least their gold count, and random negative words (module docstring). gold_counts: (B, n)."""
+    least their gold count, and with ``negatives`` random negative words (module docstring; like
+    dropout, the model draws them only in training mode, so an eval-mode loss is deterministic).
+    gold_counts: (B, n)."""
     counts = inference_slot_counts(start_logits, count_logits, word_mask, config)
     gold = gold_counts.clamp(min=0) * word_mask
     rule = slots_per_start(count_logits, config)
     counts = torch.where(gold > 0, torch.maximum(gold, rule), counts)
-    if config.negative_start_ratio > 0:
+    if negatives and config.negative_start_ratio > 0:
         free = word_mask & (counts == 0)
-        draw = torch.rand(free.shape, generator=generator, device=free.device if generator is None else "cpu")
-        negative = free & (draw.to(free.device) < config.negative_start_ratio)
+        negative = free & (torch.rand(free.shape, device=free.device) < config.negative_start_ratio)
         counts = torch.where(negative, rule, counts)
     counts = counts.clamp(max=config.max_entities_per_start)
     if counts.sum() == 0:  # keep the decoder in the graph: one NONE slot on the first word

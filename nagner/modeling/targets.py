@@ -52,6 +52,10 @@ def pointers_to_indices(start: int, classes: list[int]) -> tuple[int, ...]:
 class PointerGrammar:
     """Greedy pointer choice under the entity grammar, one position at a time, all slots at once.
 
+    The grammar restricts which class is chosen; the sequence's log-probability sums the model's
+    own log-probabilities of the choices (not renormalised over the allowed classes, which would
+    make a forced step free and favour sequences whose later steps the grammar forces).
+
     Position t even = end of a fragment (>= that fragment's start; END not allowed); t odd = END
     or the start of a next fragment (>= previous end + 2, so there is a gap); the last position,
     if odd, can only be END. Slots that said END keep saying END. The NAG decoder feeds it all
@@ -82,9 +86,9 @@ class PointerGrammar:
             allowed = in_sentence & (word[None, :] >= self.previous_end[:, None] + 2)
         if t % 2 == 1:
             allowed[:, END] = True
-        step = logits.masked_fill(~allowed, float("-inf")).log_softmax(-1)  # (S, C)
-        choice = torch.where(self.ended, torch.zeros_like(self.ended, dtype=torch.long), step.argmax(-1))
-        gained = step.gather(1, choice[:, None])[:, 0]
+        best = logits.masked_fill(~allowed, float("-inf")).argmax(-1)  # (S,)
+        choice = torch.where(self.ended, torch.zeros_like(self.ended, dtype=torch.long), best)
+        gained = logits.float().log_softmax(-1).gather(1, choice[:, None])[:, 0]  # the model's own probability
         self.log_prob = self.log_prob + torch.where(self.ended, torch.zeros_like(gained), gained)
         self.classes[:, t] = choice
         self.ended = self.ended | (choice == END)

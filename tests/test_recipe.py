@@ -1,0 +1,207 @@
+"""The NAG-NER recipe's mechanisms: the slot rule, data-sized settings, initialisation, the count
+loss, flat mode, merged adapters at load, decoding tuned on dev, and old checkpoints."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+import nagner.peft as nagner_peft
+from nagner.data.example import Entity, Sentence
+from nagner.modeling import NagNerCollator, NagNerConfig, NagNerModel, encode_sentences
+from nagner.modeling.detector import Detection
+from nagner.modeling.slots import inference_slot_counts, slots_per_start, training_slot_counts
+from nagner.modeling.targets import END
+from nagner.modeling.tuning import tune_decoding
+from nagner.training import data_settings
+
+TYPES = ["LOC", "ORG"]
+SENTENCES = [
+    Sentence("the university of paris is in paris".split(),
+             [Entity("ORG", (1, 2, 3)), Entity("LOC", (3,)), Entity("LOC", (6,))]),
+    Sentence("london and berlin university".split(),
+             [Entity("LOC", (0,)), Entity("ORG", (0, 3)), Entity("ORG", (2, 3))]),
+]
+
+
+def tiny_model(path, **kwargs) -> NagNerModel:
+    torch.manual_seed(0)
+    return NagNerModel.from_encoder(path, TYPES, **kwargs)
+
+
+def batch_of(model: NagNerModel, sentences: list[Sentence]) -> dict[str, torch.Tensor]:
+    features, _ = encode_sentences(sentences, model.tokenizer, model.config, with_targets=True)
+    return NagNerCollator(model.tokenizer.pad_token_id, model.config.max_pointers)(features)
+
+
+# ------------------------------------------------------------------------------ the slot rule
+
+
+def test_slots_per_start_follows_the_cumulative_count_probabilities():
+    config = NagNerConfig(entity_types=TYPES, max_entities_per_start=4, count_threshold=0.25)
+    probs = torch.tensor([
+        [0.0, 1.0, 0.0, 0.0, 0.0],  # surely one entity: 1 slot
+        [0.0, 0.6, 0.3, 0.1, 0.0],  # P(>=2) = 0.4, P(>=3) = 0.1: 2 slots
+        [0.0, 0.2, 0.3, 0.3, 0.2],  # P(>=2) = 0.8, P(>=3) = 0.5, P(>=4) = 0.2: 3 slots
+        [0.0, 0.0, 0.0, 0.0, 1.0],  # 4 slots
+    ])
+    logits = probs.clamp(min=1e-9).log()[None]  # (1, 4 words, 5 classes)
+    assert slots_per_start(logits, config).tolist() == [[1, 2, 3, 4]]
+    config.min_slots_per_start = 2
+    assert slots_per_start(logits, config).tolist() == [[2, 2, 3, 4]]
+
+
+def test_training_opens_the_slots_inference_opens_and_more_only_where_gold_or_negatives_need():
+    """One rule: without gold entities and negatives, training opens exactly the inference slots;
+    gold starts add slots only up to their gold count; negatives only open words the rule left shut."""
+    config = NagNerConfig(entity_types=TYPES, min_slots_per_start=2, negative_start_ratio=0.5)
+    torch.manual_seed(0)
+    B, n = 3, 9
+    start_logits = torch.randn(B, n) * 2
+    count_logits = torch.randn(B, n, config.max_entities_per_start + 1)
+    word_mask = torch.ones(B, n, dtype=torch.bool)
+    word_mask[2, 6:] = False
+    inference = inference_slot_counts(start_logits, count_logits, word_mask, config)
+    no_gold = torch.zeros(B, n, dtype=torch.long)
+    training = training_slot_counts(start_logits, count_logits, no_gold, word_mask, config, negatives=False)
+    assert torch.equal(training, inference) and inference.sum() > 0
+    gold = no_gold.clone()
+    gold[0, 1], gold[1, 4] = 5, 1
+    with_gold = training_slot_counts(start_logits, count_logits, gold, word_mask, config, negatives=False)
+    rule = slots_per_start(count_logits, config)
+    assert with_gold[0, 1] == max(5, int(rule[0, 1])) and with_gold[1, 4] == max(1, int(rule[1, 4]))
+    elsewhere = gold == 0
+    assert torch.equal(with_gold[elsewhere], inference[elsewhere])
+    with_negatives = training_slot_counts(start_logits, count_logits, no_gold, word_mask, config, negatives=True)
+    opened = with_negatives > inference
+    assert opened.any() and (inference[opened] == 0).all() and word_mask[opened].all()
+    assert torch.equal(with_negatives[opened], rule[opened])
+
+
+def test_the_count_loss_is_trained_at_gold_starts_only(tiny_encoder):
+    model = tiny_model(tiny_encoder)
+    batch = batch_of(model, SENTENCES)
+    B, n = batch["word_mask"].shape
+    torch.manual_seed(0)
+    count_logits = torch.randn(B, n, model.config.max_entities_per_start + 1, requires_grad=True)
+    detection = Detection(torch.randn(B, n), torch.randn(B, n), count_logits)
+    _, count_loss, _ = model.criterion.detection(
+        detection, batch["word_mask"], batch["start_labels"], batch["end_labels"], batch["count_labels"], None
+    )
+    count_loss.backward()
+    grad = count_logits.grad.abs().sum(-1)  # (B, n)
+    starts = batch["count_labels"] > 0
+    assert starts.sum() == 5 and (grad[starts] > 0).all() and (grad[~starts] == 0).all()
+
+
+# -------------------------------------------------------------------------- data-sized settings
+
+
+def test_settings_follow_from_the_training_data():
+    flat = [Sentence("a b c d".split(), [Entity("X", (0, 1)), Entity("Y", (3,))])]
+    nested = [Sentence("a b c d".split(), [Entity("X", (0, 1)), Entity("Y", (0,))])]
+    crossing = [Sentence("a b c d".split(), [Entity("X", (0, 1)), Entity("Y", (1, 2))])]
+    discontinuous = [Sentence("a b c d e f".split(), [Entity("X", (0, 2, 4))])]
+    assert data_settings(flat) == {"max_pointers": 2, "min_slots_per_start": 1, "overlap": "flat"}
+    assert data_settings(nested) == {"max_pointers": 2, "min_slots_per_start": 2, "overlap": "any"}
+    assert data_settings(crossing) == {"max_pointers": 2, "min_slots_per_start": 1, "overlap": "any"}
+    assert data_settings(discontinuous) == {"max_pointers": 6, "min_slots_per_start": 1, "overlap": "any"}
+    assert data_settings(discontinuous, max_pointers_cap=4)["max_pointers"] == 4
+
+
+def test_pointer_positions_and_slot_ranks_start_distinct(tiny_encoder):
+    model = tiny_model(tiny_encoder)
+    assert model.decoder.position_embedding.weight.std().item() == pytest.approx(0.3, rel=0.15)
+    assert model.decoder.slot_embedding.weight.std().item() == pytest.approx(0.3, rel=0.15)
+    old = tiny_model(tiny_encoder, position_init_std=0.02)
+    assert old.decoder.position_embedding.weight.std().item() == pytest.approx(0.02, rel=0.15)
+
+
+def test_a_checkpoint_from_before_the_recipe_loads_with_the_settings_it_was_trained_with(tiny_encoder, tmp_path):
+    legacy = tiny_model(tiny_encoder, pointer_prior=False, span_typing=False, cross_slot_attention=False,
+                        negative_start_ratio=0.0, position_init_std=0.02)
+    legacy.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    for key in ("format_version", "pointer_prior", "span_typing", "cross_slot_attention",
+                "negative_start_ratio", "position_init_std"):
+        del config[key]  # what a config.json of the first format holds
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = NagNerModel.from_pretrained(tmp_path)
+    assert loaded.config.format_version == 1 and not loaded.config.pointer_prior
+    assert not loaded.config.span_typing and not loaded.config.cross_slot_attention
+    assert NagNerConfig(entity_types=TYPES).pointer_prior  # new configs get the recipe
+
+
+# ------------------------------------------------------------------------------------ flat mode
+
+
+def test_flat_mode_never_outputs_overlapping_entities(tiny_encoder, monkeypatch):
+    """Every word opens a slot pointing at the sentence's last word: all spans overlap; the flat
+    mode keeps the best one, the "any" mode all of them."""
+    n = 5
+    for overlap, expected in (("flat", 1), ("any", n)):
+        model = tiny_model(tiny_encoder, max_pointers=2, overlap=overlap, start_threshold=0.0).eval()
+
+        def run_decoder(words, word_mask, detection, slots, previous_classes=None, positions=None):
+            S = len(slots)
+            logits = torch.full((S, 2, n + 1), -9.0)
+            logits[:, 0, n] = 5.0 + slots.word.float()  # end at word n - 1; later starts score higher
+            logits[:, 1, END] = 5.0
+            return logits, torch.tensor([[0.0, 5.0, 0.0]]).expand(S, 3)
+
+        monkeypatch.setattr(model, "_run_decoder", run_decoder)
+        detection = Detection(torch.zeros(1, n), torch.zeros(1, n), torch.zeros(1, n, 9))
+        (found,) = model.decode(torch.randn(1, n, 32), torch.ones(1, n, dtype=torch.bool), detection)
+        assert len(found) == expected
+        if overlap == "flat":
+            assert found[0][1] == (n - 1,)  # the best-scoring span
+
+
+# ---------------------------------------------------------------------------- merged at load
+
+
+def test_an_adapter_merged_at_load_gives_the_unmerged_outputs(tiny_encoder, tmp_path):
+    model = tiny_model(tiny_encoder, start_threshold=0.0)
+    model.attach_adapter(nagner_peft.config_from_options("lora", {"r": 4, "lora_alpha": 8}))
+    with torch.no_grad():
+        for name, parameter in model.encoder.named_parameters():
+            if "lora_B" in name or "lora_b" in name.lower():
+                parameter.normal_(std=0.5)  # a trained adapter's delta is not zero
+    model.save_pretrained(tmp_path)
+    merged = NagNerModel.from_pretrained(tmp_path)
+    unmerged = NagNerModel.from_pretrained(tmp_path, merge_adapter=False)
+    assert merged._adapter_merged and not unmerged._adapter_merged
+    batch = batch_of(merged, SENTENCES)
+    inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "word_first", "word_last")}
+    with torch.no_grad():
+        a, b = merged.encode_words(**inputs), unmerged.encode_words(**inputs)
+        base = tiny_model(tiny_encoder).encode_words(**inputs)
+    assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, base, atol=1e-3)
+    assert merged.predict_sentences(SENTENCES) == unmerged.predict_sentences(SENTENCES)
+    merged.train()  # training takes the delta out of the weights again, bit for bit
+    assert not merged._adapter_merged
+    unmerged_state = unmerged.encoder.state_dict()
+    assert all(torch.equal(v, unmerged_state[k]) for k, v in merged.encoder.state_dict().items())
+
+
+# ------------------------------------------------------------------------------------ tuning
+
+
+def test_tuning_picks_the_best_setting_tried_and_the_model_keeps_it(tiny_encoder, tmp_path):
+    from nagner.evaluation import evaluate_entities
+
+    model = tiny_model(tiny_encoder, max_pointers=4).eval()
+    best, tried = tune_decoding(model, SENTENCES, batch_size=2)
+    assert best.f1 == max(c.f1 for c in tried) and len(tried) > 10
+    assert {c.beam_size for c in tried} == {1, 4} and {c.end_bias for c in tried} == {0.0, -1.0, 1.0}
+    assert model.config.beam_size == best.beam_size and model.config.score_threshold == best.score_threshold
+    again = evaluate_entities([s.entities for s in SENTENCES], model.predict_sentences(SENTENCES))
+    assert again.f1 == pytest.approx(best.f1)
+    model.save_pretrained(tmp_path)
+    assert NagNerModel.from_pretrained(tmp_path).config.start_threshold == best.start_threshold
+    flat = tiny_model(tiny_encoder, max_pointers=2).eval()
+    _, tried_flat = tune_decoding(flat, SENTENCES, batch_size=2, apply=False)
+    assert {c.beam_size for c in tried_flat} == {1} and {c.end_bias for c in tried_flat} == {0.0}
+    assert flat.config.score_threshold == 0.0  # apply=False leaves the model as it was
