@@ -2,12 +2,14 @@
 
     sentences ─encode_sentences─▶ features ─NagNerCollator─▶ batches ─Trainer(model.forward → loss)─▶ weights
     every epoch end: dev ─predict_sentences─▶ entities ─evaluate_entities─▶ F1 ─best so far?─▶ output_dir/best
+    after training:  best ─tune_decoding(dev)─▶ start threshold, beam, END bias, score threshold ─▶ best/config.json
 
 Files under ``output_dir``:
 
 * ``best/`` — the model to use (config, safetensors weights, tokenizer). With a dev set it is the
   epoch with the highest dev F1; without one it is the final model (the last epoch is the best we
-  know). ``train_model`` returns this model, reloaded.
+  know). With a dev set its decoding settings are tuned on dev (`nagner.modeling.tuning`) and saved
+  in its config. ``train_model`` returns this model, reloaded.
 * ``metrics.jsonl`` — one JSON line per epoch: epoch, step, train_loss, dev_f1, dev_precision,
   dev_recall (None without dev) and seconds. Rewritten whole (never half-written) after every epoch.
 * ``checkpoint-<step>/`` — the Trainer's own checkpoint of the last epoch (weights, optimizer,
@@ -95,7 +97,8 @@ class TrainResult:
     """What `train_model` did. ``model`` is the best model (reloaded from ``best_dir``), in eval mode.
 
     ``history`` holds one dict per epoch (also the epochs before a resume), as in ``metrics.jsonl``.
-    ``best_dev_f1`` / ``best_epoch`` are None without a dev set.
+    ``best_dev_f1`` / ``best_epoch`` are None without a dev set. ``decoding``: the decoding settings
+    tuned on dev and their dev scores (None when not tuned).
     """
 
     model: NagNerModel
@@ -106,6 +109,7 @@ class TrainResult:
     train_seconds: float
     global_step: int
     encoding: EncodingReport = field(default_factory=EncodingReport)
+    decoding: dict[str, Any] | None = None
 
 
 def data_settings(train_sentences: list[Sentence], max_pointers_cap: int = 8) -> dict[str, Any]:
@@ -465,12 +469,15 @@ def train_model(
     trainer.train(resume_from_checkpoint=checkpoint)
     train_seconds = time.perf_counter() - began
     best_dir = output_dir / BEST_DIR
+    decoding = None
     if trainer.is_world_process_zero():
         if not dev_sentences:
             save_model_atomically(model, best_dir)
         elif options.tune_decoding:
             tuned = load_checkpoint(best_dir, device=str(model.device))
-            tune_decoding(tuned, dev_sentences, batch_size=options.eval_batch_size)
+            choice, _ = tune_decoding(tuned, dev_sentences, batch_size=options.eval_batch_size)
+            decoding = {**choice.settings(), "dev_f1": choice.f1, "dev_precision": choice.precision,
+                        "dev_recall": choice.recall}
             save_model_atomically(tuned, best_dir)
         write_metrics(history, output_dir / METRICS_FILE)
     trainer.accelerator.wait_for_everyone()
@@ -487,6 +494,7 @@ def train_model(
         train_seconds=train_seconds,
         global_step=trainer.state.global_step,
         encoding=report,
+        decoding=decoding,
     )
 
 

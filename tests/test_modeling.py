@@ -273,9 +273,9 @@ def test_without_cross_slot_attention_slots_decode_like_slots_decoded_one_by_one
 
 
 @pytest.mark.parametrize("mode", ["nag", "ar"])
-def test_cross_slot_attention_stays_within_a_sentence(tiny_encoder, mode):
-    """With cross-slot attention a slot sees its sentence's other slots (its output changes when
-    they are gone) but never another sentence's: a batch decodes like each sentence alone."""
+def test_cross_slot_attention_stays_within_a_start_word(tiny_encoder, mode):
+    """With cross-slot attention a slot sees the other slots on its start word (its output changes
+    when they are gone) and no other slot: a batch decodes like each start word's slots alone."""
     model = tiny_model(tiny_encoder, mode).eval()
     assert model.config.cross_slot_attention
     batch = training_batch(model, SENTENCES)
@@ -285,8 +285,8 @@ def test_cross_slot_attention_stays_within_a_sentence(tiny_encoder, mode):
         slots = Slots.from_counts(batch["word_mask"].long() * 2)
         previous = None if mode == "nag" else torch.randint(0, 3, (len(slots), model.config.max_pointers))
         together, types_together = model._run_decoder(words, batch["word_mask"], detection, slots, previous)
-        for b in range(len(SENTENCES)):
-            rows = (slots.batch == b).nonzero()[:, 0]
+        for b, w in sorted(set(slots.groups())):
+            rows = ((slots.batch == b) & (slots.word == w)).nonzero()[:, 0]
             mine = Slots(slots.batch[rows], slots.word[rows], slots.rank[rows])
             alone, type_alone = model._run_decoder(
                 words, batch["word_mask"], detection, mine, None if previous is None else previous[rows]
@@ -295,4 +295,4 @@ def test_cross_slot_attention_stays_within_a_sentence(tiny_encoder, mode):
             assert torch.allclose(type_alone, types_together[rows], atol=1e-5)
         first = Slots(slots.batch[:1], slots.word[:1], slots.rank[:1])
         single, _ = model._run_decoder(words, batch["word_mask"], detection, first, None if previous is None else previous[:1])
-        assert not torch.allclose(single, together[:1], atol=1e-4)  # the other slots of sentence 0 mattered
+        assert not torch.allclose(single, together[:1], atol=1e-4)  # the other slot on its start word mattered

@@ -3,10 +3,11 @@
 Each slot has L pointer positions plus one type position. Input at position t is the slot
 query (anchor word state + slot-rank embedding) plus a position embedding; the AR mode adds the
 previous target (teacher forcing) and a causal mask, and is otherwise the same module.
-The slots of one sentence share one sequence: with ``cross_slot_attention`` every position sees
-the positions of the sentence's other slots (so two slots on one start word can tell each other
-apart), else a block-diagonal mask keeps each slot to itself. Cross-attention reads the words of
-the slot's sentence, projected once per sentence.
+With ``cross_slot_attention`` the slots that share a start word attend to each other (so two slots
+on one start word can tell each other apart and one can say NONE instead of repeating the other;
+DETR / PIQN let all queries meet, which costs memory quadratic in a sentence's slots), else each
+slot attends only to itself. Groups of one sentence are packed into rows of up to 16 slots with a
+block-diagonal mask, so cross-attention projects a sentence's words about once per row.
 
 Pointer logits over END ∪ words are a scaled dot product; with ``pointer_prior`` they also add
 the detector's end logit of the word (at fragment-end positions, weighted by a learned scalar)
@@ -127,30 +128,24 @@ class SlotDecoder(nn.Module):
         hidden = queries.unsqueeze(1) + self.position_embedding.weight[:P].unsqueeze(0)  # (S, P, d)
         if previous is not None:
             hidden = hidden + previous[:, :P]
-        sentences, row = torch.unique(slot_batch, return_inverse=True)  # (R,), (S,): one row per sentence
-        rank = _rank_within(row, sentences.shape[0])  # (S,)
-        width = int(rank.max()) + 1  # slots in the fullest row
-        packed = hidden.new_zeros(sentences.shape[0], width, P, hidden.shape[-1])  # (R, G, P, d)
-        packed[row, rank] = hidden
-        filled = torch.zeros(sentences.shape[0], width, dtype=torch.bool, device=hidden.device)  # (R, G)
-        filled[row, rank] = True
-        memory, memory_mask = words[sentences], word_mask[sentences]  # (R, n, d), (R, n)
-        mask = self._attention_mask(width, P, causal=previous is not None, device=hidden.device)
-        padding = None  # padded slots: hidden from the real ones (block-diagonal masks hide them already)
-        if width > 1 and self.cross_slot_attention:
-            padding = torch.zeros(filled.shape[0], width * P, device=hidden.device, dtype=hidden.dtype)
-            padding = padding.masked_fill(~filled.repeat_interleave(P, dim=1), float("-inf"))  # (R, G*P)
+        group = _start_groups(slot_batch, slot_word) if self.cross_slot_attention else torch.arange(
+            slot_batch.shape[0], device=slot_batch.device
+        )
+        row, col, width, row_sentence, row_group = _pack(slot_batch, group)
+        packed = hidden.new_zeros(row_sentence.shape[0], width, P, hidden.shape[-1])  # (R, G, P, d)
+        packed[row, col] = hidden
+        memory, memory_mask = words[row_sentence], word_mask[row_sentence]  # (R, n, d), (R, n)
+        mask = self._attention_mask(row_group, P, causal=previous is not None)
         out = self.layers(
-            packed.flatten(1, 2), memory, tgt_mask=mask, tgt_key_padding_mask=padding,
-            memory_key_padding_mask=~memory_mask,
+            packed.flatten(1, 2), memory, tgt_mask=mask, memory_key_padding_mask=~memory_mask
         ).view_as(packed)  # (R, G, P, d)
         P_ptr = min(P, self.max_pointers)
         pointer_states = out[:, :, :P_ptr].flatten(1, 2)  # (R, G*P_ptr, d)
         logits = self.pointer_logits(pointer_states, memory, memory_mask)  # (R, G*P_ptr, n + 1)
-        logits = logits.view(out.shape[0], width, P_ptr, -1)[row, rank]  # (S, P_ptr, n + 1)
+        logits = logits.view(out.shape[0], width, P_ptr, -1)[row, col]  # (S, P_ptr, n + 1)
         if self.pointer_prior:
             logits = logits + self._prior(slot_batch, slot_word, end_logits, P_ptr, logits.shape[-1] - 1)
-        type_logits = self.type_head(out[row, rank, self.max_pointers]) if P > self.max_pointers else None
+        type_logits = self.type_head(out[row, col, self.max_pointers]) if P > self.max_pointers else None
         return logits, type_logits
 
     def _prior(
@@ -164,19 +159,24 @@ class SlotDecoder(nn.Module):
             bias = bias + self.end_weight * is_end[None, :, None] * end_logits[slot_batch][:, None, :n]
         return torch.cat([bias.new_zeros(bias.shape[0], P, 1), bias], dim=-1)
 
-    def _attention_mask(self, blocks: int, positions: int, causal: bool, device: torch.device) -> torch.Tensor | None:
-        """(G*P, G*P) additive mask: without cross-slot attention a position sees only its own slot;
-        causal (AR), no position sees a later step of any slot."""
-        if (blocks == 1 or self.cross_slot_attention) and not causal:
+    def _attention_mask(self, row_group: torch.Tensor, positions: int, causal: bool) -> torch.Tensor | None:
+        """Additive self-attention mask, (R * heads, G*P, G*P), or None when nothing is masked:
+        a position sees the positions of its own group's slots (and, causal, no later step).
+        row_group: (R, G) group of each packed slot (padding has groups of its own)."""
+        R, G = row_group.shape
+        if G == 1 and not causal:
             return None
-        index = torch.arange(blocks * positions, device=device)
+        index = torch.arange(G * positions, device=row_group.device)
         step, slot = index % positions, index // positions
-        allowed = torch.ones(index.shape[0], index.shape[0], dtype=torch.bool, device=device)
-        if not self.cross_slot_attention:
-            allowed &= slot[:, None] == slot[None, :]
+        groups = row_group[:, slot]  # (R, G*P)
+        allowed = groups[:, :, None] == groups[:, None, :]  # (R, G*P, G*P)
         if causal:
-            allowed &= step[:, None] >= step[None, :]
-        return torch.zeros(allowed.shape, device=device).masked_fill(~allowed, float("-inf"))
+            allowed = allowed & (step[:, None] >= step[None, :])
+        if bool(allowed.all()):
+            return None
+        mask = torch.zeros(allowed.shape, device=row_group.device).masked_fill(~allowed, float("-inf"))
+        heads = self.layers.layers[0].self_attn.num_heads
+        return mask.repeat_interleave(heads, dim=0)
 
     def pointer_logits(self, states: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
         """states: (R, Q, d), memory: (R, n, d) → (R, Q, n + 1), class 0 = END, padded words −inf."""
@@ -187,10 +187,42 @@ class SlotDecoder(nn.Module):
         return logits.masked_fill(~valid.unsqueeze(1), float("-inf"))
 
 
-def _rank_within(row: torch.Tensor, rows: int) -> torch.Tensor:
-    """row: (S,) row of each slot → (S,) index of each slot among its row's slots (in slot order)."""
-    counts = torch.bincount(row, minlength=rows)  # (R,)
-    order = torch.argsort(row, stable=True)
-    rank = torch.empty_like(row)
-    rank[order] = torch.arange(row.shape[0], device=row.device) - (torch.cumsum(counts, 0) - counts)[row[order]]
-    return rank
+def _start_groups(slot_batch: torch.Tensor, slot_word: torch.Tensor) -> torch.Tensor:
+    """(S,) group id of each slot: slots with the same sentence and start word share one."""
+    _, group = torch.unique(torch.stack([slot_batch, slot_word], dim=1), dim=0, return_inverse=True)
+    return group
+
+
+def _pack(slot_batch: torch.Tensor, group: torch.Tensor, capacity: int = 16):
+    """Where each slot goes in the packed decoder input: rows hold whole groups of one sentence,
+    filled in order up to ``capacity`` slots (or one group, if larger), so a sentence's words are
+    projected for cross-attention about once per row and self-attention stays small.
+
+    slot_batch, group: (S,). Returns row (S,), col (S,), the row width G, the sentence of each row
+    (R,) and the group of each packed place (R, G) (padding: -1 - col, a group of its own).
+    """
+    S = slot_batch.shape[0]
+    order = torch.argsort(slot_batch * (S + 1) + group, stable=True).tolist()  # by sentence, then group
+    slot_batch_list, group_list = slot_batch.tolist(), group.tolist()
+    sizes: dict[int, int] = {}
+    for g in group_list:
+        sizes[g] = sizes.get(g, 0) + 1
+    rows, cols, row_sentence = [0] * S, [0] * S, []
+    fill, current_group, sentence = 0, None, None
+    width = 1
+    for s in order:
+        b, g = slot_batch_list[s], group_list[s]
+        if g != current_group:  # a new group starts: does it fit the current row?
+            if sentence != b or fill + sizes[g] > max(capacity, sizes[g]):
+                row_sentence.append(b)
+                fill = 0
+            current_group, sentence = g, b
+        rows[s], cols[s] = len(row_sentence) - 1, fill
+        fill += 1
+        width = max(width, fill)
+    device = slot_batch.device
+    row = torch.tensor(rows, dtype=torch.long, device=device)
+    col = torch.tensor(cols, dtype=torch.long, device=device)
+    row_group = -1 - torch.arange(width, device=device).repeat(len(row_sentence), 1)  # (R, G)
+    row_group[row, col] = group
+    return row, col, width, torch.tensor(row_sentence, dtype=torch.long, device=device), row_group
