@@ -77,7 +77,7 @@ def test_training_opens_the_slots_inference_opens_and_more_only_where_gold_or_ne
     with_negatives = training_slot_counts(start_logits, count_logits, no_gold, word_mask, config, negatives=True)
     opened = with_negatives > inference
     assert opened.any() and (inference[opened] == 0).all() and word_mask[opened].all()
-    assert torch.equal(with_negatives[opened], rule[opened])
+    assert (with_negatives[opened] == 1).all()
 
 
 def test_the_count_loss_is_trained_at_gold_starts_only(tiny_encoder):

@@ -6,8 +6,9 @@ A word opens slots when the detector's start probability exceeds ``start_thresho
 
 slots (P from the count head's softmax). Training opens exactly the same slots and, on top:
 gold start words the detector missed (with at least their gold count), extra slots where a gold
-start has more entities than the rule opened, and random negative words (``negative_start_ratio``
-of the words left). Every slot without a gold entity learns NONE, so at inference a surplus or
+start has more entities than the rule opened, and one slot on each of some random negative words
+(``negative_start_ratio`` of the words left; one slot is enough to learn NONE there, and it keeps
+the decoder's training cost down). Every slot without a gold entity learns NONE, so at inference a surplus or
 false slot says NONE instead of producing an entity.
 """
 
@@ -83,7 +84,7 @@ def training_slot_counts(
     if negatives and config.negative_start_ratio > 0:
         free = word_mask & (counts == 0)
         negative = free & (torch.rand(free.shape, device=free.device) < config.negative_start_ratio)
-        counts = torch.where(negative, rule, counts)
+        counts = torch.where(negative, torch.ones_like(counts), counts)
     counts = counts.clamp(max=config.max_entities_per_start)
     if counts.sum() == 0:  # keep the decoder in the graph: one NONE slot on the first word
         counts[0, 0] = 1
