@@ -17,7 +17,7 @@ from pathlib import Path
 
 OUT = Path(__file__).resolve().parent / "out"
 NAMES = {"conll": "CoNLL-2003 (flat)", "cadec": "CADEC (discontinuous)", "germeval": "GermEval 2014 (nested, 2 levels)",
-         "genia": "GENIA (nested; trained on dev)"}
+         "genia": "GENIA (nested; trained on dev)", "sample": "data/sample_discontinuous.json (ours, 200/40/60 split)"}
 SYSTEMS = {"nag": "NAG-NER", "ar": "NAG-NER (AR decoding)", "tokcls": "token classification"}
 KINDS = ("flat", "nested", "discontinuous")
 

@@ -335,6 +335,11 @@ def run(args: argparse.Namespace) -> int:
                   "targets (see the warning above)", file=sys.stderr)
         if result.best_dev_f1 is not None:
             print(f"best dev F1 {100 * result.best_dev_f1:.2f} at epoch {result.best_epoch:g}")
+            if result.decoding is not None:
+                d = result.decoding
+                print(f"decoding tuned on dev: start threshold {d['start_threshold']:g}, beam {d['beam_size']}, "
+                      f"END bias {d['end_bias']:g}, score threshold {d['score_threshold']:g} "
+                      f"(dev F1 {100 * d['dev_f1']:.2f})")
         else:
             print("no dev set: the final model is kept")
         print(f"trained {result.global_step} steps in {result.train_seconds:.1f} s; model: {result.best_dir}")

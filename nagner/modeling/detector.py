@@ -3,6 +3,7 @@ there, and (optionally) which entity types each word is inside of."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -41,6 +42,19 @@ class MentionDetector(nn.Module):
         self.boundary = nn.Linear(hidden_size, 2)
         self.count = nn.Linear(hidden_size, max_entities_per_start + 1)
         self.word_types = nn.Linear(hidden_size, num_types) if num_types else None
+
+    def reset_parameters(self, start_prior: float = 0.1, single_entity_prior: float = 0.9) -> None:
+        """Prior initialisation of the output biases (RetinaNet's): a word starts / ends an entity
+        with probability ``start_prior``, and a start holds one entity with ``single_entity_prior``
+        (the rest spread over the other counts). An untrained detector then opens few slots —
+        from zero bias every second word would open a slot and, by the count rule, six of them —
+        so the first epoch is not spent decoding thousands of false slots."""
+        with torch.no_grad():
+            self.boundary.bias.fill_(math.log(start_prior / (1 - start_prior)))
+            K = self.count.bias.shape[0] - 1
+            prior = torch.full((K + 1,), (1 - single_entity_prior) / K)
+            prior[1] = single_entity_prior
+            self.count.bias.copy_(prior.log())
 
     def forward(self, words: torch.Tensor) -> Detection:
         """words: (B, n, d) → `Detection`."""

@@ -261,7 +261,7 @@ class NagNerModel(PreTrainedModel):
         elif isinstance(module, nn.LayerNorm):
             nn.init.ones_(module.weight)
             nn.init.zeros_(module.bias)
-        elif isinstance(module, SlotDecoder):
+        elif isinstance(module, (SlotDecoder, MentionDetector)):
             module.reset_parameters()
 
     def _embedding_std(self, module: nn.Embedding) -> float:
