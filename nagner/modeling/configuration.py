@@ -18,6 +18,7 @@ LEGACY_SETTINGS = {
     "cross_slot_attention": False,
     "negative_start_ratio": 0.0,
     "position_init_std": 0.02,
+    "decoder_hidden_size": None,
 }
 
 
@@ -32,7 +33,11 @@ class NagNerConfig(PretrainedConfig):
             2F pointers (fragment boundaries after the start word, then END). `build_model` sizes it
             from the training data (2 × its most fragments), so flat data runs 2 positions, not 8.
         max_entities_per_start: most entities that may start at one word (count head classes 0..K).
-        decoder_layers / decoder_heads / decoder_ffn_size / decoder_dropout: the slot decoder.
+        decoder_layers / decoder_heads / decoder_hidden_size / decoder_ffn_size / decoder_dropout:
+            the slot decoder. Its width (192, at most the encoder's; None: the encoder's) is its own, the word states are
+            projected to it once per batch: with many slots the decoder, not the encoder, would
+            otherwise dominate training time (a slot runs up to 9 positions through 2 layers).
+            decoder_ffn_size defaults to twice the width.
         head_dropout: dropout on pooled word states before the heads.
         position_init_std: initial scale of the pointer-position embeddings (0.3: as large as the
             anchor projection, so "end of fragment 1" and "start of fragment 2" differ from step one).
@@ -76,6 +81,7 @@ class NagNerConfig(PretrainedConfig):
         max_entities_per_start: int = 8,
         decoder_layers: int = 2,
         decoder_heads: int = 4,
+        decoder_hidden_size: int | None = 192,
         decoder_ffn_size: int | None = None,
         decoder_dropout: float = 0.1,
         head_dropout: float = 0.1,
@@ -123,6 +129,7 @@ class NagNerConfig(PretrainedConfig):
         self.max_entities_per_start = max_entities_per_start
         self.decoder_layers = decoder_layers
         self.decoder_heads = decoder_heads
+        self.decoder_hidden_size = decoder_hidden_size
         self.decoder_ffn_size = decoder_ffn_size
         self.decoder_dropout = decoder_dropout
         self.head_dropout = head_dropout

@@ -43,34 +43,43 @@ class SlotDecoder(nn.Module):
         max_entities_per_start: int,
         layers: int,
         heads: int,
-        ffn_size: int,
+        ffn_size: int | None,
         dropout: float,
         autoregressive: bool = False,
         cross_slot_attention: bool = True,
         pointer_prior: bool = True,
+        model_size: int | None = None,
     ):
+        """hidden_size: the encoder's word-state size; model_size: the decoder's own width, at most
+        the encoder's (word states are projected to it once per batch; None: the encoder's)."""
         super().__init__()
-        if hidden_size % heads:
-            raise ValueError(f"decoder_heads ({heads}) must divide the encoder hidden size ({hidden_size})")
+        d = min(model_size, hidden_size) if model_size else hidden_size
+        if d % heads:
+            raise ValueError(f"decoder_heads ({heads}) must divide the decoder width ({d})")
         self.max_pointers = max_pointers
         self.cross_slot_attention = cross_slot_attention
-        self.slot_embedding = nn.Embedding(max_entities_per_start, hidden_size)
-        self.position_embedding = nn.Embedding(max_pointers + 1, hidden_size)  # + the type position
-        self.anchor = nn.Linear(hidden_size, hidden_size)
-        self.end = nn.Parameter(torch.zeros(hidden_size))  # the END pointer's state
+        self.word_projection = nn.Linear(hidden_size, d) if d != hidden_size else nn.Identity()
+        self.slot_embedding = nn.Embedding(max_entities_per_start, d)
+        self.position_embedding = nn.Embedding(max_pointers + 1, d)  # + the type position
+        self.anchor = nn.Linear(d, d)
+        self.end = nn.Parameter(torch.zeros(d))  # the END pointer's state
         if autoregressive:  # the ablation's extra inputs: previous pointer, "no previous pointer"
-            self.previous = nn.Linear(hidden_size, hidden_size)
-            self.begin = nn.Parameter(torch.zeros(hidden_size))
+            self.previous = nn.Linear(d, d)
+            self.begin = nn.Parameter(torch.zeros(d))
         if pointer_prior:
             self.distance_bias = nn.Parameter(torch.zeros(max_pointers, DISTANCE_BUCKETS))
             self.end_weight = nn.Parameter(torch.ones(()))
         layer = nn.TransformerDecoderLayer(
-            hidden_size, heads, ffn_size, dropout, activation="gelu", batch_first=True, norm_first=True
+            d, heads, ffn_size or 2 * d, dropout, activation="gelu", batch_first=True, norm_first=True
         )
-        self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(hidden_size))
-        self.pointer_query = nn.Linear(hidden_size, hidden_size)
-        self.pointer_key = nn.Linear(hidden_size, hidden_size)
-        self.type_head = nn.Linear(hidden_size, num_types)
+        self.layers = nn.TransformerDecoder(layer, layers, norm=nn.LayerNorm(d))
+        self.pointer_query = nn.Linear(d, d)
+        self.pointer_key = nn.Linear(d, d)
+        self.type_head = nn.Linear(d, num_types)
+
+    def project(self, words: torch.Tensor) -> torch.Tensor:
+        """Encoder word states (B, n, hidden) → the decoder's width (B, n, d)."""
+        return self.word_projection(words)
 
     @property
     def pointer_prior(self) -> bool:
@@ -92,7 +101,7 @@ class SlotDecoder(nn.Module):
     def previous_inputs(self, words: torch.Tensor, slot_batch: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         """AR teacher forcing: state of the previous pointer at each position.
 
-        words: (B, n, d); slot_batch: (S,) sentence of each slot; classes: (S, P) pointer classes
+        words: (B, n, d) projected word states; slot_batch: (S,) sentence of each slot; classes: (S, P) pointer classes
         (0 END, j+1 word j, <0 treated as END) → (S, P + 1, d): position 0 gets BEGIN, position t
         the embedding of classes[:, t-1].
         """
@@ -117,7 +126,7 @@ class SlotDecoder(nn.Module):
         """Decode slots.
 
         queries: (S, d); slot_batch / slot_word: (S,) sentence and start word of each slot;
-        words: (B, n, d) word states; word_mask: (B, n) True for real words; end_logits: (B, n)
+        words: (B, n, d) word states at the decoder's width (`project`); word_mask: (B, n) True for real words; end_logits: (B, n)
         the detector's end logits (used with ``pointer_prior``). ``previous`` (S, P, d) switches on
         the AR mode (causal mask, teacher-forced inputs) for the first P positions. ``positions``:
         how many positions to run, default all L pointer positions + the type position.

@@ -83,11 +83,12 @@ class NagNerModel(PreTrainedModel):
             config.max_entities_per_start,
             config.decoder_layers,
             config.decoder_heads,
-            config.decoder_ffn_size or 2 * hidden,
+            config.decoder_ffn_size,
             config.decoder_dropout,
             autoregressive=config.decode_mode == "ar",
             cross_slot_attention=config.cross_slot_attention,
             pointer_prior=config.pointer_prior,
+            model_size=config.decoder_hidden_size,
         )
         self.criterion = SetCriterion(config)
         self._adapter_merged = False
@@ -450,12 +451,13 @@ class NagNerModel(PreTrainedModel):
         positions: int | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Decoder outputs for ``slots``: pointer logits (S, P, n + 1), type logits (S, T + 1) or None."""
-        queries = self.decoder.queries(words[slots.batch, slots.word], slots.rank)  # (S, d)
+        projected = self.decoder.project(words)  # (B, n, d_dec)
+        queries = self.decoder.queries(projected[slots.batch, slots.word], slots.rank)  # (S, d_dec)
         previous = None
         if previous_classes is not None:
-            previous = self.decoder.previous_inputs(words, slots.batch, previous_classes)
+            previous = self.decoder.previous_inputs(projected, slots.batch, previous_classes)
         return self.decoder(
-            queries, slots.batch, slots.word, words, word_mask, detection.end_logits, previous, positions
+            queries, slots.batch, slots.word, projected, word_mask, detection.end_logits, previous, positions
         )
 
     # ------------------------------------------------------------------------------------ decode
