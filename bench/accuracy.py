@@ -93,6 +93,11 @@ def scores(gold: list[Sentence], predicted: list[list]) -> dict:
     return result
 
 
+def run_name(system: str, variant: str, lr: float, seed: int, data: dict, epochs: int) -> str:
+    """The name of a run's JSON file (+ .json) and of its folder under runs/."""
+    return f"{system}-{variant}-lr{lr:g}-seed{seed}-n{len(data['train'])}-e{epochs}"
+
+
 def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args, out: Path) -> dict:
     settings = dict(VARIANTS[variant])
     tune = settings.pop("tune", True)
@@ -101,7 +106,7 @@ def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args
         args.encoder, train, seed=seed, decode_mode=system, max_subwords=args.max_subwords, **settings
     )
     options = TrainingOptions(
-        output_dir=str(out / "runs" / f"{system}-{variant}-{lr:g}-{seed}"),
+        output_dir=str(out / "runs" / run_name(system, variant, lr, seed, data, args.epochs)),
         epochs=args.epochs, learning_rate=lr, head_learning_rate=args.head_lr, batch_size=args.batch_size,
         seed=seed, save_checkpoints=False, progress_bar=False, tune_decoding=tune and dev is not None,
     )
@@ -153,7 +158,7 @@ def run_token_classification(lr: float, seed: int, data: dict, args, out: Path) 
         max_length=args.max_subwords, seed=seed,
     )
     train_seconds = time.perf_counter() - start
-    baseline.save(out / "runs" / f"tokcls-full-{lr:g}-{seed}" / "best")
+    baseline.save(out / "runs" / run_name("tokcls", "full", lr, seed, data, args.epochs) / "best")
     start = time.perf_counter()
     predicted = baseline.predict(data["test"], batch_size=64)
     return {
@@ -220,7 +225,7 @@ def main() -> None:
             "train_sentences": len(data["train"]), "dev_sentences": len(data["dev"]) if data["dev"] else 0,
             "test_sentences": len(data["test"]), "max_subwords": args.max_subwords,
         }
-        name = f"{system}-{variant}-lr{lr:g}-seed{seed}-n{len(data['train'])}-e{args.epochs}.json"
+        name = run_name(system, variant, lr, seed, data, args.epochs) + ".json"
         path = out / name
         if path.exists() and json.loads(path.read_text())["settings"] == settings:
             print(f"== {name}: done before, kept", flush=True)

@@ -34,16 +34,19 @@ DATA = REPO.parent / "shared" / "data"
 TESTS = {"conll": DATA / "conll2003" / "eng.testb", "cadec": DATA / "cadec" / "test.json"}
 
 
-def model_dir(runs: Path, dataset: str, system: str) -> Path:
-    """The model of the main accuracy row: variant "full", seed 42, the most training sentences,
-    the learning rate with the best dev F1."""
+def model_dir(runs: Path, dataset: str, system: str, train_sentences: int | None = None) -> Path:
+    """A model `bench/accuracy.py` trained: variant "full", seed 42, ``train_sentences`` (default:
+    the most), the learning rate with the best dev F1."""
     found = [json.loads(p.read_text()) for p in (runs / dataset).glob(f"{system}-full-*.json")]
     found = [r for r in found if r["settings"]["seed"] == 42]
+    size = train_sentences or max((r["settings"]["train_sentences"] for r in found), default=0)
+    found = [r for r in found if r["settings"]["train_sentences"] == size]
     if not found:
         raise SystemExit(f"no trained {system} model for {dataset} under {runs}; run bench/accuracy.py first")
-    most = max(r["settings"]["train_sentences"] for r in found)
-    best = max((r for r in found if r["settings"]["train_sentences"] == most), key=lambda r: r["best_dev_f1"] or 0)
-    return runs / dataset / "runs" / f"{system}-full-{best['settings']['lr']:g}-42" / "best"
+    best = max(found, key=lambda r: r["best_dev_f1"] or 0)
+    settings = best["settings"]
+    name = f"{system}-full-lr{settings['lr']:g}-seed42-n{size}-e{settings['epochs']}"
+    return runs / dataset / "runs" / name / "best"
 
 
 def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int | None) -> dict:
@@ -109,14 +112,15 @@ def main() -> None:
         return
     runs = Path(args.runs)
     plans = {
-        "conll": [("token classification", "tokcls", "tokcls", "-"), ("NAG-NER", "nag", "nag", "-"),
-                  ("NAG-NER (AR mode)", "ar", "ar", "-")],
-        "cadec": [("NAG-NER, beam 1", "nag", "nag", "1"), ("NAG-NER, beam 4", "nag", "nag", "4"),
-                  ("NAG-NER (AR mode)", "ar", "ar", "-")],
+        "conll": [("token classification", "tokcls", None, "-"), ("NAG-NER", "nag", None, "-"),
+                  ("NAG-NER (AR mode)", "ar", None, "-")],
+        # beam cost on the main CADEC model; NAG vs AR decoder on a pair trained alike (1,000 sentences)
+        "cadec": [("NAG-NER, beam 1", "nag", None, "1"), ("NAG-NER, beam 4", "nag", None, "4"),
+                  ("NAG-NER (1,000 sent.), beam 1", "nag", 1000, "1"), ("NAG-NER (AR mode, 1,000 sent.)", "ar", 1000, "-")],
     }
     tables, raw = [], {}
     for dataset in args.datasets.split(","):
-        plan = [(label, system, model_dir(runs, dataset, name), beam) for label, system, name, beam in plans[dataset]]
+        plan = [(label, system, model_dir(runs, dataset, system, size), beam) for label, system, size, beam in plans[dataset]]
         rounds: dict[str, list[dict]] = {label: [] for label, *_ in plan}
         for r in range(args.rounds):
             for label, system, folder, beam in plan:
@@ -139,8 +143,9 @@ def main() -> None:
             decoder = summary([x["decoder_seconds"] for x in rows]) if "decoder_seconds" in rows[0] else "–"
             lines.append(f"| {label} | {summary(speed)} | {summary(ratio)}× | {decoder} | {rows[0].get('slots', '–')} | "
                          f"{max(x['peak_rss_mb'] for x in rows):.0f} |")
-        ar = [x["decoder_seconds"] for x in rounds["NAG-NER (AR mode)"]]
-        nag_label = "NAG-NER" if dataset == "conll" else "NAG-NER, beam 1"
+        ar_label = "NAG-NER (AR mode)" if dataset == "conll" else "NAG-NER (AR mode, 1,000 sent.)"
+        ar = [x["decoder_seconds"] for x in rounds[ar_label]]
+        nag_label = "NAG-NER" if dataset == "conll" else "NAG-NER (1,000 sent.), beam 1"
         nag = [x["decoder_seconds"] for x in rounds[nag_label]]
         lines += ["", f"Decoder phase, AR time / NAG time ({nag_label}), per round: {summary([a / b for a, b in zip(ar, nag)])}×", ""]
         tables += lines
