@@ -101,7 +101,7 @@ def run_name(system: str, variant: str, lr: float, seed: int, data: dict, epochs
 def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args, out: Path) -> dict:
     settings = dict(VARIANTS[variant])
     tune = settings.pop("tune", True)
-    train, dev, test = data["train"], data["dev"], data["test"]
+    train, dev = data["train"], data["dev"]
     model = build_model(
         args.encoder, train, seed=seed, decode_mode=system, max_subwords=args.max_subwords, **settings
     )
@@ -111,30 +111,41 @@ def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args
         seed=seed, save_checkpoints=False, progress_bar=False, tune_decoding=tune and dev is not None,
     )
     result = train_model(model, train, dev, options)
-    model = result.model
-    start = time.perf_counter()
-    predicted = model.predict_sentences(test, batch_size=64)
-    seconds = time.perf_counter() - start
-    c = model.config
-    decoding = {k: getattr(c, k) for k in ("start_threshold", "beam_size", "end_bias", "score_threshold", "overlap")}
     row = {
         "train_seconds": result.train_seconds,
         "best_epoch": result.best_epoch,
         "dev_f1_per_epoch": [r["dev_f1"] for r in result.history],
         "best_dev_f1": result.best_dev_f1,
+    }
+    return {**row, **test_nagner(result.model, data)}
+
+
+def test_nagner(model, data: dict) -> dict:
+    """Test scores of a trained NAG-NER model, its decoding settings, and decoding-only ablations
+    (the same model decoded with one tuned choice undone: what each choice buys)."""
+    test = data["test"]
+    start = time.perf_counter()
+    predicted = model.predict_sentences(test, batch_size=64)
+    seconds = time.perf_counter() - start
+    c = model.config
+    keys = ("start_threshold", "none_bias", "beam_size", "end_bias", "score_threshold", "overlap")
+    row = {
         "config": {k: getattr(c, k) for k in (
             "max_pointers", "min_slots_per_start", "negative_start_ratio", "position_init_std",
-            "cross_slot_attention", "pointer_prior", "span_typing",
+            "cross_slot_attention", "pointer_prior", "span_typing", "decoder_hidden_size",
         )},
-        "decoding": decoding,
+        "decoding": {k: getattr(c, k) for k in keys},
         "test": scores(test, predicted),
         "predict_seconds": seconds,
         "decoding_ablations": {},
     }
-    # decoding-only ablations on the same trained model (no retraining): what each tuned choice buys
     alternatives = {
-        "untuned (start 0.5, beam 1, END bias 0, threshold 0)": dict(start_threshold=0.5, beam_size=1, end_bias=0.0, score_threshold=0.0),
+        "untuned (start 0.5, NONE bias 0, beam 1, END bias 0, threshold 0)": dict(
+            start_threshold=0.5, none_bias=0.0, beam_size=1, end_bias=0.0, score_threshold=0.0
+        ),
+        "NONE bias 0": dict(none_bias=0.0),
         "beam 1": dict(beam_size=1),
+        "END bias 0": dict(end_bias=0.0),
         "overlap any": dict(overlap="any"),
         "threshold 0": dict(score_threshold=0.0),
     }
@@ -148,6 +159,18 @@ def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args
         for k, v in kept.items():
             setattr(c, k, v)
     return row
+
+
+def retune_nagner(path: Path, record: dict, data: dict, out: Path) -> dict:
+    """Tune the decoding of a run's saved best model again (today's `tune_decoding`) and test it."""
+    from nagner.checkpoint import load_checkpoint
+    from nagner.modeling.tuning import tune_decoding
+
+    model = load_checkpoint(out / "runs" / path.stem / "best")
+    if data["dev"] is not None and VARIANTS[record["settings"]["variant"]].get("tune", True):
+        tune_decoding(model, data["dev"])
+        model.save_pretrained(out / "runs" / path.stem / "best")
+    return {**record, **test_nagner(model, data), "retuned": True}
 
 
 def run_token_classification(lr: float, seed: int, data: dict, args, out: Path) -> dict:
@@ -192,6 +215,8 @@ def main() -> None:
     parser.add_argument("--max-subwords", type=int, default=256)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "accuracy"))
+    parser.add_argument("--retune", action="store_true",
+                        help="NAG-NER runs done before: tune decoding again on dev and re-test (no training)")
     args = parser.parse_args()
     args.encoder = args.encoder or default_encoder()
     torch.set_num_threads(args.threads)
@@ -227,6 +252,12 @@ def main() -> None:
         }
         name = run_name(system, variant, lr, seed, data, args.epochs) + ".json"
         path = out / name
+        if args.retune:
+            if system != "tokcls" and path.exists():
+                record = retune_nagner(path, json.loads(path.read_text()), data, out)
+                path.write_text(json.dumps(record, indent=2))
+                print(f"== {name}: retuned, test F1 {100 * record['test']['micro']['f1']:.2f}", flush=True)
+            continue
         if path.exists() and json.loads(path.read_text())["settings"] == settings:
             print(f"== {name}: done before, kept", flush=True)
             continue

@@ -58,11 +58,13 @@ class NagNerConfig(PretrainedConfig):
         gold starts only, larger counts weighted up) and the word-type BCE.
     Decoding: decode_mode "nag" (one pass, the model) or "ar" (causal mask + greedy steps:
         ablation only); beam_size over pointer sequences under the entity grammar; end_bias added
-        to END where a next fragment could start; score_threshold: entities scoring below are
+        to END where a next fragment could start; none_bias subtracted from NONE's type logit (a
+        slot whose best type is NONE is dropped; training sees many NONE slots, so NONE can be too
+        strong for the recall a user wants); score_threshold: entities scoring below are
         dropped; overlap "flat" keeps the best non-overlapping entities (chosen by `build_model`
         when the training data has no overlapping or discontinuous entity), "any" keeps all.
-        `nagner.modeling.tuning.tune_decoding` sets start_threshold, beam_size, end_bias and
-        score_threshold on dev data.
+        `nagner.modeling.tuning.tune_decoding` sets start_threshold, none_bias, beam_size, end_bias
+        and score_threshold on dev data.
     Input: max_subwords: subword budget per encoder window, special tokens included (longer
         sentences use sliding windows); max_subwords_per_word: a word's sub-tokens beyond this are cut.
     Adapters: adapter: the `nagner.peft` adapter config when the encoder is frozen and adapted (the
@@ -99,6 +101,7 @@ class NagNerConfig(PretrainedConfig):
         decode_mode: str = "nag",
         beam_size: int = 1,
         end_bias: float = 0.0,
+        none_bias: float = 0.0,
         score_threshold: float = 0.0,
         overlap: str = "any",
         max_subwords: int = 256,
@@ -147,6 +150,7 @@ class NagNerConfig(PretrainedConfig):
         self.decode_mode = decode_mode
         self.beam_size = beam_size
         self.end_bias = end_bias
+        self.none_bias = none_bias
         self.score_threshold = score_threshold
         self.overlap = overlap
         self.max_subwords = max_subwords

@@ -470,12 +470,14 @@ class NagNerModel(PreTrainedModel):
         threshold: float | None = None,
         beam_size: int | None = None,
         end_bias: float | None = None,
+        none_bias: float | None = None,
     ) -> list[list[Found]]:
         """Entities of every batch row as (type id, word indices, score), from encoder-side outputs.
 
         NAG mode: one decoder pass for all slots of the batch, then beam search per slot. AR mode:
         greedy steps until every slot said END, then one pass for the types. Score = p_start ·
-        Π p(pointer) · p(type). ``threshold``, ``beam_size`` and ``end_bias`` default to the config's.
+        Π p(pointer) · p(type). ``threshold``, ``beam_size``, ``end_bias`` and ``none_bias`` default
+        to the config's.
         """
         c = self.config
         threshold = c.score_threshold if threshold is None else threshold
@@ -502,6 +504,11 @@ class NagNerModel(PreTrainedModel):
         if detection.word_type_logits is not None:
             spans = pointer_word_mask(slots.word, classes, words.shape[1])
             type_logits = type_logits + span_type_bias(detection.word_type_logits, slots.batch, spans)
+        none_bias = c.none_bias if none_bias is None else none_bias
+        if none_bias:
+            type_logits = type_logits - none_bias * torch.nn.functional.one_hot(
+                torch.zeros((), dtype=torch.long, device=type_logits.device), type_logits.shape[-1]
+            )
         type_prob, type_id = type_logits.softmax(-1).max(-1)  # (S,), (S,)
         score = p_start[slots.batch, slots.word] * log_prob.exp() * type_prob  # (S,)
         return select_entities(

@@ -1,8 +1,9 @@
-"""Decoding settings chosen on dev data: start threshold, beam width, END bias and score threshold.
+"""Decoding settings chosen on dev data: start threshold, NONE bias, beam width, END bias and score threshold.
 
-The encoder runs once over the dev sentences; each combination of start threshold, beam width
-and END bias re-runs only the slot decoder (beam and END bias only where entities can have a
-second fragment). The score threshold is then chosen over the decoded entities' scores (dropping
+The encoder runs once over the dev sentences; each setting re-runs only the slot decoder. The
+search is coordinate-wise: first every start threshold × NONE bias at beam 1 and END bias 0, then,
+where entities can have a second fragment, every beam width × END bias at the best of those. For
+each decoded setting the score threshold is chosen over the decoded entities' scores (dropping
 entities below a threshold after decoding gives the same set as before, since the flat mode's
 greedy selection only lets better-scoring entities block worse ones). The best micro F1 wins; ties
 go to the earlier (simpler) setting.
@@ -22,6 +23,7 @@ from nagner.modeling.inference import encoded_batches, merge_windows
 logger = logging.getLogger(__name__)
 
 START_THRESHOLDS = (0.5, 0.4, 0.3, 0.2)
+NONE_BIASES = (0.0, 0.5, 1.0, 2.0)
 BEAM_SIZES = (1, 4)
 END_BIASES = (0.0, -1.0, 1.0)
 SCORE_THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5)
@@ -32,6 +34,7 @@ class DecodingChoice:
     """One setting and its dev scores."""
 
     start_threshold: float
+    none_bias: float
     beam_size: int
     end_bias: float
     score_threshold: float
@@ -41,7 +44,7 @@ class DecodingChoice:
 
     def settings(self) -> dict[str, Any]:
         return {
-            "start_threshold": self.start_threshold, "beam_size": self.beam_size,
+            "start_threshold": self.start_threshold, "none_bias": self.none_bias, "beam_size": self.beam_size,
             "end_bias": self.end_bias, "score_threshold": self.score_threshold,
         }
 
@@ -60,22 +63,28 @@ def tune_decoding(
     was_training = model.training
     model.eval()
     batches = list(encoded_batches(model, dev_sentences, batch_size))
-    original = {k: getattr(config, k) for k in ("start_threshold", "beam_size", "end_bias", "score_threshold")}
-    fragments = config.max_pointers > 2 and config.decode_mode == "nag"
+    keys = ("start_threshold", "none_bias", "beam_size", "end_bias", "score_threshold")
+    original = {k: getattr(config, k) for k in keys}
     tried: list[DecodingChoice] = []
+
+    def score(start: float, none: float, beam: int, end: float) -> None:
+        config.start_threshold = start
+        decoded = [
+            (b.features, model.decode(b.words, b.word_mask, b.detection, 0.0, beam, end, none)) for b in batches
+        ]
+        found = merge_windows(dev_sentences, decoded, config.entity_types)
+        for threshold in SCORE_THRESHOLDS:
+            metrics = evaluate_entities(gold, _above(found, threshold))
+            tried.append(DecodingChoice(start, none, beam, end, threshold, metrics.f1, metrics.precision, metrics.recall))
+
     try:
-        for start, beam, bias in itertools.product(
-            START_THRESHOLDS, BEAM_SIZES if fragments else (1,), END_BIASES if fragments else (0.0,)
-        ):
-            config.start_threshold = start
-            decoded = [
-                (b.features, model.decode(b.words, b.word_mask, b.detection, 0.0, beam_size=beam, end_bias=bias))
-                for b in batches
-            ]
-            found = merge_windows(dev_sentences, decoded, config.entity_types)
-            for threshold in SCORE_THRESHOLDS:
-                metrics = evaluate_entities(gold, _above(found, threshold))
-                tried.append(DecodingChoice(start, beam, bias, threshold, metrics.f1, metrics.precision, metrics.recall))
+        for start, none in itertools.product(START_THRESHOLDS, NONE_BIASES):
+            score(start, none, 1, 0.0)
+        if config.max_pointers > 2 and config.decode_mode == "nag":
+            first = max(tried, key=lambda c: c.f1)
+            for beam, end in itertools.product(BEAM_SIZES, END_BIASES):
+                if (beam, end) != (1, 0.0):
+                    score(first.start_threshold, first.none_bias, beam, end)
     finally:
         for key, value in original.items():
             setattr(config, key, value)
