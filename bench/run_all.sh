@@ -1,15 +1,21 @@
 #!/usr/bin/env bash
-# Every benchmark of bench/RESULTS.md, in the order and with the settings recorded there.
-# Needs ../shared/data (CoNLL-2003, CADEC, GermEval 2014, GENIA) and the venv (bash .ci/install).
-# About an hour on 2 CPU cores. Logs and JSON results go to bench/out/.
+# The NAG-NER benchmarks of bench/RESULTS.md section 1, in the order and with the settings recorded
+# there (about 2.5 hours of CPU on 2 cores; run two of the accuracy lines at a time with --threads 1,
+# then the speed benchmark alone). Needs ../shared/data and the venv (bash .ci/install).
+# Results: bench/out/accuracy/<dataset>/*.json and bench/out/speed.json; tables: python bench/report.py.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . .venv/bin/activate
 mkdir -p bench/out
-run() { local name=$1; shift; python "$@" 2>&1 | tee "bench/out/$name.log" | grep -E "^(==|   test|[A-Za-z].*[0-9]\.[0-9]{2}$)|decoder phase" || true; }
-run conll    bench/accuracy.py --dataset conll --epochs 2 --dev-limit 1000
-run cadec    bench/accuracy.py --dataset cadec --epochs 4 --dev-limit 1000
-run genia    bench/accuracy.py --dataset genia --epochs 6
-run germeval bench/accuracy.py --dataset germeval --epochs 2 --train-limit 6000 --dev-limit 1000
-run speed    bench/speed.py --threads 2 --batch-size 64
+acc() { python bench/accuracy.py --threads 1 "$@"; }
+acc --dataset conll --systems nag,tokcls --lrs 5e-5,1e-4,2e-4 --epochs 3 --train-limit 3000
+acc --dataset conll --systems nag --lrs 1e-4 --seeds 1,2 --epochs 3 --train-limit 3000
+acc --dataset conll --systems tokcls --lrs 2e-4 --seeds 1,2 --epochs 3 --train-limit 3000
+acc --dataset conll --systems ar --lrs 1e-4 --epochs 3 --train-limit 3000
+acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8
+acc --dataset cadec --systems ar,nag --lrs 1e-4 --epochs 3 --train-limit 1000
+VARIANTS=full,no-position-init,no-cross-slot,no-pointer-prior,no-span-typing,no-negatives,no-surplus-slots,no-tuning,switches-off
+acc --dataset sample --systems nag --variants "$VARIANTS" --lrs 1e-4 --epochs 8 --seeds 42
+acc --dataset sample --systems nag --variants "$VARIANTS" --lrs 1e-4 --epochs 8 --seeds 1
+python bench/speed.py --threads 2 --rounds 3
 python bench/report.py > bench/out/tables.md
