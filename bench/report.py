@@ -105,7 +105,7 @@ def group_tables(key: tuple, runs: list[dict]) -> list[str]:
                          f"{100 * delta:+.2f} | {pct(mean)} ({n}) | {100 * (mean - full_mean):+.2f} | {kinds(run['test'])} |")
     if full and full.get("decoding_ablations"):
         d = full["decoding"]
-        lines += ["", f"Decoding settings tuned on dev: start threshold {d['start_threshold']}, beam {d['beam_size']}, "
+        lines += ["", f"Decoding settings tuned on dev: start threshold {d['start_threshold']}, NONE bias {d.get('none_bias', 0.0)}, beam {d['beam_size']}, "
                       f"END bias {d['end_bias']}, score threshold {d['score_threshold']}, overlap {d['overlap']}. "
                       "Decoding-only ablations on the same trained model:", "",
                   "| decoding | test F1 | Δ | F1 (R) flat / nested / discont. |", "|---|---|---|---|",
