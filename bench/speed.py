@@ -67,6 +67,7 @@ def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int |
     else:
         from nagner.modeling import NagNerModel
         from nagner.modeling.inference import encoded_batches
+        from nagner.modeling.slots import inference_slot_counts
 
         model = NagNerModel.from_pretrained(str(folder)).eval()
         if beam is not None:
@@ -79,12 +80,9 @@ def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int |
         for b in encoded[:2]:  # warm-up
             model.decode(b.words, b.word_mask, b.detection)
         start = time.perf_counter()
-        slots = 0
         for b in encoded:
             model.decode(b.words, b.word_mask, b.detection)
         result["decoder_seconds"] = time.perf_counter() - start
-        from nagner.modeling.slots import inference_slot_counts
-
         slots = sum(int(inference_slot_counts(b.detection.start_logits, b.detection.count_logits, b.word_mask,
                                                model.config).sum()) for b in encoded)
         result["slots"] = slots

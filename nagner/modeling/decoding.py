@@ -15,26 +15,9 @@ from __future__ import annotations
 
 import torch
 
-from nagner.modeling.targets import END, pointers_to_indices
+from nagner.modeling.targets import END, grammar_mask, pointers_to_indices
 
 Found = tuple[int, tuple[int, ...], float]  # (type id, word indices, score)
-
-
-def grammar_mask(
-    t: int, max_pointers: int, n_words: torch.Tensor, fragment_start: torch.Tensor, previous_end: torch.Tensor, C: int
-) -> torch.Tensor:
-    """Allowed classes at position t: (..., C) bool for states shaped like ``fragment_start``."""
-    word = torch.arange(C, device=n_words.device) - 1  # (C,): END -> -1
-    in_sentence = (word >= 0) & (word < n_words.unsqueeze(-1))  # (..., C)
-    if t % 2 == 0:
-        allowed = in_sentence & (word >= fragment_start.unsqueeze(-1))
-    elif t == max_pointers - 1:
-        allowed = torch.zeros_like(in_sentence)
-    else:
-        allowed = in_sentence & (word >= previous_end.unsqueeze(-1) + 2)
-    if t % 2 == 1:
-        allowed[..., END] = True
-    return allowed
 
 
 def beam_search(

@@ -49,6 +49,23 @@ def pointers_to_indices(start: int, classes: list[int]) -> tuple[int, ...]:
     return tuple(indices)
 
 
+def grammar_mask(
+    t: int, max_pointers: int, n_words: torch.Tensor, fragment_start: torch.Tensor, previous_end: torch.Tensor, C: int
+) -> torch.Tensor:
+    """Allowed classes at position t: (..., C) bool for states shaped like ``fragment_start``."""
+    word = torch.arange(C, device=n_words.device) - 1  # (C,): END -> -1
+    in_sentence = (word >= 0) & (word < n_words.unsqueeze(-1))  # (..., C)
+    if t % 2 == 0:
+        allowed = in_sentence & (word >= fragment_start.unsqueeze(-1))
+    elif t == max_pointers - 1:
+        allowed = torch.zeros_like(in_sentence)
+    else:
+        allowed = in_sentence & (word >= previous_end.unsqueeze(-1) + 2)
+    if t % 2 == 1:
+        allowed[..., END] = True
+    return allowed
+
+
 class PointerGrammar:
     """Greedy pointer choice under the entity grammar, one position at a time, all slots at once.
 
@@ -76,16 +93,7 @@ class PointerGrammar:
     def step(self, logits: torch.Tensor) -> torch.Tensor:
         """logits: (S, n + 1) for position t → chosen classes (S,); advances t."""
         t, C = self.t, logits.shape[-1]
-        word = torch.arange(C, device=logits.device) - 1  # (C,) word of each class; END -> -1
-        in_sentence = (word >= 0)[None, :] & (word[None, :] < self.n_words[:, None])  # (S, C)
-        if t % 2 == 0:
-            allowed = in_sentence & (word[None, :] >= self.fragment_start[:, None])
-        elif t == self.max_pointers - 1:
-            allowed = torch.zeros_like(in_sentence)
-        else:
-            allowed = in_sentence & (word[None, :] >= self.previous_end[:, None] + 2)
-        if t % 2 == 1:
-            allowed[:, END] = True
+        allowed = grammar_mask(t, self.max_pointers, self.n_words, self.fragment_start, self.previous_end, C)  # (S, C)
         best = logits.masked_fill(~allowed, float("-inf")).argmax(-1)  # (S,)
         choice = torch.where(self.ended, torch.zeros_like(self.ended, dtype=torch.long), best)
         gained = logits.float().log_softmax(-1).gather(1, choice[:, None])[:, 0]  # the model's own probability
