@@ -1,15 +1,19 @@
-"""Streaming prediction: lines in, one record per line out, in chunks so memory stays flat.
+"""Streaming prediction: texts in, one record per text out, in chunks so memory stays flat.
 
-    lines (file / stdin / texts) ─lazy─▶ Sentences ─chunks of chunk_size─▶ model ─▶ writer
+    texts (lines of a file / stdin / arguments, or one whole document)
+        ─lazy─▶ sentences (spaCy rules, see nagner.data.text) ─chunks of chunk_size─▶ model
+        ─▶ one record per text, offsets into it ─▶ writer
 
-Every input line gives exactly one output sentence, in input order; an empty or blank line
-gives a sentence without entities. Input is read only as far as the current chunk, so a 100k
-line file costs the memory of one chunk. Output files are written atomically (see
-:mod:`nagner.atomic`): on any error no output file appears.
+Every input text gives exactly one output record, in input order; an empty or blank line gives
+a record without entities. Input is read only as far as the current chunk, so a 100k line file
+costs the memory of one chunk. Output files are written atomically (see :mod:`nagner.atomic`):
+on any error no output file appears.
 
-Output formats: ``jsonl`` (one ``{"text", "entities"}`` record a line), ``conll`` (``word TAG``
-lines; flat entities only) and ``brat`` (a ``.txt`` and an ``.ann`` file: an output path
-``X``, ``X.txt`` or ``X.ann`` all mean the pair ``X.txt`` + ``X.ann``).
+Output formats: ``jsonl`` (one ``{"text", "entities", "sentences"}`` record a line), ``conll``
+(``word TAG`` lines, a block per sentence; flat entities only), ``html`` (a self-contained page
+that draws nested and discontinuous entities, see :class:`nagner.visualize.HtmlPageWriter`) and
+``brat`` (a ``.txt`` and an ``.ann`` file: an output path ``X``, ``X.txt`` or ``X.ann`` all mean
+the pair ``X.txt`` + ``X.ann``).
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
-from typing import IO, Any, TextIO
+from typing import Any, TextIO
 
 from nagner.atomic import atomic_outputs
 from nagner.data.example import Sentence
@@ -28,50 +32,12 @@ from nagner.data.sentence_writers import (
     JsonlSentenceWriter,
     SentenceWriter,
 )
-from nagner.data.text import sentence_from_text, with_offsets
+from nagner.data.text import DEFAULT_LANGUAGE, join_sentences, text_sentences, with_offsets
+from nagner.data.textfile import iter_lines, read_text
 from nagner.errors import NagNerInputError
 
-OUTPUT_FORMATS = ("jsonl", "conll", "brat")
+OUTPUT_FORMATS = ("jsonl", "conll", "brat", "html")
 CHUNK_SIZE = 256
-
-
-def iter_lines(stream: IO[Any], source: str) -> Iterator[str]:
-    """Lines of a text or binary stream without their line end (``\\n`` or ``\\r\\n``), read lazily.
-
-    Bytes are decoded as UTF-8 line by line (a leading byte order mark is dropped), so a bad
-    byte is reported at its own line. Raises NagNerInputError (``source``, line) for text that is
-    not UTF-8, and for a stream without any line (an empty input is taken as a mistake).
-    """
-    number = 0
-    for number, raw in enumerate(stream, start=1):
-        if isinstance(raw, bytes):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as error:
-                raise NagNerInputError(
-                    f"not UTF-8 text: byte {raw[error.start]:#04x} at column {error.start + 1}", source, number
-                ) from None
-        else:
-            line = raw
-        if number == 1:
-            line = line.removeprefix("\ufeff")
-        yield line.removesuffix("\n").removesuffix("\r")
-    if number == 0:
-        raise NagNerInputError("no input lines (empty input?)", source)
-
-
-def iter_file_lines(path: str | Path) -> Iterator[str]:
-    """Lines of a UTF-8 text file, read lazily; see :func:`iter_lines`. The file is checked
-    when this is called, so a missing file fails before any work."""
-    path = Path(path)
-    if not path.is_file():
-        raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
-
-    def lines() -> Iterator[str]:
-        with open(path, "rb") as stream:
-            yield from iter_lines(stream, str(path))
-
-    return lines()
 
 
 def iter_stdin_lines() -> Iterator[str]:
@@ -80,19 +46,39 @@ def iter_stdin_lines() -> Iterator[str]:
     return iter_lines(stream, "<stdin>")
 
 
-def line_sentence(line: str, words: bool = False, source: str | None = None, number: int | None = None) -> Sentence:
-    """The Sentence of one input line.
+def read_document(path: str | Path | None) -> tuple[str, str]:
+    """A whole UTF-8 file (standard input for None or "-") as one text, and the name errors give
+    it; see :func:`nagner.data.textfile.read_text`. Offsets of predictions point into this text."""
+    source = "<stdin>" if path is None or str(path) == "-" else str(path)
+    text = read_text(path, source)
+    if not text.strip():
+        raise NagNerInputError("no text (empty document?)", source)
+    return text, source
 
-    Raw text is tokenized (the record's text is the line itself, offsets into it). With
-    ``words`` the line is a pre-tokenized sentence: words separated by whitespace, and the
-    record's text is the words joined by single spaces.
+
+def line_sentences(line: str, words: bool = False, language: str = DEFAULT_LANGUAGE) -> list[Sentence]:
+    """The sentences of one input text, pointing into it (see :func:`nagner.data.text.text_sentences`).
+
+    Raw text is split into sentences and words (the record's text is the line itself, offsets
+    into it). With ``words`` the line is one pre-tokenized sentence: words separated by
+    whitespace, and the record's text is the words joined by single spaces.
     """
     if words:
         sentence = with_offsets(Sentence(line.split()))
-    else:
-        sentence = sentence_from_text(line)
-    sentence.source, sentence.line = source, number
-    return sentence
+        return [sentence] if sentence.words else []
+    return text_sentences(line, language)
+
+
+def line_sentence(
+    line: str, words: bool = False, source: str | None = None, number: int | None = None,
+    language: str = DEFAULT_LANGUAGE,
+) -> Sentence:
+    """The record of one input text without entities: all words of its sentences (see
+    :func:`line_sentences`), ``sentence_spans`` where they are, ``source`` and ``line`` set."""
+    sentences = line_sentences(line, words, language)
+    record = join_sentences(" ".join(line.split()) if words else line, sentences)
+    record.source, record.line = source, number
+    return record
 
 
 def predict_stream(
@@ -103,24 +89,54 @@ def predict_stream(
     chunk_size: int = CHUNK_SIZE,
     batch_size: int = 32,
     threshold: float | None = None,
+    language: str | None = None,
+    progress: Any = None,
 ) -> Iterator[Sentence]:
-    """Sentences of ``lines`` with their predicted entities (scores in ``Entity.score``), in order.
+    """One Sentence per input text with its predicted entities (scores in ``Entity.score``), in order.
 
-    ``model`` is a `NagNerModel` (anything with ``predict_sentences``). Lines are taken
-    ``chunk_size`` at a time and each chunk is yielded before the next is read.
-    ``source`` names the input in the sentences (for error messages), their ``line`` is 1-based.
+    Each text is split into sentences (``Sentence.sentence_spans``) that are predicted on their
+    own and joined again, so offsets point into the text. ``model`` is a `NagNerModel` (anything
+    with ``predict_sentences`` and a ``config``). Sentences are taken ``chunk_size`` at a time
+    and every text completed by a chunk is yielded before more input is read, so memory stays
+    that of one chunk (plus one text). ``language``: the tokenizer's (default: the model's
+    ``config.text_language``). ``progress``: something with ``update(n)`` (a tqdm bar), told of
+    every predicted sentence. ``source`` names the input in the records (for error messages),
+    their ``line`` is the 1-based text number.
     """
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    numbered = enumerate(lines, start=1)
+    if language is None:
+        language = getattr(getattr(model, "config", None), "text_language", DEFAULT_LANGUAGE)
+
+    def sentence_parts() -> Iterator[tuple[int, str, Sentence | None, bool]]:
+        """(number, text, sentence or None for a text without words, is the text's last part)"""
+        for number, line in enumerate(lines, start=1):
+            sentences = line_sentences(line, words, language)
+            for sentence in sentences:
+                sentence.source, sentence.line = source, number
+            for k, sentence in enumerate(sentences or [None]):
+                yield number, line, sentence, k == max(len(sentences), 1) - 1
+
+    parts = sentence_parts()
+    pending: list[Sentence] = []
     while True:
-        chunk = [line_sentence(line, words, source, number) for number, line in islice(numbered, chunk_size)]
+        chunk = list(islice(parts, chunk_size))
         if not chunk:
             return
-        found = model.predict_sentences(chunk, batch_size=batch_size, threshold=threshold)
-        for sentence, entities in zip(chunk, found, strict=True):
+        sentences = [sentence for _, _, sentence, _ in chunk if sentence is not None]
+        found = model.predict_sentences(sentences, batch_size=batch_size, threshold=threshold)
+        for sentence, entities in zip(sentences, found, strict=True):
             sentence.entities = entities
-            yield sentence
+        if progress is not None:
+            progress.update(len(sentences))
+        for number, text, sentence, last in chunk:
+            if sentence is not None:
+                pending.append(sentence)
+            if last:
+                record = join_sentences(" ".join(text.split()) if words else text, pending)
+                record.source, record.line = source, number
+                yield record
+                pending = []
 
 
 def output_paths(format: str, output: str | Path) -> list[Path]:
@@ -137,7 +153,17 @@ def _writer(format: str, files: list[TextIO]) -> SentenceWriter:
         return JsonlSentenceWriter(files[0])
     if format == "conll":
         return ConllSentenceWriter(files[0])
+    if format == "html":
+        from nagner.visualize import HtmlPageWriter
+
+        return HtmlPageWriter(files[0])
     return BratSentenceWriter(files[0], files[1])
+
+
+def _close(writer: SentenceWriter) -> None:
+    close = getattr(writer, "close", None)  # a page writer ends its document
+    if close is not None:
+        close()
 
 
 def write_predictions(
@@ -159,10 +185,12 @@ def write_predictions(
             writer.write(sentence)
             sys.stdout.flush()  # a reader at the other end of a pipe gets each record as it comes
             count += 1
+        _close(writer)
         return count
     with atomic_outputs(output_paths(format, output)) as files:
         writer = _writer(format, files)
         for sentence in sentences:
             writer.write(sentence)
             count += 1
+        _close(writer)
     return count

@@ -170,15 +170,71 @@ def render_html(record_or_records: Record | Iterable[Record]) -> str:
     """
     records = _as_records(record_or_records)
     colours = _type_colours(records)
-    blocks = []
-    for record in records:
-        roots = _fragment_tree(record)
-        levels = max((root.height() + 1 for root in roots), default=0)
-        body = _render_span(record, roots, 0, len(record["text"]), 0, colours)
-        blocks.append(
-            f'<div class="nagner-record" style="line-height:{1.6 + 0.6 * levels:.1f};margin:0.4em 0">{body}</div>'
+    return '<div class="nagner-viz">' + "".join(_record_html(record, colours) for record in records) + "</div>"
+
+
+def _record_html(record: Mapping[str, Any], colours: dict[str, str]) -> str:
+    """One record as a ``<div class="nagner-record">``; ``colours`` must hold every type of it."""
+    roots = _fragment_tree(record)
+    levels = max((root.height() + 1 for root in roots), default=0)
+    body = _render_span(record, roots, 0, len(record["text"]), 0, colours)
+    return (
+        f'<div class="nagner-record" style="line-height:{1.6 + 0.6 * levels:.1f};margin:0.4em 0;'
+        f'white-space:pre-wrap">{body}</div>'
+    )
+
+
+_PAGE_HEAD = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; max-width: 60em; margin: 2em auto; padding: 0 1em; color: #222; }}
+.nagner-record {{ border-bottom: 1px solid #eee; padding: 0.3em 0; }}
+.nagner-line {{ color: #999; font-size: 0.75em; margin-top: 0.6em; }}
+.nagner-legend span {{ display: inline-block; margin-right: 1em; }}
+</style>
+</head>
+<body>
+<h1>{title}</h1>
+<p>Nested entities are boxes inside boxes; the fragments of a discontinuous entity share a colour and
+a <b>TYPE#n</b> label. Hover over an entity for its text and score.</p>
+"""
+
+
+class HtmlPageWriter:
+    """A self-contained HTML page (no scripts, no outside files) of prediction records, written as
+    they come: the head at the first record, a ``<div>`` per record, a legend of the entity types
+    and the closing tags at :meth:`close`. Types take colours in order of first appearance."""
+
+    def __init__(self, out: Any, title: str = "nagner predictions"):
+        self.out = out
+        self.title = title
+        self.colours: dict[str, str] = {}
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        """Write one record (a Sentence or a ``{"text", "entities"}`` dict)."""
+        if self.count == 0:
+            self.out.write(_PAGE_HEAD.format(title=html.escape(self.title)))
+        record = _as_record(record)
+        for entity in record.get("entities", []):
+            self.colours.setdefault(entity["type"], PALETTE[len(self.colours) % len(PALETTE)])
+        self.count += 1
+        self.out.write(f'<div class="nagner-line">{self.count}</div>\n' + _record_html(record, self.colours) + "\n")
+
+    def close(self) -> None:
+        """Write the legend and the end of the page (the head too, when no record came)."""
+        if self.count == 0:
+            self.out.write(_PAGE_HEAD.format(title=html.escape(self.title)))
+        legend = "".join(
+            f'<span style="border:2px solid {colour};border-radius:0.3em;padding:0 0.3em">{html.escape(type_)}</span>'
+            for type_, colour in self.colours.items()
         )
-    return '<div class="nagner-viz">' + "".join(blocks) + "</div>"
+        self.out.write(f'<p class="nagner-legend">{self.count} records. Types: {legend or "none found"}</p>\n')
+        self.out.write("</body>\n</html>\n")
 
 
 def render_text(record_or_records: Record | Iterable[Record]) -> str:

@@ -125,7 +125,7 @@ def test_tag_columns_pick_a_nesting_level(capsys, tmp_path, model_dir):
 @pytest.mark.parametrize("case, name, text, fmt, extra, line", [
     ("bad json", "bad.jsonl", '{"text": "Ann", "entities": []}\n{"text": "Bob",\n', "auto", [], 2),
     ("column count", "bad.conll", "Ann NNP B-NP B-PER\nLee NNP I-NP I-PER\nvisited VBD O\n", "auto", [], 3),
-    ("unknown tag scheme", "bilou.conll", "Ann B-PER\nLee L-PER\n\nBob U-PER\n", "conll", [], 2),
+    ("unknown tag", "bad-tag.conll", "Ann B-PER\nLee X-PER\n\nBob U-PER\n", "conll", [], 2),
     ("span out of range", "range.jsonl", '{"text": "Ann", "entities": [{"type": "PER", "spans": [[0, 9]]}]}\n',
      "jsonl", [], 1),
     ("empty file", "empty.conll", "", "auto", [], None),

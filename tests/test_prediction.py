@@ -9,11 +9,10 @@ from nagner.atomic import atomic_outputs
 from nagner.data.brat import read_brat
 from nagner.data.example import Entity
 from nagner.data.sentence_writers import BratSentenceWriter, ConllSentenceWriter, JsonlSentenceWriter
+from nagner.data.textfile import iter_file_lines, iter_lines
 from nagner.errors import NagNerInputError
 from nagner.modeling import NagNerModel
 from nagner.prediction import (
-    iter_file_lines,
-    iter_lines,
     line_sentence,
     output_paths,
     predict_stream,
@@ -99,7 +98,7 @@ def test_predict_stream_keeps_order_empty_lines_and_matches_one_big_call(model):
     texts = ["Ann Lee visited Paris.", "", "   ", "Zoë Ångström works for Blue River in Zürich 東京.", "x", "Berlin"]
     recorder = Recorder(model)
     streamed = list(predict_stream(recorder, texts, source="t", chunk_size=4, batch_size=3))
-    assert recorder.chunks == [4, 2]
+    assert recorder.chunks == [2, 2]  # chunks of 4 texts; blank ones have no sentence to predict
     assert [s.text for s in streamed] == texts
     assert [(s.source, s.line) for s in streamed] == [("t", i) for i in range(1, 7)]
     assert streamed[1].entities == [] and streamed[2].entities == []
@@ -166,8 +165,9 @@ def test_jsonl_writer_keeps_unicode_and_empty_records():
     writer.write(sentence(["Zoë"], [Entity("PER", (0,), 0.5)]))
     writer.write(line_sentence(""))
     assert out.getvalue() == (
-        '{"text": "Zoë", "entities": [{"type": "PER", "text": "Zoë", "spans": [[0, 3]], "score": 0.5}]}\n'
-        '{"text": "", "entities": []}\n'
+        '{"text": "Zoë", "entities": [{"type": "PER", "text": "Zoë", "spans": [[0, 3]], "score": 0.5}], '
+        '"sentences": [[0, 3]]}\n'
+        '{"text": "", "entities": [], "sentences": []}\n'
     )
 
 
@@ -192,7 +192,7 @@ def test_write_predictions_error_leaves_no_file_and_keeps_an_old_one(tmp_path):
 def test_write_predictions_to_files_and_stdout(tmp_path, capsys):
     sentences = [sentence(["Ann", "Lee"], [Entity("PER", (0, 1), 0.75)]), line_sentence("  ")]
     assert write_predictions(iter(sentences), "jsonl") == 2
-    assert capsys.readouterr().out.splitlines()[1] == '{"text": "  ", "entities": []}'
+    assert capsys.readouterr().out.splitlines()[1] == '{"text": "  ", "entities": [], "sentences": []}'
     assert write_predictions(iter(sentences), "brat", tmp_path / "doc.ann") == 2
     assert (tmp_path / "doc.txt").read_text() == "Ann Lee\n  \n"
     assert (tmp_path / "doc.ann").read_text() == "T1\tPER 0 7\tAnn Lee\n"

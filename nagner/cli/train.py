@@ -57,6 +57,10 @@ OPTIONS = (
     Option("max_steps", "int", -1, "stop after this many optimizer steps (overrides --epochs; default off)"),
     Option("seed", "int", 42, "random seed (default 42)"),
     Option("logging_steps", "positive_int", 50, "log the training loss every N steps (default 50)"),
+    Option(
+        "text_language", "str", "en",
+        "spaCy language whose rules tokenize raw text: jsonl training text and, later, predict input (default en)",
+    ),
     Option("max_subwords", "positive_int", 256, "subwords per encoder window, specials included (default 256)"),
     Option("decode_mode", "choice", "nag", "nag (one pass) or ar (ablation; default nag)", ("nag", "ar")),
     Option("decoder_layers", "positive_int", 2, "slot decoder layers (default 2)"),
@@ -95,7 +99,8 @@ OPTIONS = (
 )
 BY_NAME = {option.name: option for option in OPTIONS}
 REQUIRED = ("encoder", "train", "output_dir")
-CONFIG_KWARGS = ("max_subwords", "decode_mode", "decoder_layers", "decoder_heads", "max_pointers", "max_entities_per_start")
+CONFIG_KWARGS = (
+    "max_subwords", "text_language", "decode_mode", "decoder_layers", "decoder_heads", "max_pointers", "max_entities_per_start")
 
 
 def _flag(name: str) -> str:
@@ -255,9 +260,11 @@ def resolve_options(args: argparse.Namespace) -> dict[str, Any]:
 
 
 # ------------------------------------------------------------------------------------------- run
-def read_training_data(path: str, format: str, tag_columns: list[int] | None) -> list[Sentence]:
+def read_training_data(
+    path: str, format: str, tag_columns: list[int] | None, language: str = "en"
+) -> list[Sentence]:
     """Sentences of ``path`` (see :func:`nagner.data.loading.read_annotations`); an empty set is refused."""
-    sentences = read_annotations(path, format, tag_columns)
+    sentences = read_annotations(path, format, tag_columns, language=language)
     if not sentences:
         raise NagNerInputError("no sentences in this file", path)
     return sentences
@@ -286,10 +293,17 @@ def run(args: argparse.Namespace) -> int:
     output_dir = Path(values["output_dir"])
     if output_dir.exists() and not output_dir.is_dir():
         raise NagNerInputError("is a file; expected an output folder", output_dir)
-    train_sentences = read_training_data(values["train"], values["format"], values["tag_columns"])
+    from nagner.data.text import check_language
+
+    check_language(values["text_language"])
+    train_sentences = read_training_data(
+        values["train"], values["format"], values["tag_columns"], values["text_language"]
+    )
     dev_sentences = None
     if values["dev"] is not None:
-        dev_sentences = read_training_data(values["dev"], values["format"], values["tag_columns"])
+        dev_sentences = read_training_data(
+            values["dev"], values["format"], values["tag_columns"], values["text_language"]
+        )
     if _is_main_process():
         logging.basicConfig(format="%(asctime)s %(name)s: %(message)s", level=logging.WARNING)
         logging.getLogger("nagner").setLevel(logging.INFO)

@@ -7,6 +7,7 @@ from pathlib import Path
 from nagner.data.example import Sentence
 from nagner.data.sentence_writers import BratSentenceWriter
 from nagner.data.text import sentence_from_char_entities
+from nagner.data.textfile import check_file, numbered_lines, read_text
 from nagner.errors import NagNerInputError
 
 
@@ -31,7 +32,7 @@ def read_brat(txt_path: str | Path, ann_path: str | Path) -> list[Sentence]:
     NagNerInputError with the ``.ann`` line for a malformed ``T`` line or an entity that
     leaves the document or crosses a line break.
     """
-    text = Path(txt_path).read_text(encoding="utf-8")
+    text = read_text(txt_path)
     lines = text.split("\n")
     if text.endswith("\n"):
         lines.pop()
@@ -41,27 +42,26 @@ def read_brat(txt_path: str | Path, ann_path: str | Path) -> list[Sentence]:
         pos += len(line) + 1
     per_line: list[list[tuple[str, list[tuple[int, int]], None]]] = [[] for _ in lines]
     source = str(ann_path)
-    with open(ann_path, encoding="utf-8") as ann:
-        for number, raw in enumerate(ann, start=1):
-            if not raw.startswith("T"):
-                continue
-            fields = raw.rstrip("\n").split("\t")
-            try:
-                type_, where = fields[1].split(" ", 1)
-                spans = [(int(a), int(b)) for a, b in (part.split() for part in where.split(";"))]
-            except (IndexError, ValueError):
-                raise NagNerInputError(
-                    "expected 'T<n><TAB>TYPE start end[;start end...]<TAB>text'", source, number
-                ) from None
-            index = next((i for i in range(len(lines) - 1, -1, -1) if starts[i] <= spans[0][0]), None)
-            if index is None:
-                raise NagNerInputError("entity outside the document", source, number)
-            begin, end = starts[index], starts[index] + len(lines[index])
-            if not all(begin <= a < b <= end for a, b in spans):
-                raise NagNerInputError(
-                    f"entity spans {where} leave line {index + 1} of {txt_path} ({begin}-{end})", source, number
-                )
-            per_line[index].append((type_, [(a - begin, b - begin) for a, b in spans], None))
+    for number, raw in numbered_lines(check_file(ann_path)):
+        if not raw.startswith("T"):
+            continue
+        fields = raw.split("\t")
+        try:
+            type_, where = fields[1].split(" ", 1)
+            spans = [(int(a), int(b)) for a, b in (part.split() for part in where.split(";"))]
+        except (IndexError, ValueError):
+            raise NagNerInputError(
+                "expected 'T<n><TAB>TYPE start end[;start end...]<TAB>text'", source, number
+            ) from None
+        index = next((i for i in range(len(lines) - 1, -1, -1) if starts[i] <= spans[0][0]), None)
+        if index is None:
+            raise NagNerInputError("entity outside the document", source, number)
+        begin, end = starts[index], starts[index] + len(lines[index])
+        if not all(begin <= a < b <= end for a, b in spans):
+            raise NagNerInputError(
+                f"entity spans {where} leave line {index + 1} of {txt_path} ({begin}-{end})", source, number
+            )
+        per_line[index].append((type_, [(a - begin, b - begin) for a, b in spans], None))
     sentences = []
     for index, (line, entities) in enumerate(zip(lines, per_line, strict=True)):
         try:

@@ -7,13 +7,17 @@ from pathlib import Path
 
 from nagner.data.example import Entity, Sentence
 from nagner.data.tags import parse_tag, spans_to_tags, tags_to_spans
+from nagner.data.textfile import check_file, numbered_lines
 from nagner.errors import NagNerInputError
 
 
 def _columns(line: str) -> list[str]:
-    # Tab-separated files may hold tokens with spaces; otherwise any whitespace separates.
+    # A line of only whitespace (tabs included) is blank. Tab-separated files may hold tokens
+    # with spaces; otherwise any whitespace separates.
+    if not line.strip():
+        return []
     if "\t" in line:
-        return [column.strip() for column in line.split("\t")]
+        return [column.strip() for column in line.strip().split("\t")]
     return line.split()
 
 
@@ -46,56 +50,57 @@ def iter_conll(
     """Sentences of a CoNLL-style file, read lazily.
 
     Columns are tab- or whitespace-separated, the first is the word. A blank line (also one of
-    only U+FEFF) ends a sentence; ``-DOCSTART-`` lines are skipped. ``tag_columns`` are 0-based
+    only whitespace or U+FEFF) ends a sentence; ``-DOCSTART-`` lines are skipped; a byte order
+    mark and CRLF line ends are fine; IOB1, IOB2, BIOES and BILOU tags all read (see
+    :func:`nagner.data.tags.tags_to_spans`). ``tag_columns`` are 0-based
     column numbers holding tags; each is chunked separately (several columns = nesting levels,
     as in GermEval 2014) and the entities are united. By default: the last column when a row
     has 4 or more columns (CoNLL-2003: token POS chunk NER), else every column after the first.
     Raises NagNerInputError (with file and line) for a row with another column count than the
     first row, an unknown tag, or a file without sentences.
     """
-    source = str(path)
+    source = str(check_file(path))
     n_columns: int | None = None
     columns_used: list[int] = []
     rows: list[tuple[int, list[str]]] = []
     found = False
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            columns = _columns(line.replace("\ufeff", ""))
-            if not columns or columns[0] == "-DOCSTART-":
-                if rows:
-                    found = True
-                    yield _sentence(rows, columns_used, scheme, source)
-                    rows = []
-                continue
-            if n_columns is None:
-                n_columns = len(columns)
-                if n_columns < 2:
-                    raise NagNerInputError(
-                        f"expected a word and at least one tag column, found {n_columns} column",
-                        source,
-                        number,
-                    )
-                columns_used = _default_tag_columns(n_columns) if tag_columns is None else list(tag_columns)
-                bad = [c for c in columns_used if not 1 <= c < n_columns]
-                if bad or not columns_used:
-                    raise NagNerInputError(
-                        f"tag columns {columns_used} do not fit rows of {n_columns} columns "
-                        "(0-based; column 0 is the word)",
-                        source,
-                        number,
-                    )
-            elif len(columns) != n_columns:
+    for number, line in numbered_lines(path):
+        columns = _columns(line.replace("\ufeff", ""))
+        if not columns or columns[0] == "-DOCSTART-":
+            if rows:
+                found = True
+                yield _sentence(rows, columns_used, scheme, source)
+                rows = []
+            continue
+        if n_columns is None:
+            n_columns = len(columns)
+            if n_columns < 2:
                 raise NagNerInputError(
-                    f"expected {n_columns} columns like the first row, found {len(columns)}: {line.strip()!r}",
+                    f"expected a word and at least one tag column, found {n_columns} column",
                     source,
                     number,
                 )
-            for column in columns_used:
-                try:
-                    parse_tag(columns[column])
-                except ValueError as error:
-                    raise NagNerInputError(f"column {column + 1}: {error}", source, number) from None
-            rows.append((number, columns))
+            columns_used = _default_tag_columns(n_columns) if tag_columns is None else list(tag_columns)
+            bad = [c for c in columns_used if not 1 <= c < n_columns]
+            if bad or not columns_used:
+                raise NagNerInputError(
+                    f"tag columns {columns_used} do not fit rows of {n_columns} columns "
+                    "(0-based; column 0 is the word)",
+                    source,
+                    number,
+                )
+        elif len(columns) != n_columns:
+            raise NagNerInputError(
+                f"expected {n_columns} columns like the first row, found {len(columns)}: {line.strip()!r}",
+                source,
+                number,
+            )
+        for column in columns_used:
+            try:
+                parse_tag(columns[column])
+            except ValueError as error:
+                raise NagNerInputError(f"column {column + 1}: {error}", source, number) from None
+        rows.append((number, columns))
     if rows:
         found = True
         yield _sentence(rows, columns_used, scheme, source)

@@ -63,6 +63,8 @@ class Sentence:
     """Words (with their character offsets into ``text`` when known) and their entities.
 
     ``source`` and ``line`` say where the sentence was read from, for error messages.
+    ``sentence_spans`` are character ranges of the sentences when ``text`` holds several
+    (a paragraph or document predicted sentence by sentence).
     """
 
     words: list[str]
@@ -71,6 +73,7 @@ class Sentence:
     offsets: list[tuple[int, int]] | None = None
     source: str | None = None
     line: int | None = None
+    sentence_spans: list[tuple[int, int]] | None = None
 
     def __post_init__(self) -> None:
         if self.offsets is not None and len(self.offsets) != len(self.words):

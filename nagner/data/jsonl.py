@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any
 
 from nagner.data.example import Entity, Sentence
-from nagner.data.text import sentence_from_char_entities, with_offsets
+from nagner.data.text import DEFAULT_LANGUAGE, sentence_from_char_entities, with_offsets
+from nagner.data.textfile import check_file, numbered_lines
 from nagner.errors import NagNerInputError
 
 
@@ -20,7 +21,7 @@ def _is_int(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
-def _sentence(record: Any, path: str, line: int) -> Sentence:
+def _sentence(record: Any, path: str, line: int, language: str) -> Sentence:
     def fail(message: str) -> NagNerInputError:
         return NagNerInputError(message, path, line)
 
@@ -49,39 +50,38 @@ def _sentence(record: Any, path: str, line: int) -> Sentence:
             raise fail(f"{where}: 'score' must be a number")
         entities.append((type_, [(s, e) for s, e in spans], score))
     try:
-        sentence = sentence_from_char_entities(text, entities)
+        sentence = sentence_from_char_entities(text, entities, language=language)
     except ValueError as error:
         raise fail(str(error)) from None
     sentence.source, sentence.line = path, line
     return sentence
 
 
-def iter_jsonl(path: str | Path) -> Iterator[Sentence]:
+def iter_jsonl(path: str | Path, language: str = DEFAULT_LANGUAGE) -> Iterator[Sentence]:
     """Sentences of a JSON lines file in our format, read lazily; blank lines are skipped.
+    ``language`` picks the tokenizer's rules (see :mod:`nagner.data.text`).
 
     Raises NagNerInputError with the line for bad JSON, a missing ``text``, ill-typed entities,
     spans outside the text or with ``start >= end``, and for a file without records.
     """
     source = str(path)
     found = False
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            line = line.replace("\ufeff", "")
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", source, number) from None
-            found = True
-            yield _sentence(record, source, number)
+    for number, line in numbered_lines(check_file(path)):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as error:
+            raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", source, number) from None
+        found = True
+        yield _sentence(record, source, number, language)
     if not found:
         raise NagNerInputError("no records found (empty file?)", source)
 
 
-def read_jsonl(path: str | Path) -> list[Sentence]:
+def read_jsonl(path: str | Path, language: str = DEFAULT_LANGUAGE) -> list[Sentence]:
     """All sentences of a JSON lines file in our format; see :func:`iter_jsonl`."""
-    return list(iter_jsonl(path))
+    return list(iter_jsonl(path, language))
 
 
 def entity_record(sentence: Sentence, entity: Entity) -> dict[str, Any]:
@@ -101,9 +101,16 @@ def entity_record(sentence: Sentence, entity: Entity) -> dict[str, Any]:
 
 
 def sentence_record(sentence: Sentence) -> dict[str, Any]:
-    """``{"text", "entities"}`` of a sentence, the line :func:`write_jsonl` writes."""
+    """``{"text", "entities"}`` of a sentence, the line :func:`write_jsonl` writes, with
+    ``"sentences"`` (character ``[start, end)`` of each sentence) when the text was split."""
     sentence = with_offsets(sentence)
-    return {"text": sentence.text, "entities": [entity_record(sentence, entity) for entity in sentence.entities]}
+    record: dict[str, Any] = {
+        "text": sentence.text,
+        "entities": [entity_record(sentence, entity) for entity in sentence.entities],
+    }
+    if sentence.sentence_spans is not None:
+        record["sentences"] = [[start, end] for start, end in sentence.sentence_spans]
+    return record
 
 
 def write_jsonl(sentences: list[Sentence], path: str | Path) -> None:

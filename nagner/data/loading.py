@@ -9,6 +9,7 @@ from typing import Any
 from nagner.data.conll import read_conll
 from nagner.data.example import Sentence
 from nagner.data.jsonl import read_jsonl
+from nagner.data.textfile import numbered_lines, read_text
 from nagner.data.w2ner import read_w2ner
 from nagner.errors import NagNerInputError
 
@@ -17,25 +18,24 @@ READERS = {"conll": read_conll, "w2ner": read_w2ner, "jsonl": read_jsonl}
 
 def _first_record(path: Path) -> tuple[Any, int]:
     """The first JSON record of a JSON array or JSON lines file, and its line."""
-    with open(path, encoding="utf-8") as lines:
-        for number, line in enumerate(lines, start=1):
-            line = line.replace("\ufeff", "").strip()
-            if not line:
-                continue
-            if line.startswith("["):
-                # A W2NER-style array: decode its first element only.
-                text = line + lines.read()
-                body = text[1:].lstrip()
-                if body.startswith("]"):
-                    return None, number
-                try:
-                    return json.JSONDecoder().raw_decode(body)[0], number
-                except json.JSONDecodeError as error:
-                    raise NagNerInputError(f"bad JSON: {error.msg}", path, number + error.lineno - 1) from None
+    for number, line in numbered_lines(path):
+        line = line.replace("\ufeff", "").strip()
+        if not line:
+            continue
+        if line.startswith("["):
+            # A W2NER-style array: decode its first element only.
+            text = read_text(path)
+            body = text[text.index("[") + 1 :].lstrip()
+            if body.startswith("]"):
+                return None, number
             try:
-                return json.loads(line), number
+                return json.JSONDecoder().raw_decode(body)[0], number
             except json.JSONDecodeError as error:
-                raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", path, number) from None
+                raise NagNerInputError(f"bad JSON: {error.msg}", path, number + error.lineno - 1) from None
+        try:
+            return json.loads(line), number
+        except json.JSONDecodeError as error:
+            raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", path, number) from None
     raise NagNerInputError("no records found (empty file?)", path)
 
 
@@ -74,7 +74,8 @@ def read_sentences(path: str | Path, format: str = "auto", **kwargs: Any) -> lis
     """Read an annotation file (or a hub dataset) as Sentences.
 
     ``format``: "conll", "w2ner", "jsonl" or "auto" (see :func:`detect_format`). ``kwargs`` go to
-    the reader (``scheme``, ``tag_columns`` for CoNLL). A ``path`` of the form ``hf:NAME:SPLIT``
+    the reader (``scheme``, ``tag_columns`` for CoNLL; ``language``, the tokenizer's, is used for
+    jsonl's raw text and ignored for formats that come as words). A ``path`` of the form ``hf:NAME:SPLIT``
     or ``hf:NAME:CONFIG:SPLIT`` loads a token-classification dataset (``tokens`` + ``ner_tags``
     columns) through ``datasets.load_dataset`` (see :func:`nagner.data.hub.load_hub_dataset`).
     Raises NagNerInputError for a missing file, an unknown format and any problem in the file.
@@ -91,14 +92,19 @@ def read_sentences(path: str | Path, format: str = "auto", **kwargs: Any) -> lis
         format = detect_format(path)
     if format not in READERS:
         raise NagNerInputError(f"unknown format {format!r}; expected auto, {', '.join(READERS)}", path)
+    language = kwargs.pop("language", None)
+    if language is not None and format == "jsonl":
+        kwargs["language"] = language  # only raw text is tokenized; other formats come as words
     return READERS[format](path, **kwargs)
 
 
-def read_annotations(path: str, format: str = "auto", tag_columns: list[int] | None = None) -> list[Sentence]:
+def read_annotations(
+    path: str, format: str = "auto", tag_columns: list[int] | None = None, language: str | None = None
+) -> list[Sentence]:
     """:func:`read_sentences` for the CLIs: ``tag_columns`` (CoNLL only) is refused, with a clear
     NagNerInputError, for any other format, a hub dataset included."""
     if tag_columns is None:
-        return read_sentences(path, format)
+        return read_sentences(path, format, language=language)
     if path.startswith(HUB_PREFIX):
         format = "a hub dataset"
     elif format == "auto":

@@ -35,7 +35,8 @@ class JsonlSentenceWriter:
 
 
 class ConllSentenceWriter:
-    """``word TAG`` lines (IOB2 or BIOES), each sentence followed by a blank line.
+    """``word TAG`` lines (IOB2 or BIOES), each sentence followed by a blank line (a text of several
+    sentences, ``Sentence.sentence_spans``, gives a block per sentence).
 
     CoNLL tags hold flat entities only: a nested or discontinuous entity raises NagNerInputError
     at the sentence's source and line. A sentence without words gives just its blank line (CoNLL
@@ -67,7 +68,23 @@ class ConllSentenceWriter:
                 )
         spans = [(entity.type, entity.indices[0], entity.indices[-1] + 1) for entity in unique]
         tags = spans_to_tags(spans, len(sentence.words), self.scheme)
-        self.out.write("".join(f"{word} {tag}\n" for word, tag in zip(sentence.words, tags, strict=True)) + "\n")
+        rows = [f"{word} {tag}\n" for word, tag in zip(sentence.words, tags, strict=True)]
+        for begin, end in _sentence_word_ranges(sentence):
+            self.out.write("".join(rows[begin:end]) + "\n")
+
+
+def _sentence_word_ranges(sentence: Sentence) -> list[tuple[int, int]]:
+    """``[begin, end)`` word ranges of the sentences of a text (one range when it is one sentence)."""
+    if not sentence.sentence_spans or sentence.offsets is None or len(sentence.sentence_spans) < 2:
+        return [(0, len(sentence.words))]
+    ranges, begin = [], 0
+    for _, span_end in sentence.sentence_spans:
+        end = begin
+        while end < len(sentence.words) and sentence.offsets[end][1] <= span_end:
+            end += 1
+        ranges.append((begin, end))
+        begin = end
+    return ranges
 
 
 class BratSentenceWriter:

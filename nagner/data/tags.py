@@ -3,19 +3,22 @@
 from __future__ import annotations
 
 SCHEMES = ("auto", "iob1", "iob2", "bioes")
+BILOU_PREFIXES = {"L": "E", "U": "S"}
 
 
 def parse_tag(tag: str) -> tuple[str, str]:
     """Split a tag into ``(prefix, type)``: ``"O"`` → ``("O", "")``, ``"B-PER"`` → ``("B", "PER")``.
 
     Raises ValueError naming the tag when it is not O / B-X / I-X / E-X / S-X.
+    BILOU's L- and U- (spaCy's scheme) read as E- and S-.
     """
     if tag == "O":
         return "O", ""
     prefix, dash, type_ = tag.partition("-")
+    prefix = BILOU_PREFIXES.get(prefix, prefix)
     if dash and prefix in ("B", "I", "E", "S") and type_:
         return prefix, type_
-    raise ValueError(f"unknown tag {tag!r} (expected O, B-X, I-X, E-X or S-X)")
+    raise ValueError(f"unknown tag {tag!r} (expected O, B-X, I-X, E-X or S-X; L-X and U-X for BILOU)")
 
 
 def tags_to_spans(tags: list[str], scheme: str = "auto") -> list[tuple[str, int, int]]:

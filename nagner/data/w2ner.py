@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from nagner.data.example import Entity, Sentence
+from nagner.data.textfile import read_text
 from nagner.errors import NagNerInputError
 
 
@@ -93,7 +94,7 @@ def iter_w2ner(path: str | Path) -> Iterator[Sentence]:
     offending record for bad JSON, missing or ill-typed keys, empty or out-of-range indices.
     """
     source = str(path)
-    text = Path(path).read_text(encoding="utf-8")
+    text = read_text(path)
     start = text.lstrip(" \t\r\n\ufeff")[:1]
     records = _array_records(text, source) if start == "[" else _jsonl_records(text, source)
     for line, record in records:

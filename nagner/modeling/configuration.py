@@ -67,6 +67,8 @@ class NagNerConfig(PretrainedConfig):
         and score_threshold on dev data.
     Input: max_subwords: subword budget per encoder window, special tokens included (longer
         sentences use sliding windows); max_subwords_per_word: a word's sub-tokens beyond this are cut.
+    Text: text_language: the spaCy language whose tokenizer rules split raw text into sentences and
+        words (`nagner.data.text`); set from the training run, so prediction tokenizes as training did.
     Adapters: adapter: the `nagner.peft` adapter config when the encoder is frozen and adapted (the
         checkpoint then holds only the adapter and the heads); encoder_fingerprint: hash of the
         frozen encoder's weights, checked on load.
@@ -106,6 +108,7 @@ class NagNerConfig(PretrainedConfig):
         overlap: str = "any",
         max_subwords: int = 256,
         max_subwords_per_word: int = 16,
+        text_language: str = "en",
         adapter: dict[str, Any] | None = None,
         encoder_fingerprint: str | None = None,
         format_version: int = FORMAT_VERSION,
@@ -155,6 +158,7 @@ class NagNerConfig(PretrainedConfig):
         self.overlap = overlap
         self.max_subwords = max_subwords
         self.max_subwords_per_word = max_subwords_per_word
+        self.text_language = text_language
         self.adapter = dict(adapter) if adapter else None
         self.encoder_fingerprint = encoder_fingerprint
         self.format_version = format_version

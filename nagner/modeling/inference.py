@@ -14,8 +14,8 @@ from typing import Any
 import torch
 
 from nagner.data.example import Entity, Sentence
-from nagner.data.jsonl import entity_record
-from nagner.data.text import sentence_from_text, with_offsets
+from nagner.data.jsonl import sentence_record
+from nagner.data.text import DEFAULT_LANGUAGE, join_sentences, text_sentences, with_offsets
 from nagner.modeling.decoding import Found
 from nagner.modeling.detector import Detection
 from nagner.modeling.encoding import NagNerCollator, encode_sentences
@@ -102,19 +102,23 @@ def predict_texts(
 ) -> list[dict[str, Any]]:
     """Entities in raw texts (or pre-tokenized word lists) as JSON-ready records.
 
-    Each record: ``{"text": ..., "entities": [{"type", "text", "spans": [[start, end), ...],
-    "score"}]}`` with character offsets into ``text``; a discontinuous entity has several
-    spans and its ``text`` joins the fragments with " … ". Word lists are joined by spaces.
+    A text is split into sentences and words by the model's tokenizer rules
+    (``config.text_language``, see :mod:`nagner.data.text`); each sentence is predicted on its
+    own. Each record: ``{"text": ..., "entities": [{"type", "text", "spans": [[start, end), ...],
+    "score"}], "sentences": [[start, end), ...]}`` with character offsets into ``text``; a
+    discontinuous entity has several spans and its ``text`` joins the fragments with " … ".
+    A word list is one sentence, its words joined by spaces.
     """
     if isinstance(texts, str) or (is_split_into_words and texts and isinstance(texts[0], str)):
         texts = [texts]  # type: ignore[list-item]
     if is_split_into_words:
-        sentences = [with_offsets(Sentence(list(words))) for words in texts]
+        parts = [[with_offsets(Sentence(list(words)))] for words in texts]
+        texts = [part[0].text for part in parts]
     else:
-        sentences = [sentence_from_text(text) for text in texts]
+        language = getattr(model.config, "text_language", DEFAULT_LANGUAGE)
+        parts = [text_sentences(text, language) for text in texts]
+    sentences = [sentence for part in parts for sentence in part]
     found = predict_sentences(model, sentences, batch_size=batch_size, threshold=threshold)
-    records = []
-    for sentence, entities in zip(sentences, found):
+    for sentence, entities in zip(sentences, found, strict=True):
         sentence.entities = entities
-        records.append({"text": sentence.text, "entities": [entity_record(sentence, e) for e in entities]})
-    return records
+    return [sentence_record(join_sentences(text, part)) for text, part in zip(texts, parts, strict=True)]
