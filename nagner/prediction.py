@@ -11,8 +11,8 @@ on any error no output file appears.
 
 Output formats: ``jsonl`` (one ``{"text", "entities", "sentences"}`` record a line), ``conll``
 (``word TAG`` lines, a block per sentence; flat entities only), ``html`` (a self-contained page
-that draws nested and discontinuous entities, see :class:`nagner.visualize.HtmlPageWriter`) and
-``brat`` (a ``.txt`` and an ``.ann`` file: an output path ``X``, ``X.txt`` or ``X.ann`` all mean
+that draws nested and discontinuous entities, see :class:`nagner.visualize.HtmlPageWriter`),
+``text`` (each text with ``^^^ TYPE`` marks under its entities, for a terminal) and ``brat`` (a ``.txt`` and an ``.ann`` file: an output path ``X``, ``X.txt`` or ``X.ann`` all mean
 the pair ``X.txt`` + ``X.ann``).
 """
 
@@ -36,7 +36,7 @@ from nagner.data.text import DEFAULT_LANGUAGE, join_sentences, text_sentences, w
 from nagner.data.textfile import iter_lines, read_text
 from nagner.errors import NagNerInputError
 
-OUTPUT_FORMATS = ("jsonl", "conll", "brat", "html")
+OUTPUT_FORMATS = ("jsonl", "conll", "brat", "html", "text")
 CHUNK_SIZE = 256
 
 
@@ -153,10 +153,10 @@ def _writer(format: str, files: list[TextIO]) -> SentenceWriter:
         return JsonlSentenceWriter(files[0])
     if format == "conll":
         return ConllSentenceWriter(files[0])
-    if format == "html":
-        from nagner.visualize import HtmlPageWriter
+    if format in ("html", "text"):
+        from nagner.visualize import HtmlPageWriter, TextWriter
 
-        return HtmlPageWriter(files[0])
+        return HtmlPageWriter(files[0]) if format == "html" else TextWriter(files[0])
     return BratSentenceWriter(files[0], files[1])
 
 

@@ -184,6 +184,35 @@ def _record_html(record: Mapping[str, Any], colours: dict[str, str]) -> str:
     )
 
 
+class TextWriter:
+    """Records as :func:`render_text` draws them (the text, then ``^^^ TYPE`` under each entity),
+    a blank line between records: for reading predictions in a terminal. A text of several
+    sentences (a record with ``"sentences"``) is drawn sentence by sentence."""
+
+    def __init__(self, out: Any):
+        self.out = out
+        self.count = 0
+
+    def write(self, record: Record) -> None:
+        """Write one record (a Sentence or a ``{"text", "entities"}`` dict)."""
+        record = _as_record(record)
+        parts = [record]
+        if len(record.get("sentences") or []) > 1:
+            parts = [_sentence_part(record, start, end) for start, end in record["sentences"]]
+        self.out.write(("\n" if self.count else "") + render_text(parts) + "\n")
+        self.count += 1
+
+
+def _sentence_part(record: Mapping[str, Any], start: int, end: int) -> dict[str, Any]:
+    """The part ``[start, end)`` of a record's text with the entities inside it, spans shifted."""
+    entities = [
+        {**entity, "spans": [[a - start, b - start] for a, b in entity["spans"]]}
+        for entity in record.get("entities", [])
+        if all(start <= a and b <= end for a, b in entity["spans"])
+    ]
+    return {"text": record["text"][start:end], "entities": entities}
+
+
 _PAGE_HEAD = """<!DOCTYPE html>
 <html lang="en">
 <head>

@@ -17,9 +17,12 @@ from typing import Any
 from nagner.atomic import atomic_outputs, check_output_path
 from nagner.checkpoint import check_checkpoint, default_model_path, load_checkpoint
 from nagner.cli.arguments import positive_int
+from nagner.cli.progress import progress_bar
 from nagner.data.example import Entity, Sentence, entity_kind
 from nagner.data.loading import READERS, read_annotations
 from nagner.evaluation import evaluate_entities, format_report, seqeval_scores
+
+PROGRESS_CHUNK = 256  # sentences predicted between progress updates
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +49,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per model batch (default 32)")
     parser.add_argument("--output", "-o", metavar="FILE", help="also write the metrics as JSON here")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     parser.set_defaults(run=run)
 
 
@@ -66,7 +70,17 @@ def run(args: argparse.Namespace) -> int:
     check_checkpoint(args.model if args.model is not None else default_model_path())
     gold = _read_gold(args)
     model = load_checkpoint(args.model)
-    predicted = model.predict_sentences(gold, batch_size=args.batch_size)
+    bar = progress_bar(not args.no_progress, total=len(gold))
+    predicted: list[list[Entity]] = []
+    try:
+        for start in range(0, len(gold), PROGRESS_CHUNK):
+            chunk = gold[start : start + PROGRESS_CHUNK]
+            predicted.extend(model.predict_sentences(chunk, batch_size=args.batch_size))
+            if bar is not None:
+                bar.update(len(chunk))
+    finally:
+        if bar is not None:
+            bar.close()
     gold_entities = [sentence.entities for sentence in gold]
     metrics = evaluate_entities(gold_entities, predicted)
 

@@ -49,7 +49,6 @@ from nagner.peft.ensemble import (
 from nagner.peft.layer import AdaptedLayer
 from nagner.peft.methods import LoraConfig
 from nagner.peft.methods.alora import AloraConfig
-from nagner.peft.methods.alora_allocation import AloraCallback, alora_allocation_round, rank_importance
 from nagner.peft.methods.loretta import LorettaAdpConfig, LorettaRepConfig
 from nagner.peft.methods.milora import MiLoraConfig
 from nagner.peft.methods.moslora import MosLoraConfig
@@ -62,14 +61,33 @@ from nagner.peft.methods.sora import (
     sora_proximal_step,
     sparsity_report,
 )
-from nagner.peft.methods.sora_schedule import SoraCallback, SparsitySchedule
 from nagner.peft.mixed_batch import adapter_batch
 from nagner.peft.prompt import bilevel_parameters, prompt_mask
 from nagner.peft.serialization import adapter_state_dict, export_peft_lora, load_adapter, save_adapter
 from nagner.peft.summary import parameter_counts, summary
 from nagner.peft.targets import TargetError, find_targets
 from nagner.peft.tensor_train import TTMatrix
-from nagner.peft.trainer import AdapterTrainer
+
+# Training-time helpers stand on transformers' Trainer (which pulls in datasets, accelerate, ...):
+# they load on first use, so inference with adapters does not pay for those imports.
+_LAZY = {
+    "AdapterTrainer": "nagner.peft.trainer",
+    "AloraCallback": "nagner.peft.methods.alora_allocation",
+    "alora_allocation_round": "nagner.peft.methods.alora_allocation",
+    "rank_importance": "nagner.peft.methods.alora_allocation",
+    "SoraCallback": "nagner.peft.methods.sora_schedule",
+    "SparsitySchedule": "nagner.peft.methods.sora_schedule",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nagner.peft' has no attribute {name!r}")
 
 __all__ = [
     "active_adapters",
