@@ -92,7 +92,7 @@ def test_save_and_load_round_trip(tiny_encoder, tmp_path, mode):
     records = model.predict(texts)
     assert sum(len(r["entities"]) for r in records) > 0  # the comparison below is not vacuous
     assert loaded.predict(texts) == records
-    assert records[2] == {"text": "", "entities": []}
+    assert records[2] == {"text": "", "entities": [], "sentences": []}
 
 
 # ---------------------------------------------------------------------------- loss, gradients

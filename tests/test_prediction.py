@@ -216,3 +216,18 @@ def test_atomic_outputs_permissions_follow_the_umask(tmp_path):
     with pytest.raises(NagNerInputError, match="is a directory"):
         with atomic_outputs([tmp_path]):
             pass
+
+
+def test_predict_stream_splits_sentences_with_the_models_language(model):
+    text = "Ann Lee kam z.B. nach Paris. Sie blieb."
+    english = list(predict_stream(model, [text], language="en"))[0]
+    model_language = model.config.text_language
+    try:
+        model.config.text_language = "de"
+        german = list(predict_stream(model, [text]))[0]
+    finally:
+        model.config.text_language = model_language
+    assert german.words[:6] == ["Ann", "Lee", "kam", "z.B.", "nach", "Paris"]
+    assert english.words[3:6] == ["z.", "B.", "nach"]  # English rules do not know the German abbreviation
+    assert german.sentence_spans == [(0, 28), (29, 39)]
+    assert [text[a:b] for a, b in german.offsets] == german.words
