@@ -4,12 +4,15 @@ pipeline on the same encoder (all-MiniLM-L6-v2), each a fresh process, in interl
     python bench/startup.py --rounds 5 [--threads 2]
 
 Rows (wall time of the whole process, from exec to exit, median and [min–max] over the rounds):
-* ``nagner predict``: the CLI as a user runs it, with the shipped default model.
+* ``nagner predict``: the CLI as a user runs it, with the shipped default model, from its cached
+  runtime (`nagner.modeling.runtime`: exported on the first run, then reused).
+* ``nagner predict, first run``: the same with an empty cache (loads the full model, exports).
+* ``nagner predict --no-runtime-cache``: the full transformers model every time.
 * ``transformers pipeline``: ``pipeline("token-classification", model=DIR)`` and one call, where
   DIR is the same encoder with a token-classification head (random: timing only), saved once.
 * ``AutoModel + forward``: the floor of any transformers model: import, load, one forward.
 and the phases of ours, measured inside a fresh process that does what the CLI does: imports
-(interpreter start excluded), model load, the first prediction (spaCy's import and pipeline,
+(interpreter start excluded), model load (torch's import included), the first prediction (spaCy's import and pipeline,
 tokenizing, encoder and decoder), and the next prediction for comparison.
 """
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -45,9 +49,9 @@ PHASES = """
 import json, sys, time
 t0 = time.perf_counter()
 from nagner.cli import build_parser
-from nagner.checkpoint import load_checkpoint
 t1 = time.perf_counter()
-model = load_checkpoint(None)
+from nagner.modeling.runtime import load_predictor
+model = load_predictor(None)
 t2 = time.perf_counter()
 model.predict(sys.argv[1])
 t3 = time.perf_counter()
@@ -58,10 +62,15 @@ print(json.dumps({"imports": t1 - t0, "load": t2 - t1, "first prediction": t3 - 
 """
 
 
-def timed(command: list[str], env: dict[str, str]) -> float:
+def timed(command: list[str], env: dict[str, str], fresh_cache: bool = False) -> float:
+    if fresh_cache:
+        env = {**env, "NAGNER_CACHE": tempfile.mkdtemp(prefix="fresh-", dir=Path(env["NAGNER_CACHE"]).parent)}
     start = time.perf_counter()
     subprocess.run(command, check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    return time.perf_counter() - start
+    elapsed = time.perf_counter() - start
+    if fresh_cache:
+        shutil.rmtree(env["NAGNER_CACHE"])
+    return elapsed
 
 
 def token_classification_folder(encoder: str, folder: Path) -> Path:
@@ -93,8 +102,11 @@ def main() -> None:
     nagner = str(Path(sys.executable).with_name("nagner"))
     with tempfile.TemporaryDirectory() as tmp:
         folder = token_classification_folder(encoder, Path(tmp) / "tokcls")
+        env["NAGNER_CACHE"] = str(Path(tmp) / "cache")
         commands = {
             "nagner predict": [nagner, "predict", TEXT],
+            "nagner predict, first run": [nagner, "predict", TEXT],
+            "nagner predict --no-runtime-cache": [nagner, "predict", "--no-runtime-cache", TEXT],
             "transformers pipeline": [sys.executable, "-c", PIPELINE, str(folder), TEXT],
             "AutoModel + forward": [sys.executable, "-c", AUTOMODEL, str(encoder), TEXT],
         }
@@ -104,7 +116,7 @@ def main() -> None:
         phases: list[dict[str, float]] = []
         for _ in range(args.rounds):
             for name, command in commands.items():
-                times[name].append(timed(command, env))
+                times[name].append(timed(command, env, fresh_cache=name.endswith("first run")))
             out = subprocess.run([sys.executable, "-c", PHASES, TEXT], check=True, env=env, capture_output=True, text=True)
             phases.append(json.loads(out.stdout.strip().splitlines()[-1]))
     base = statistics.median(times["transformers pipeline"])

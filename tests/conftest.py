@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import string
 from pathlib import Path
 
@@ -13,6 +14,12 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """Exported runtimes (`nagner predict`'s fast start) go to a temporary folder, not the user's cache."""
+    os.environ["NAGNER_CACHE"] = str(tmp_path_factory.mktemp("nagner-cache"))
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 

@@ -18,7 +18,6 @@ import sys
 from collections.abc import Iterator
 
 from nagner.atomic import check_output_path
-from nagner.checkpoint import load_checkpoint
 from nagner.cli.allocator import fix_mmap_threshold
 from nagner.cli.arguments import positive_int
 from nagner.cli.progress import progress_bar
@@ -65,6 +64,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per model batch (default 32)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
     parser.add_argument(
+        "--no-runtime-cache", action="store_true",
+        help="load the full model each time instead of its cached fast-start export (see NAGNER_CACHE)",
+    )
+    parser.add_argument(
         "--threshold", type=float, default=None,
         help="drop entities scoring below this (0..1; default: the threshold the model was tuned to on dev)"
     )
@@ -107,7 +110,9 @@ def run(args: argparse.Namespace) -> int:
     elif hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
         sys.stdout.reconfigure(encoding="utf-8")
     fix_mmap_threshold()  # flat memory on long inputs
-    model = load_checkpoint(args.model)
+    from nagner.modeling.runtime import load_predictor  # torch: after the cheap checks
+
+    model = load_predictor(args.model, use_cache=not args.no_runtime_cache)
     bar = progress_bar(not args.no_progress and (args.input is not None or args.texts == ["-"]))
     sentences = predict_stream(
         model, lines, words=args.words, source=source, batch_size=args.batch_size, threshold=args.threshold,

@@ -5,16 +5,18 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from nagner.data.example import Entity, Sentence
-from nagner.modeling.configuration import NagNerConfig
 from nagner.modeling.targets import IGNORE, entity_to_pointers, pointers_needed
 from nagner.modeling.windows import inside_window, plan_windows
 
 logger = logging.getLogger(__name__)
+
+if TYPE_CHECKING:  # the config class stands on transformers; prediction from a runtime needs only its values
+    from nagner.modeling.configuration import NagNerConfig
 
 
 def word_subwords(tokenizer: Any, words: list[str], max_subwords_per_word: int) -> list[list[int]]:

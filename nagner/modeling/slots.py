@@ -15,10 +15,13 @@ false slot says NONE instead of producing an entity.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 
-from nagner.modeling.configuration import NagNerConfig
+if TYPE_CHECKING:  # the config class stands on transformers; prediction from a runtime needs only its values
+    from nagner.modeling.configuration import NagNerConfig
+
 
 
 @dataclass

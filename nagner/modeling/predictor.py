@@ -1,0 +1,170 @@
+"""What prediction needs of a NAG-NER model, in torch alone: the heads, word states, decoding and
+the prediction entry points. `NagNerModel` (a transformers `PreTrainedModel`, for training and
+saving) and `NagNerRuntime` (an exported encoder for fast start-up, `runtime.py`) both are one.
+
+A class that mixes this in has ``config`` (anything with NagNerConfig's attributes), ``encoder``
+(called with input_ids / attention_mask / token_type_ids, returning ``.last_hidden_state`` or the
+states themselves), ``tokenizer`` and ``device``, and calls `build_heads` in its constructor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+from nagner.data.example import Entity, Sentence
+from nagner.modeling.decoder import SlotDecoder
+from nagner.modeling.decoding import Found, beam_search, select_entities
+from nagner.modeling.detector import Detection, MentionDetector
+from nagner.modeling.slots import Slots, inference_slot_counts
+from nagner.modeling.span_typing import span_type_bias
+from nagner.modeling.targets import PointerGrammar, pointer_word_mask
+
+
+class NagNerPredictor:
+    """Heads, word states, decoding and prediction of a NAG-NER model (a mixin for nn.Module classes)."""
+
+    config: Any
+    encoder: Any
+    tokenizer: Any
+
+    def build_heads(self, config: Any, hidden: int) -> None:
+        """The dropout, mention detector and slot decoder on encoder states of width ``hidden``."""
+        self.dropout = nn.Dropout(config.head_dropout)
+        self.detector = MentionDetector(
+            hidden, config.max_entities_per_start, config.head_dropout,
+            num_types=len(config.entity_types) if config.span_typing else 0,
+        )
+        self.decoder = SlotDecoder(
+            hidden,
+            len(config.entity_types) + 1,
+            config.max_pointers,
+            config.max_entities_per_start,
+            config.decoder_layers,
+            config.decoder_heads,
+            config.decoder_ffn_size,
+            config.decoder_dropout,
+            autoregressive=config.decode_mode == "ar",
+            cross_slot_attention=config.cross_slot_attention,
+            pointer_prior=config.pointer_prior,
+            model_size=config.decoder_hidden_size,
+        )
+
+    def encode_words(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        word_first: torch.Tensor,
+        word_last: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Word states H: (B, n, d), the mean of each word's first and last sub-token state."""
+        inputs = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            inputs["token_type_ids"] = token_type_ids
+        states = self.encoder(**inputs)
+        states = getattr(states, "last_hidden_state", states)  # (B, T, d)
+        d = states.shape[-1]
+        first = states.gather(1, word_first.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
+        last = states.gather(1, word_last.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
+        return self.dropout((first + last) / 2)
+
+    def _run_decoder(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        detection: Detection,
+        slots: Slots,
+        previous_classes: torch.Tensor | None = None,
+        positions: int | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Decoder outputs for ``slots``: pointer logits (S, P, n + 1), type logits (S, T + 1) or None."""
+        projected = self.decoder.project(words)  # (B, n, d_dec)
+        queries = self.decoder.queries(projected[slots.batch, slots.word], slots.rank)  # (S, d_dec)
+        previous = None
+        if previous_classes is not None:
+            previous = self.decoder.previous_inputs(projected, slots.batch, previous_classes)
+        return self.decoder(
+            queries, slots.batch, slots.word, projected, word_mask, detection.end_logits, previous, positions
+        )
+
+    # ------------------------------------------------------------------------------------ decode
+    @torch.no_grad()
+    def decode(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        detection: Detection,
+        threshold: float | None = None,
+        beam_size: int | None = None,
+        end_bias: float | None = None,
+        none_bias: float | None = None,
+    ) -> list[list[Found]]:
+        """Entities of every batch row as (type id, word indices, score), from encoder-side outputs.
+
+        NAG mode: one decoder pass for all slots of the batch, then beam search per slot. AR mode:
+        greedy steps until every slot said END, then one pass for the types. Score = p_start ·
+        Π p(pointer) · p(type). ``threshold``, ``beam_size``, ``end_bias`` and ``none_bias`` default
+        to the config's.
+        """
+        c = self.config
+        threshold = c.score_threshold if threshold is None else threshold
+        p_start = detection.start_logits.sigmoid()  # (B, n)
+        slots = Slots.from_counts(inference_slot_counts(detection.start_logits, detection.count_logits, word_mask, c))
+        if len(slots) == 0:
+            return [[] for _ in range(words.shape[0])]
+        n_words = word_mask.sum(-1)[slots.batch]  # (S,)
+        if c.decode_mode == "nag":
+            pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
+            classes, log_prob = beam_search(
+                pointer_logits, slots.word, n_words,
+                c.beam_size if beam_size is None else beam_size, c.end_bias if end_bias is None else end_bias,
+            )
+        else:
+            grammar = PointerGrammar(slots.word, n_words, c.max_pointers)
+            for t in range(c.max_pointers):
+                pointer_logits, _ = self._run_decoder(words, word_mask, detection, slots, grammar.classes[:, :t], t + 1)
+                grammar.step(pointer_logits[:, t])
+                if bool(grammar.ended.all()):
+                    break
+            _, type_logits = self._run_decoder(words, word_mask, detection, slots, grammar.classes)
+            classes, log_prob = grammar.classes, grammar.log_prob
+        if detection.word_type_logits is not None:
+            spans = pointer_word_mask(slots.word, classes, words.shape[1])
+            type_logits = type_logits + span_type_bias(detection.word_type_logits, slots.batch, spans)
+        none_bias = c.none_bias if none_bias is None else none_bias
+        if none_bias:
+            type_logits = type_logits - none_bias * torch.nn.functional.one_hot(
+                torch.zeros((), dtype=torch.long, device=type_logits.device), type_logits.shape[-1]
+            )
+        type_prob, type_id = type_logits.softmax(-1).max(-1)  # (S,), (S,)
+        score = p_start[slots.batch, slots.word] * log_prob.exp() * type_prob  # (S,)
+        return select_entities(
+            slots.batch.tolist(), slots.word.tolist(), classes.tolist(), type_id.tolist(), score.tolist(),
+            words.shape[0], threshold, c.overlap,
+        )
+
+    # ------------------------------------------------------------------------------- prediction
+    def predict_sentences(
+        self, sentences: list[Sentence], batch_size: int = 32, threshold: float | None = None
+    ) -> list[list[Entity]]:
+        """Entities (with scores) of each sentence, word indices into ``sentence.words``
+        (`nagner.modeling.inference.predict_sentences`)."""
+        from nagner.modeling.inference import predict_sentences
+
+        return predict_sentences(self, sentences, batch_size=batch_size, threshold=threshold)
+
+    def predict(
+        self,
+        texts: str | list[str] | list[list[str]],
+        batch_size: int = 32,
+        threshold: float | None = None,
+        is_split_into_words: bool = False,
+    ) -> list[dict[str, Any]]:
+        """Entities in raw texts (or pre-tokenized word lists) as JSON-ready records
+        (`nagner.modeling.inference.predict_texts`)."""
+        from nagner.modeling.inference import predict_texts
+
+        return predict_texts(self, texts, batch_size=batch_size, threshold=threshold, is_split_into_words=is_split_into_words)
