@@ -54,7 +54,7 @@ def check_checkpoint(path: str | Path) -> Path:
 
 
 @contextmanager
-def _quiet_transformers() -> Iterator[None]:
+def quiet_transformers() -> Iterator[None]:
     """No progress bars or info chatter from transformers while loading (restored afterwards);
     what matters (missing weights) is checked here and raised as an error instead."""
     from transformers.utils import logging as hf_logging
@@ -96,7 +96,7 @@ def load_checkpoint(path: str | Path | None = None, device: str | None = None) -
     from nagner.modeling import NagNerModel
 
     try:
-        with _quiet_transformers():
+        with quiet_transformers():
             model = NagNerModel.from_pretrained(path)
         missing = _missing_weights(model, path)
     except (OSError, ValueError, KeyError, RuntimeError) as error:

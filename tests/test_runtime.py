@@ -54,6 +54,9 @@ def test_runtime_predicts_exactly_what_the_model_predicts(model_dir, tmp_path):
 
 def test_runtime_tokenizer_gives_the_models_ids(model_dir, tmp_path):
     model = NagNerModel.from_pretrained(model_dir)
+    # Saved tokenizers may carry padding / truncation (all-MiniLM-L6-v2 pads to 128): not for words.
+    model.tokenizer.backend_tokenizer.enable_padding(length=16)
+    model.tokenizer.backend_tokenizer.enable_truncation(8)
     runtime = load_runtime(export_runtime(model, tmp_path / "rt"))
     words = ["Zürich", "東京", "don't", "U.K.", "", "3,000.50", "straße", "ﬁne"]
     assert runtime.tokenizer(words, add_special_tokens=False) == {
@@ -101,3 +104,21 @@ def test_cli_output_is_the_same_with_and_without_the_runtime(model_dir, capsys):
     for records in outputs[1:]:
         for got, want in zip(records, outputs[0], strict=True):
             assert [(e["type"], e["spans"]) for e in got["entities"]] == [(e["type"], e["spans"]) for e in want["entities"]]
+
+
+def test_the_shipped_models_runtime_gives_its_entities(tmp_path):
+    from nagner.checkpoint import load_checkpoint
+
+    model = load_checkpoint(None)
+    runtime = load_runtime(export_runtime(model, tmp_path / "rt"))
+    texts = [
+        "Apple is looking at buying U.K. startup for $1 billion, said Tim Cook on Tuesday.",
+        "Angela Merkel met Emmanuel Macron in Berlin. The E.U. summit ended on Friday.",
+    ]
+    expected, found = model.predict(texts), runtime.predict(texts)
+    assert [(e["type"], e["text"]) for e in expected[0]["entities"]] == [
+        ("ORG", "Apple"), ("LOC", "U.K."), ("PER", "Tim Cook")
+    ]
+    for want, got in zip(expected, found, strict=True):
+        assert [(e["type"], e["spans"]) for e in got["entities"]] == [(e["type"], e["spans"]) for e in want["entities"]]
+        assert [e["score"] for e in got["entities"]] == pytest.approx([e["score"] for e in want["entities"]], abs=1e-5)

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,10 @@ class RuntimeTokenizer:
         from tokenizers import Tokenizer
 
         self.backend = Tokenizer.from_file(str(path))
+        # A saved tokenizer.json may carry padding / truncation settings (all-MiniLM-L6-v2's pads to
+        # 128); transformers overrides them per call, and so must we: words are encoded bare.
+        self.backend.no_padding()
+        self.backend.no_truncation()
         self.cls_token_id = special_ids["cls_token_id"]
         self.sep_token_id = special_ids["sep_token_id"]
         self.unk_token_id = special_ids["unk_token_id"]
@@ -138,8 +143,15 @@ def export_runtime(model: Any, folder: str | Path) -> Path:
         cls, sep, unk, pad = t.cls_token_id, t.sep_token_id, t.unk_token_id, t.pad_token_id or 0
         example = torch.tensor([[cls, unk, unk, unk, sep, pad], [cls, unk, sep, pad, pad, pad]], device=model.device)
         mask = torch.tensor([[1, 1, 1, 1, 1, 0], [1, 1, 1, 0, 0, 0]], device=model.device)  # padding traced too
-        with torch.no_grad():
-            traced = torch.jit.trace(_StatesOnly(model.encoder), (example, mask, torch.zeros_like(example)), check_trace=False)
+        from nagner.checkpoint import quiet_transformers
+
+        # Tracing warns about every Python-level branch in transformers' attention code; the ones it
+        # names depend on shapes only, and tests/test_runtime.py checks the traced outputs.
+        with torch.no_grad(), warnings.catch_warnings(), quiet_transformers():
+            warnings.simplefilter("ignore")
+            traced = torch.jit.trace(
+                _StatesOnly(model.encoder), (example, mask, torch.zeros_like(example)), check_trace=False
+            )
         traced.save(str(staging / "encoder.pt"))
         save_file(_heads_state(model), str(staging / "heads.safetensors"))
         model.tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
