@@ -26,13 +26,15 @@ import logging
 import math
 import os
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset
-from transformers import Trainer, TrainerCallback, TrainingArguments, set_seed
+from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from nagner.atomic import atomic_folder, atomic_outputs
@@ -172,6 +174,20 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.features[index]
+
+
+@contextmanager
+def no_transformers_progress_bars() -> Iterator[None]:
+    """transformers' own progress bars (loading and writing shards) off, restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
 
 
 class NagNerTrainer(Trainer):
@@ -452,6 +468,8 @@ def train_model(
     trainer.add_callback(
         EpochEvaluation(trainer, model, dev_sentences, output_dir, options.eval_batch_size, history)
     )
+    if not options.progress_bar:
+        trainer.remove_callback(PrinterCallback)  # the epoch lines say it; no raw log dicts on stdout
     for callback in options.callbacks:
         trainer.add_callback(callback)
     if model.config.adapter is not None:
@@ -466,8 +484,17 @@ def train_model(
             trainer.add_callback(callback)
 
     began = time.perf_counter()
-    trainer.train(resume_from_checkpoint=checkpoint)
-    train_seconds = time.perf_counter() - began
+    with no_transformers_progress_bars():  # no "Writing model shards" bar at every save
+        trainer.train(resume_from_checkpoint=checkpoint)
+        train_seconds = time.perf_counter() - began
+        return _finish(trainer, model, dev_sentences, options, output_dir, report, train_seconds, history)
+
+
+def _finish(
+    trainer: Trainer, model: NagNerModel, dev_sentences: list[Sentence] | None, options: TrainingOptions,
+    output_dir: Path, report: EncodingReport, train_seconds: float, history: list[dict[str, Any]],
+) -> TrainResult:
+    """After training: tune decoding on dev, save best/, reload it and sum up the run."""
     best_dir = output_dir / BEST_DIR
     decoding = None
     if trainer.is_world_process_zero():

@@ -46,7 +46,8 @@ echo "== 4. Scores on the 60 held-out sentences (flat, nested = overlapping, dis
 nagner evaluate --model "$OUT/model/best" --data "$OUT/data/test.json" --output "$OUT/metrics.json"
 
 echo
-echo "== 5. The new model on new text (ADR = adverse drug reaction)"
+echo "== 5. The new model on new sentences in the sample's style (ADR = adverse drug reaction)"
 nagner predict --model "$OUT/model/best" --format text \
-  "Severe pain in my left knee and right ankle after two doses." \
-  "I had a headache and some nausea but no rash."
+  "I had stiffness in my left and right elbow after a month on Neproxa." \
+  "Since starting Calmorin I have soreness in my neck and feet." \
+  "After taking Ostavil I had dizziness and a skin rash."

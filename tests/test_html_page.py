@@ -17,6 +17,7 @@ import torch
 from nagner.cli import main
 from nagner.data.example import Entity
 from nagner.modeling import NagNerModel
+from nagner.modeling.predictor import NagNerPredictor
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
 TEXTS = ["The University of Paris hired Ann Lee.", "I had pain in my left knee and right ankle."]
@@ -50,7 +51,7 @@ def model_dir(tiny_encoder, tmp_path_factory):
 @pytest.fixture()
 def page(tmp_path, model_dir, monkeypatch, capsys):
     monkeypatch.setattr(
-        NagNerModel, "predict_sentences", lambda self, sentences, **kw: [PREDICTED[s.line] for s in sentences]
+        NagNerPredictor, "predict_sentences", lambda self, sentences, **kw: [PREDICTED[s.line] for s in sentences]
     )
     out = tmp_path / "page.html"
     assert main(["predict", "-m", str(model_dir), "--format", "html", "--output", str(out), *TEXTS]) == 0

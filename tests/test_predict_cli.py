@@ -14,6 +14,7 @@ from nagner.data.conll import read_conll
 from nagner.data.example import Entity
 from nagner.data.jsonl import read_jsonl
 from nagner.modeling import NagNerModel
+from nagner.modeling.predictor import NagNerPredictor
 from nagner.prediction import line_sentence
 
 NAGNER = Path(sys.executable).with_name("nagner")
@@ -165,9 +166,9 @@ def flatten(found):
 
 
 def test_input_output_conll_reads_back(capsys, monkeypatch, tmp_path, model_dir, expected):
-    real = NagNerModel.predict_sentences
+    real = NagNerPredictor.predict_sentences  # the model and its exported runtime share it
     monkeypatch.setattr(
-        NagNerModel, "predict_sentences", lambda self, sentences, **kw: flatten(real(self, sentences, **kw))
+        NagNerPredictor, "predict_sentences", lambda self, sentences, **kw: flatten(real(self, sentences, **kw))
     )
     texts = [t for t in TEXTS if t.strip()]  # CoNLL cannot hold an empty sentence
     source = tmp_path / "in.txt"
@@ -184,7 +185,7 @@ def test_input_output_conll_reads_back(capsys, monkeypatch, tmp_path, model_dir,
 def test_conll_refuses_nested_predictions_and_writes_nothing(capsys, monkeypatch, tmp_path, model_dir, input_file):
     nested = [Entity("ORG", (4, 5, 6, 7)), Entity("LOC", (7,))]
     monkeypatch.setattr(
-        NagNerModel, "predict_sentences", lambda self, sentences, **kw: [nested if s.line == 1 else [] for s in sentences]
+        NagNerPredictor, "predict_sentences", lambda self, sentences, **kw: [nested if s.line == 1 else [] for s in sentences]
     )
     out = tmp_path / "out.conll"
     code, stdout, err = cli(capsys, "predict", "-m", model_dir, "-i", input_file, "-o", out, "-f", "conll")

@@ -312,8 +312,11 @@ def run(args: argparse.Namespace) -> int:
 
     config_kwargs = {name: values[name] for name in CONFIG_KWARGS if values[name] is not None}
     adapter = build_adapter_config(values["adapter"], values["adapter_options"]) if values["adapter"] else None
+    from nagner.checkpoint import quiet_transformers
+
     try:
-        model = build_model(values["encoder"], train_sentences, seed=values["seed"], **config_kwargs)
+        with quiet_transformers():  # no "Loading weights" bar, no notes on the unused pooler
+            model = build_model(values["encoder"], train_sentences, seed=values["seed"], **config_kwargs)
     except OSError as error:
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise NagNerInputError(f"cannot load the encoder {values['encoder']!r}: {first_line}") from None
