@@ -52,6 +52,18 @@ def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model_dir(tiny_encoder: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """An untrained NAG-NER model (random heads, seed 0; PER, LOC, ORG, ADR) on the tiny encoder,
+    saved: for tests of the commands around a model, not of what it predicts."""
+    from nagner.modeling import NagNerModel
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("tiny-model")
+    NagNerModel.from_encoder(tiny_encoder, ["PER", "LOC", "ORG", "ADR"]).save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def tiny_text_model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Saved tiny random T5 ("seq2seq") and GPT-2 ("causal") folders with the MiniLM tokenizer."""
     from tiny_text_models import save_tiny_model

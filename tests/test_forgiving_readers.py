@@ -7,7 +7,6 @@ is not UTF-8.
 """
 
 import pytest
-import torch
 
 from nagner.cli import main
 from nagner.data.brat import read_brat
@@ -17,7 +16,6 @@ from nagner.data.jsonl import read_jsonl
 from nagner.data.loading import read_sentences
 from nagner.data.w2ner import read_w2ner
 from nagner.errors import NagNerInputError
-from nagner.modeling import NagNerModel
 
 EXPECTED = [
     [Entity("PER", (0, 1)), Entity("LOC", (3,))],
@@ -91,24 +89,16 @@ def test_every_reader_names_file_and_line_of_bad_bytes(tmp_path, reader, rest, l
     assert message in error.value.message
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_encoder, tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    NagNerModel.from_encoder(tiny_encoder, ["PER", "LOC"]).save_pretrained(path)
-    return path
-
-
 @pytest.mark.parametrize("command", ["evaluate", "train", "predict", "predict --document"])
-def test_every_command_refuses_bad_bytes_with_exit_2_and_no_output(capsys, tmp_path, tiny_encoder, model_dir, command):
+def test_every_command_refuses_bad_bytes_with_exit_2_and_no_output(capsys, tmp_path, tiny_encoder, tiny_model_dir, command):
     bad = tmp_path / "bad.conll"
     bad.write_bytes(b"Ann B-PER\n\xff\xfe B-PER\n")
     out = tmp_path / "out"
     argv = {
-        "evaluate": ["evaluate", "-m", model_dir, "-d", bad, "-o", out],
+        "evaluate": ["evaluate", "-m", tiny_model_dir, "-d", bad, "-o", out],
         "train": ["train", "--encoder", tiny_encoder, "--train", bad, "--output-dir", out, "--no-progress"],
-        "predict": ["predict", "-m", model_dir, "-i", bad, "-o", out],
-        "predict --document": ["predict", "-m", model_dir, "-i", bad, "--document", "-o", out],
+        "predict": ["predict", "-m", tiny_model_dir, "-i", bad, "-o", out],
+        "predict --document": ["predict", "-m", tiny_model_dir, "-i", bad, "--document", "-o", out],
     }[command]
     code = main([str(a) for a in argv])
     stdout, err = capsys.readouterr()

@@ -12,11 +12,9 @@ import shutil
 import subprocess
 
 import pytest
-import torch
 
 from nagner.cli import main
 from nagner.data.example import Entity
-from nagner.modeling import NagNerModel
 from nagner.modeling.predictor import NagNerPredictor
 
 BROWSER = next((shutil.which(name) for name in ("chromium", "chromium-browser", "google-chrome") if shutil.which(name)), None)
@@ -40,21 +38,13 @@ document.body.appendChild(out);
 </script>"""
 
 
-@pytest.fixture(scope="module")
-def model_dir(tiny_encoder, tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    NagNerModel.from_encoder(tiny_encoder, ["PER", "LOC", "ORG", "ADR"]).save_pretrained(path)
-    return path
-
-
 @pytest.fixture()
-def page(tmp_path, model_dir, monkeypatch, capsys):
+def page(tmp_path, tiny_model_dir, monkeypatch, capsys):
     monkeypatch.setattr(
         NagNerPredictor, "predict_sentences", lambda self, sentences, **kw: [PREDICTED[s.line] for s in sentences]
     )
     out = tmp_path / "page.html"
-    assert main(["predict", "-m", str(model_dir), "--format", "html", "--output", str(out), *TEXTS]) == 0
+    assert main(["predict", "-m", str(tiny_model_dir), "--format", "html", "--output", str(out), *TEXTS]) == 0
     capsys.readouterr()
     return out.read_text(encoding="utf-8")
 

@@ -4,23 +4,13 @@ pipes or logs, and never with --no-progress. Standard output is the same either 
 import io
 
 import pytest
-import torch
 
 from nagner.cli import main
-from nagner.modeling import NagNerModel
 
 
 class Terminal(io.StringIO):
     def isatty(self):
         return True
-
-
-@pytest.fixture(scope="module")
-def model_dir(tiny_encoder, tmp_path_factory):
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("model")
-    NagNerModel.from_encoder(tiny_encoder, ["PER", "LOC"]).save_pretrained(path)
-    return path
 
 
 @pytest.fixture()
@@ -33,8 +23,8 @@ def files(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["predict", "evaluate"])
-def test_bar_on_a_terminal_only_and_never_with_no_progress(monkeypatch, capsys, model_dir, files, command):
-    argv = [*files[command], "-m", str(model_dir)]
+def test_bar_on_a_terminal_only_and_never_with_no_progress(monkeypatch, capsys, tiny_model_dir, files, command):
+    argv = [*files[command], "-m", str(tiny_model_dir)]
     outputs = {}
     for case, stderr, extra in [("terminal", Terminal(), []), ("pipe", io.StringIO(), []),
                                 ("off", Terminal(), ["--no-progress"])]:
