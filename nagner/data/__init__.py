@@ -7,7 +7,7 @@ from nagner.data.hub import load_hub_dataset, sentences_from_hf_dataset
 from nagner.data.jsonl import entity_record, iter_jsonl, read_jsonl, write_jsonl
 from nagner.data.loading import read_sentences
 from nagner.data.tags import spans_to_tags, tags_to_spans
-from nagner.data.text import sentence_from_text, tokenize, with_offsets
+from nagner.data.text import join_sentences, sentence_from_text, text_sentences, tokenize, with_offsets
 from nagner.data.w2ner import iter_w2ner, read_w2ner, write_w2ner
 
 __all__ = [
@@ -18,6 +18,7 @@ __all__ = [
     "iter_conll",
     "iter_jsonl",
     "iter_w2ner",
+    "join_sentences",
     "load_hub_dataset",
     "read_brat",
     "read_conll",
@@ -28,6 +29,7 @@ __all__ = [
     "sentences_from_hf_dataset",
     "spans_to_tags",
     "tags_to_spans",
+    "text_sentences",
     "tokenize",
     "with_offsets",
     "write_brat",

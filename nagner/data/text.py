@@ -5,13 +5,15 @@ Words and sentences come from spaCy's rule-based tokenizer and sentencizer on a 
 addresses, numbers and currencies, which keeps every token's character offset). It is set to the
 conventions of CoNLL-style corpora, which the models are trained on:
 
-    "U.K." "$" "1.5" "3,000" "don" "'t"→"do" "n't"  "state-of-the-art" "#NLP" "@handle" "a@b.org"
+    "U.K. startup for $1.5 billion, don't"  →  U.K. | startup | for | $ | 1.5 | billion | , | do | n't
+    "state-of-the-art #NLP by @nagner_dev, jane@b.org"  →  state-of-the-art | #NLP | by | @nagner_dev | , | jane@b.org
 
 Hyphenated words stay whole (English spaCy splits them; CoNLL-2003 and GermEval do not), and a
 hashtag keeps its "#". ``language`` picks spaCy's rules for that language ("en", "de", ...); the
 model stores it (``NagNerConfig.text_language``) so training and prediction tokenize alike.
 A blank line always ends a sentence (paragraphs); inside a paragraph the sentencizer splits
-after sentence-final punctuation tokens, so "U.K." or "Mr." do not end a sentence.
+after sentence-final punctuation tokens, so "U.K." or "Mr." do not end a sentence (an
+abbreviation that really ends a sentence, "... in the U.K. Then ...", is not split there either).
 """
 
 from __future__ import annotations

@@ -1,8 +1,9 @@
 """Reading UTF-8 text files so that every problem names its file and line.
 
-Every reader goes through here: a leading byte order mark is dropped, ``\\r\\n`` line ends are
-kept (offsets count them), and a byte that is not UTF-8 or a NUL byte (a binary file) raises
-NagNerInputError with the file, the line and the column, instead of a UnicodeDecodeError.
+Every reader goes through here: a leading byte order mark is dropped; lines come without their
+``\\n`` or ``\\r\\n``, whole texts keep their line ends (offsets into them are offsets into the
+file's text); and a byte that is not UTF-8 or a NUL byte (a binary file) raises NagNerInputError
+with the file, the line and the column, instead of a UnicodeDecodeError.
 """
 
 from __future__ import annotations
