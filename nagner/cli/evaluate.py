@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from nagner.atomic import atomic_outputs, check_output_path
@@ -53,8 +54,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
-def _read_gold(args: argparse.Namespace) -> list[Sentence]:
-    return read_annotations(args.data, args.format, args.tag_columns)
+def _read_gold(args: argparse.Namespace, model_folder: Path) -> list[Sentence]:
+    """Gold sentences; raw text (jsonl) is tokenized with the model's language, as it was trained."""
+    config = json.loads((model_folder / "config.json").read_text(encoding="utf-8"))
+    return read_annotations(args.data, args.format, args.tag_columns, language=config.get("text_language", "en"))
 
 
 def _all_flat(entity_lists: list[list[Entity]]) -> bool:
@@ -67,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     """Predict, score and report; returns the exit status."""
     if args.output is not None:
         check_output_path(args.output)
-    check_checkpoint(args.model if args.model is not None else default_model_path())
-    gold = _read_gold(args)
+    folder = check_checkpoint(args.model if args.model is not None else default_model_path())
+    gold = _read_gold(args, folder)
     model = load_checkpoint(args.model)
     bar = progress_bar(not args.no_progress, total=len(gold))
     predicted: list[list[Entity]] = []
