@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The NAG-NER benchmarks of bench/RESULTS.md section 1, in the order and with the settings recorded
+# The NAG-NER benchmarks of bench/RESULTS.md sections 1, 3 and 4, in the order and with the settings recorded
 # there (about 2.5 hours of CPU on 2 cores; run two of the accuracy lines at a time with --threads 1,
 # then the speed benchmark alone). Needs ../shared/data and the venv (bash .ci/install).
 # Results: bench/out/accuracy/<dataset>/*.json and bench/out/speed.json; tables: python bench/report.py.
@@ -19,3 +19,6 @@ acc --dataset sample --systems nag --variants "$VARIANTS" --lrs 1e-4 --epochs 8 
 acc --dataset sample --systems nag --variants "$VARIANTS" --lrs 1e-4 --epochs 8 --seeds 1
 python bench/speed.py --threads 2 --rounds 3
 python bench/report.py > bench/out/tables.md
+# Section 4 (issue 14), each alone on the machine:
+python bench/startup.py --rounds 5 --threads 2
+python bench/predict_memory.py
