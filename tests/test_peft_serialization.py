@@ -313,7 +313,8 @@ def test_peft_options_that_change_the_computation_are_refused():
         LoraConfig.from_dict({"r": 4, "target_modules": ["query"], "use_dora": True})
     with pytest.raises(ValueError, match=r"modules_to_save=\['classifier'\]"):
         LoraConfig.from_dict({"r": 4, "target_modules": ["query"], "modules_to_save": ["classifier"]})
-    with pytest.warns(UserWarning, match="ignoring keys .*use_dora"):  # off: harmless, ignored with a warning
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # switched off it is harmless: no error, no warning
         assert LoraConfig.from_dict({"r": 4, "target_modules": ["query"], "use_dora": False}).r == 4
 
 
@@ -324,3 +325,54 @@ def test_attach_refuses_a_bare_container():
 
     with pytest.raises(TypeError, match="not to the container itself"):
         attach(torch.nn.Sequential(torch.nn.Linear(4, 4)), LoraConfig(r=2, target_modules=["0"]))
+
+
+# ------------------------------------------------------- real peft folders (review B3)
+def _peft_saved(build, config, directory):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        theirs = peft.get_peft_model(build(), config).eval()
+    randomize_lora(theirs, seed=5)
+    theirs.save_pretrained(str(directory))
+    return theirs
+
+
+@pytest.mark.parametrize(
+    "config",
+    [
+        peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], init_lora_weights=False),
+        peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], layers_to_transform=1, layers_pattern="layers"),
+        peft.LoraConfig(r=2, target_modules=["q_proj", "v_proj"], layers_to_transform=[0], layers_pattern=["layers"]),
+    ],
+    ids=["init_lora_weights=false", "layers_to_transform=int", "layers_pattern=list"],
+)
+def test_peft_folders_with_valid_options_load_with_identical_outputs(tmp_path, config):
+    theirs = _peft_saved(tiny_llama, config, tmp_path)
+    ours = tiny_llama()
+    load_adapter(ours, tmp_path)
+    torch.testing.assert_close(run(ours), run(theirs), rtol=1e-6, atol=1e-6)
+    adapted_names = sorted(adapted_layers(ours))
+    expected = sorted(n for n, m in theirs.base_model.model.named_modules() if hasattr(m, "lora_A"))
+    assert adapted_names == expected and adapted_names  # the same modules, not more, not none
+
+
+def test_a_peft_folder_with_default_options_loads_without_warnings(tmp_path):
+    _peft_saved(tiny_llama, peft.LoraConfig(r=2, target_modules=["q_proj"]), tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails: peft's 30-odd default keys are not news
+        load_adapter(tiny_llama(), tmp_path)
+
+
+@pytest.mark.parametrize("key, value", [
+    ("alora_invocation_tokens", [5, 6]),
+    ("arrow_config", {"top_k": 2}),
+    ("layer_replication", [[0, 2], [1, 2]]),
+    ("use_bdlora", {"block_size": 4}),
+    ("target_parameters", ["mlp.experts.down_proj"]),
+    ("kasa_config", {"k": 1}),
+])
+def test_peft_options_that_change_the_computation_are_refused_by_name(key, value):
+    from nagner.peft import LoraConfig
+
+    with pytest.raises(ValueError, match=f"{key}=.* is not supported"):
+        LoraConfig.from_dict({"r": 4, "target_modules": ["query"], key: value})

@@ -48,10 +48,23 @@ def config_class(method: str) -> type[AdapterConfig]:
     return _METHODS[method]
 
 
-# peft LoRA options whose true value changes the adapter's computation (DoRA's magnitude vectors,
-# extra trained modules, a bias in B, …); a config that turns one on cannot be loaded here (fan_in_fan_out
-# is fine: GPT-2 Conv1D layers are handled as they are).
-UNSUPPORTED_PEFT_OPTIONS = ("use_dora", "modules_to_save", "trainable_token_indices", "lora_bias", "use_qalora")
+# peft LoRA options whose set value changes the adapter's computation (DoRA's magnitude vectors,
+# extra trained modules, a bias in B, activated LoRA's invocation tokens, Arrow routing, replicated
+# layers, block-diagonal LoRA, adapters on parameters, ...): a config that sets one is refused by
+# name. Switched off (None, False, empty) they are ordinary keys of every peft file.
+UNSUPPORTED_PEFT_OPTIONS = (
+    "use_dora", "modules_to_save", "trainable_token_indices", "lora_bias", "use_qalora",
+    "alora_invocation_tokens", "arrow_config", "layer_replication", "use_bdlora", "target_parameters",
+    "velora_config", "monteclora_config", "kasa_config",
+)
+# peft keys that do not change what a loaded adapter computes here: bookkeeping, initialisation-only
+# settings (the loaded weights replace the init; inits that rewrite base weights are refused through
+# init_lora_weights), Megatron parallelism, and fan_in_fan_out (GPT-2 Conv1D layers are handled as
+# they are). Only keys outside these, the config's fields and UNSUPPORTED_PEFT_OPTIONS are warned about.
+PEFT_INERT_OPTIONS = (
+    "auto_mapping", "peft_version", "megatron_config", "megatron_core", "loftq_config", "eva_config",
+    "corda_config", "lora_ga_config", "qalora_group_size", "ensure_weight_tying", "fan_in_fan_out",
+)
 
 
 @dataclass
@@ -65,9 +78,9 @@ class AdapterConfig:
             one module, or attaching fails with the nearest names.
         exclude_modules: same forms; these are never adapted.
         layers_to_transform: only these layer indices (the number after ``layers_pattern`` in the
-            name, e.g. ``encoder.layer.3.…`` → 3).
+            name, e.g. ``encoder.layer.3.…`` → 3); one index may be given as an int.
         layers_pattern: the name part before the layer index (``"layer"``, ``"layers"``, ``"h"``,
-            ``"block"``); None = the first numbered part of the name.
+            ``"block"``), or a list of such parts; None = the first numbered part of the name.
     """
 
     method: ClassVar[str] = ""
@@ -75,8 +88,8 @@ class AdapterConfig:
     peft_native: ClassVar[bool] = False  # `peft` itself reads this method's files (LoRA)
     target_modules: list[str] | str | None = None
     exclude_modules: list[str] | str | None = None
-    layers_to_transform: list[int] | None = None
-    layers_pattern: str | None = None
+    layers_to_transform: list[int] | int | None = None
+    layers_pattern: list[str] | str | None = None
 
     # ------------------------------------------------------------------ building (per method)
     def build_adapter(self, layer: AdaptedLayer, module_name: str) -> Adapter:
@@ -107,7 +120,7 @@ class AdapterConfig:
                 f"{source}: {', '.join(f'{key}={values[key]!r}' for key in changing)} is not supported by nagner.peft "
                 "(the adapter would compute something else than it was trained to)"
             )
-        unknown = sorted(set(values) - known - meta)
+        unknown = sorted(set(values) - known - meta - set(PEFT_INERT_OPTIONS) - set(UNSUPPORTED_PEFT_OPTIONS))
         if unknown:
             warnings.warn(
                 f"{source}: ignoring keys this version of nagner.peft does not know: {', '.join(unknown)}",

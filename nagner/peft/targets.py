@@ -41,13 +41,15 @@ def _matches(name: str, pattern: list[str] | str) -> bool:
     return any(_suffix_match(name, entry) for entry in pattern)
 
 
-def layer_index(name: str, layers_pattern: str | None) -> int | None:
-    """The layer number in a module name: the part after ``layers_pattern`` (or the first number)."""
+def layer_index(name: str, layers_pattern: list[str] | str | None) -> int | None:
+    """The layer number in a module name: the part after ``layers_pattern`` (one name part or a
+    list of them, as `peft` allows), or the first number."""
+    patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
     parts = name.split(".")
     for i, part in enumerate(parts):
         if not part.isdigit():
             continue
-        if layers_pattern is None or (i > 0 and parts[i - 1] == layers_pattern):
+        if patterns is None or (i > 0 and parts[i - 1] in patterns):
             return int(part)
     return None
 
@@ -122,7 +124,8 @@ def find_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
     if config.exclude_modules:
         chosen = [n for n in chosen if not _matches(n, config.exclude_modules)]
     if config.layers_to_transform is not None:
-        wanted = set(config.layers_to_transform)
+        layers = config.layers_to_transform
+        wanted = {layers} if isinstance(layers, int) else set(layers)  # peft allows one index as an int
         chosen = [n for n in chosen if layer_index(n, config.layers_pattern) in wanted]
     if not chosen:
         raise TargetError("no module left to adapt after exclude_modules / layers_to_transform")

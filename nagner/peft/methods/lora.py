@@ -39,8 +39,11 @@ class LoraConfig(AdapterConfig):
 
     Args:
         r: rank. lora_alpha: α (scaling α/r). lora_dropout: dropout on the adapter's input.
-        use_rslora: scale by α/√r instead. init_lora_weights: True (Kaiming A, zero B) or
-            "gaussian" (A ~ N(0, 1/r), zero B). rank_pattern / alpha_pattern: per-module r / α
+        use_rslora: scale by α/√r instead. init_lora_weights: True (Kaiming A, zero B),
+            "gaussian" (A ~ N(0, 1/r), zero B) or False (A and B both Kaiming, as `nn.Linear`
+            starts: not a no-op at first; `peft` writes it routinely, and a loaded folder's
+            weights replace the init anyway). Inits that rewrite the base weights (PiSSA, LoftQ,
+            CorDA, ...) are refused. rank_pattern / alpha_pattern: per-module r / α
             (keys: regexes matched against a dotted suffix of the module name).
     """
 
@@ -61,8 +64,8 @@ class LoraConfig(AdapterConfig):
             raise ValueError(f"r must be >= 0, got {self.r}")
         if self.bias != "none":
             raise ValueError("only bias='none' is supported (adapters never train the host's bias)")
-        if self.init_lora_weights not in (True, "gaussian"):
-            raise ValueError(f"init_lora_weights must be True or 'gaussian', got {self.init_lora_weights!r}")
+        if self.init_lora_weights not in (True, False, "gaussian"):
+            raise ValueError(f"init_lora_weights must be True, False or 'gaussian', got {self.init_lora_weights!r}")
 
     def rank_and_alpha(self, module_name: str) -> tuple[int, float]:
         return (
@@ -99,7 +102,10 @@ class LoraAdapter(Adapter):
             nn.init.normal_(self.lora_A.weight, std=1 / max(self.r, 1))
         else:
             nn.init.kaiming_uniform_(self.lora_A.weight, a=math.sqrt(5))
-        nn.init.zeros_(self.lora_B.weight)
+        if self.init_weights is False:
+            nn.init.kaiming_uniform_(self.lora_B.weight, a=math.sqrt(5))
+        else:
+            nn.init.zeros_(self.lora_B.weight)
 
     # ------------------------------------------------------------------------ variant hooks
     def weight_A(self) -> torch.Tensor:
