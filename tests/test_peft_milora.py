@@ -306,3 +306,24 @@ def test_adapter_trainer_trains_the_router_and_lowers_the_loss(tmp_path):
     after = dict(adapter_parameters(model, "default"))
     assert any(not torch.equal(after[n], value) for n, value in router.items() if n.endswith("gate.weight"))
     assert any(not torch.equal(after[n], value) for n, value in router.items() if n.endswith("numerator"))
+
+
+@torch.no_grad()
+@pytest.mark.parametrize("method", ["milora", "para"])
+def test_generate_from_a_filled_cache_never_reuses_another_requests_routing(method):
+    """Review B2: a request that starts from a prefix cache used to read the routing the previous
+    request left behind. It has no prompt to route on, so it must fail and say why."""
+    from transformers import DynamicCache
+
+    from nagner.peft.methods.para import ParaConfig
+
+    model = tiny_llama()
+    attach(model, MiLoraConfig(r=4, top_k=2) if method == "milora" else ParaConfig(r=4))
+    randomize(model, seed=1)
+    greedy(model, ids(1, 6, seed=1))  # request 1 routes on its own prompt
+    second = ids(1, 6, seed=7)
+    cache = DynamicCache(config=model.config)
+    model(second[:, :5], past_key_values=cache, use_cache=True)  # a prefix cache filled outside generate
+    with pytest.raises(RuntimeError, match="filled key/value cache"):
+        model.generate(second, past_key_values=cache, max_new_tokens=2, do_sample=False)
+    assert torch.equal(greedy(model, second), greedy(model, second))  # an ordinary request still works

@@ -347,10 +347,13 @@ class PromptConditionedExtras(AdapterExtras):
 
     # ------------------------------------------------------------------------------ hooks
     def begin_request(self) -> None:
-        """A ``generate`` call starts: its first forward of each stack is the prefill."""
+        """A ``generate`` call starts: its first forward of each stack is the prefill. What an
+        earlier request computed is forgotten, so it can never be read for this one."""
         self._request_open = True
         for stack in self._stacks:
             stack.routed_in_request = False
+        for signal in self.signals:
+            signal.value = None
 
     def end_request(self) -> None:
         self._request_open = False
@@ -359,6 +362,12 @@ class PromptConditionedExtras(AdapterExtras):
         cache = _argument(stack.names, args, kwargs, "cache")
         if cache is None:
             cache = _argument(stack.names, args, kwargs, "past_key_values")
+        if self._request_open and not stack.routed_in_request and _continues_a_cache(cache):
+            raise RuntimeError(
+                "generate started from a filled key/value cache (a reused prefix or an earlier turn): "
+                f"{type(self).__name__} adapters route on the whole prompt, which this request does not "
+                "show; pass the whole prompt without past_key_values"
+            )
         stack.in_call = True
         stack.recompute = not (_continues_a_cache(cache) or (self._request_open and stack.routed_in_request))
         stack.routed_in_request = stack.routed_in_request or self._request_open
