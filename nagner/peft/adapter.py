@@ -47,6 +47,10 @@ class AdapterExtras(nn.Module):
     they are removed when the adapter is detached.
     """
 
+    # Whether these parts take part in the forward pass (routers, generators). Parts that only add a
+    # training-loss term (SoRA's L1 penalty) leave the adapter a plain LoRA at inference.
+    changes_outputs: bool = True
+
     def install(self, model: nn.Module, name: str) -> list[RemovableHandle]:
         return []
 

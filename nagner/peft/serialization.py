@@ -161,7 +161,8 @@ def export_peft_lora(
                 raise TypeError(f"adapter {name!r} ({type(adapter).__name__}) has no plain LoRA form")
             pairs[module_name] = adapter.as_lora()
             fan_in_fan_out |= isinstance(layer.base_layer, Conv1D)
-    if name in peft_state(model).extras:
+    extras = peft_state(model).extras
+    if name in extras and extras[name].changes_outputs:
         raise TypeError(f"adapter {name!r} has model-level parts (router / generator): no plain LoRA form")
     rank = max(A.shape[0] for A, _ in pairs.values())
     if rank == 0:

@@ -5,16 +5,16 @@ proximal L1 step, then pruned to a plain LoRA of smaller per-module rank.
 
 Training (official recipe): the usual optimizer step on A, B and g, then the proximal operator of
 ξ‖g‖₁ on every gate, ``g ← sign(g)·max(|g| − ξ, 0)`` (`sora_proximal_step`, run after each
-optimizer step by `SoraCallback`), plus the loss term ``η·Σ|g| / r`` per module
-(`SoraAdapter.auxiliary_loss`, added by `AdapterTrainer` or `nagner.peft.auxiliary_loss`).
+optimizer step by `SoraCallback`), plus the loss term ``η·Σ|g| / #g`` over all gate entries of
+the model (`SoraPenalty.auxiliary_loss`, added by `AdapterTrainer` or `nagner.peft.auxiliary_loss`).
 
 The official code applies the threshold as three masked updates in a row (``g[g > ξ] -= ξ;
 g[g < −ξ] += ξ; g[|g| < ξ] = 0``), so a gate in (ξ, 2ξ) is first shrunk into (0, ξ) and then
 zeroed, and a gate of exactly ±ξ stays: it zeroes |g| < 2ξ. That rule is available only as the
 compat flag ``official_prox=True``; the default is the exact soft threshold.
 
-Its L1 term divides by the number of gate entries of the whole model; here each module divides by
-its own r (the mean |g| of the module), so with N equally sized modules η here = η_official / N.
+Like the official trainer, the L1 term divides by the number of gate entries of the whole model,
+so η means the same as the official ``sparse_lambda``.
 
 After training, `prune_sora` drops the ranks whose gate is 0 and folds g into B: the adapter
 becomes a plain LoRA with per-module ranks (``rank_pattern``) and the same outputs. Before that,
@@ -23,11 +23,13 @@ becomes a plain LoRA with per-module ranks (``rank_pattern``) and the same outpu
 
 from __future__ import annotations
 
+import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
+from nagner.peft.adapter import AdapterExtras
 from nagner.peft.attach import DEFAULT_NAME, adapted_layers, adapter_config, peft_state
 from nagner.peft.config import register_method
 from nagner.peft.layer import AdaptedLayer
@@ -41,7 +43,8 @@ class SoraConfig(LoraConfig):
     """SoRA: the LoRA fields (defaults r = 16, α = 16 as the official `run_glue.py`) plus
 
     Args:
-        l1_weight: η, weight of the loss term ``η·Σ|g| / r`` per module (official ``sparse_lambda``).
+        l1_weight: η, weight of the loss term ``η·Σ|g| / #g`` over every gate entry of the model
+            (official ``sparse_lambda``, normalised as the official trainer does).
         prox_threshold: ξ, the proximal step's threshold (official ``sparse_lambda_2``); a
             `SparsitySchedule` in `SoraCallback` overrides it.
         official_prox: apply the official code's sequential threshold instead of the exact one.
@@ -64,6 +67,9 @@ class SoraConfig(LoraConfig):
     def build_adapter(self, layer: AdaptedLayer, module_name: str) -> SoraAdapter:
         r, alpha = self.rank_and_alpha(module_name)
         return SoraAdapter(layer.in_features, layer.out_features, r, alpha, self)
+
+    def build_extras(self, model: nn.Module, layers: dict[str, AdaptedLayer]) -> SoraPenalty:
+        return SoraPenalty(self.l1_weight)
 
 
 class SoraAdapter(LoraAdapter):
@@ -92,11 +98,37 @@ class SoraAdapter(LoraAdapter):
         B = self.weight_B()[:, keep] * self.lora_gate[keep] * self.scaling
         return self.weight_A()[keep], B
 
+
+class SoraPenalty(AdapterExtras):
+    """SoRA's L1 term over the whole model, as the official trainer computes it: η·Σ|g| over every
+    gate of the adapter, divided by the number of gate entries (after pruning, of those left)."""
+
+    changes_outputs = False  # a loss term only
+
+    def __init__(self, l1_weight: float):
+        super().__init__()
+        self.l1_weight = l1_weight
+        self._target: tuple[weakref.ref, str] | None = None  # (the model, the adapter's name)
+
+    def install(self, model: nn.Module, name: str) -> list:
+        self._target = (weakref.ref(model), name)  # a weak reference: no module cycle, no state-dict copy
+        return []
+
     def auxiliary_loss(self) -> torch.Tensor | None:
-        """η·Σ|g| / r (the L1 subgradient term of the official trainer), None when η = 0."""
-        if self.l1_weight == 0 or self.r == 0:
+        """η·Σ|g| / #g over the adapter's gates; None when η = 0 or no gate is left."""
+        model = self._target[0]() if self._target is not None else None
+        if self.l1_weight == 0 or model is None:
             return None
-        return self.l1_weight * self.lora_gate.abs().sum() / self.lora_gate.numel()
+        name = self._target[1]
+        gates = [
+            layer.adapters[name].lora_gate for layer in adapted_layers(model).values()
+            if isinstance(layer.adapters[name] if name in layer.adapters else None, SoraAdapter)
+        ]
+        gates = [gate.reshape(-1) for gate in gates if gate.numel()]  # (r_m,) each
+        if not gates:
+            return None
+        every = torch.cat(gates)  # (Σ r_m,)
+        return self.l1_weight * every.abs().sum() / every.numel()
 
 
 # ------------------------------------------------------------------------------------ procedures
@@ -242,6 +274,10 @@ def prune_sora(model: nn.Module, name: str = DEFAULT_NAME) -> LoraConfig:
         alpha_pattern=module_pattern(alphas),
     )
     state.configs[name] = pruned
+    if name in state.extras:  # a plain LoRA now: no gates, no L1 term
+        del state.extras[name]
+        for handle in state.handles.pop(name, []):
+            handle.remove()
     return pruned
 
 
