@@ -1,8 +1,25 @@
-"""nagner: NAG-NER, one non-autoregressive model for flat, nested and discontinuous entities."""
+"""nagner: NAG-NER, one non-autoregressive model for flat, nested and discontinuous entities.
 
-from nagner.data.example import Entity, Sentence
-from nagner.errors import NagNerInputError
+The top-level names load on first use, so that ``import nagner.peft`` (the adapter library, which
+stands on torch and transformers alone) does not load the NER task's data code.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
+_EXPORTS = {
+    "Entity": "nagner.data.example",
+    "Sentence": "nagner.data.example",
+    "NagNerInputError": "nagner.errors",
+}
+
 __all__ = ["Entity", "Sentence", "NagNerInputError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module 'nagner' has no attribute {name!r}")

@@ -368,3 +368,18 @@ def test_copies_are_independent():
     merge(twin)
     ids = tokens()
     assert torch.equal(run(model, ids), run(tiny_bert(), ids))
+
+
+def test_import_nagner_peft_loads_no_ner_or_qa_module():
+    """The adapter library stands alone (docs/style.md): importing it loads nothing of the NER task
+    or of knowledge_qa."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, nagner.peft\n"
+        "print(sorted(m for m in sys.modules if m.startswith('knowledge_qa') or "
+        "(m.startswith('nagner.') and not m.startswith('nagner.peft'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
