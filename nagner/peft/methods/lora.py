@@ -129,7 +129,7 @@ class LoraAdapter(Adapter):
         A = self.weight_A()
         h = F.linear(self.lora_dropout(x.to(A.dtype)), A)  # (…, r)
         delta = F.linear(self.mix_ranks(h), self.weight_B())  # (…, d_out)
-        return y + (delta * self.scaling).to(y.dtype)
+        return torch.add(y, delta.to(y.dtype), alpha=self.scaling)  # one kernel for y + s·delta
 
     def as_lora(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A (r, d_in), B (d_out, r)), rank map folded into A and scaling into B."""
