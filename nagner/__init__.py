@@ -4,7 +4,7 @@ The top-level names load on first use, so that ``import nagner.peft`` (the adapt
 stands on torch and transformers alone) does not load the NER task's data code.
 """
 
-import importlib
+from nagner.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -15,11 +15,4 @@ _EXPORTS = {
 }
 
 __all__ = ["Entity", "Sentence", "NagNerInputError", "__version__"]
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nagner' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _EXPORTS)

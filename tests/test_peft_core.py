@@ -382,4 +382,4 @@ def test_import_nagner_peft_loads_no_ner_or_qa_module():
         "(m.startswith('nagner.') and not m.startswith('nagner.peft'))))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "[]"
+    assert out.strip() == "['nagner.lazy_exports']"  # the package's own import plumbing, nothing of a task

@@ -57,6 +57,16 @@ def peft_load(build, directory: Path) -> nn.Module:
         return peft.PeftModel.from_pretrained(build(), str(directory)).eval()
 
 
+def _peft_saved(build, config, directory, seed=5):
+    """A `peft` LoRA model with non-zero weights, saved by `peft` into ``directory``."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # peft notes that Conv1D needs fan_in_fan_out
+        theirs = peft.get_peft_model(build(), config).eval()
+    randomize_lora(theirs, seed=seed)
+    theirs.save_pretrained(str(directory))
+    return theirs
+
+
 def our_load(build, directory: Path, **kwargs) -> nn.Module:
     model = build()
     with warnings.catch_warnings():
@@ -202,11 +212,7 @@ def test_our_lora_folder_loads_in_peft_with_identical_outputs(tmp_path, build, c
     ids=["bert", "gpt2", "llama-rslora"],
 )
 def test_a_peft_saved_lora_loads_with_ours_with_identical_outputs(tmp_path, build, config):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = peft.get_peft_model(build(), config).eval()
-    randomize_lora(theirs, seed=4)
-    theirs.save_pretrained(str(tmp_path))
+    theirs = _peft_saved(build, config, tmp_path, seed=4)
     ours = our_load(build, tmp_path)
     torch.testing.assert_close(run(ours), run(theirs), rtol=1e-6, atol=1e-6)
 
@@ -328,15 +334,6 @@ def test_attach_refuses_a_bare_container():
 
 
 # ------------------------------------------------------- real peft folders (review B3)
-def _peft_saved(build, config, directory):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        theirs = peft.get_peft_model(build(), config).eval()
-    randomize_lora(theirs, seed=5)
-    theirs.save_pretrained(str(directory))
-    return theirs
-
-
 @pytest.mark.parametrize(
     "config",
     [

@@ -4,7 +4,7 @@ Names load on first use, so that a light part (the exported runtime, `runtime.py
 transformers' modelling stack through this package.
 """
 
-import importlib
+from nagner.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "NagNerConfig": "nagner.modeling.configuration",
@@ -16,15 +16,4 @@ _EXPORTS = {
 }
 
 __all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str):
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nagner.modeling' has no attribute {name!r}")
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__ = lazy_exports(__name__, _EXPORTS)
