@@ -54,20 +54,32 @@ def check_checkpoint(path: str | Path) -> Path:
 
 
 @contextmanager
+def no_transformers_progress_bars() -> Iterator[None]:
+    """transformers' own progress bars (loading and writing shards) off, restored afterwards."""
+    from transformers.utils import logging as hf_logging
+
+    enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if enabled:
+            hf_logging.enable_progress_bar()
+
+
+@contextmanager
 def quiet_transformers() -> Iterator[None]:
     """No progress bars or info chatter from transformers while loading (restored afterwards);
     what matters (missing weights) is checked here and raised as an error instead."""
     from transformers.utils import logging as hf_logging
 
-    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
-    hf_logging.disable_progress_bar()
     try:
-        yield
+        with no_transformers_progress_bars():
+            yield
     finally:
         hf_logging.set_verbosity(verbosity)
-        if bars:
-            hf_logging.enable_progress_bar()
 
 
 def _missing_weights(model: NagNerModel, folder: Path) -> list[str]:

@@ -75,7 +75,14 @@ def line_sentence(
 ) -> Sentence:
     """The record of one input text without entities: all words of its sentences (see
     :func:`line_sentences`), ``sentence_spans`` where they are, ``source`` and ``line`` set."""
-    sentences = line_sentences(line, words, language)
+    return _text_record(line, line_sentences(line, words, language), words, source, number)
+
+
+def _text_record(
+    line: str, sentences: list[Sentence], words: bool, source: str | None, number: int | None
+) -> Sentence:
+    """The sentences of one input text joined into its record (see :func:`line_sentences` for
+    the record's text in ``words`` mode)."""
     record = join_sentences(" ".join(line.split()) if words else line, sentences)
     record.source, record.line = source, number
     return record
@@ -133,9 +140,7 @@ def predict_stream(
             if sentence is not None:
                 pending.append(sentence)
             if last:
-                record = join_sentences(" ".join(text.split()) if words else text, pending)
-                record.source, record.line = source, number
-                yield record
+                yield _text_record(text, pending, words, source, number)
                 pending = []
 
 

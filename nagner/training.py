@@ -26,8 +26,6 @@ import logging
 import math
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +36,7 @@ from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArgu
 from transformers.trainer_utils import get_last_checkpoint
 
 from nagner.atomic import atomic_folder, atomic_outputs
-from nagner.checkpoint import load_checkpoint
+from nagner.checkpoint import load_checkpoint, no_transformers_progress_bars
 from nagner.data.example import Sentence
 from nagner.errors import NagNerInputError
 from nagner.evaluation import evaluate_entities
@@ -174,20 +172,6 @@ class FeatureDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         return self.features[index]
-
-
-@contextmanager
-def no_transformers_progress_bars() -> Iterator[None]:
-    """transformers' own progress bars (loading and writing shards) off, restored afterwards."""
-    from transformers.utils import logging as hf_logging
-
-    enabled = hf_logging.is_progress_bar_enabled()
-    hf_logging.disable_progress_bar()
-    try:
-        yield
-    finally:
-        if enabled:
-            hf_logging.enable_progress_bar()
 
 
 class NagNerTrainer(Trainer):

@@ -109,8 +109,10 @@ def _fragment_tree(record: Mapping[str, Any]) -> list[_Fragment]:
     return roots
 
 
-def _type_colours(records: list[Mapping[str, Any]]) -> dict[str, str]:
-    colours: dict[str, str] = {}
+def _type_colours(records: list[Mapping[str, Any]], colours: dict[str, str] | None = None) -> dict[str, str]:
+    """Colours of the records' types in order of first appearance; ``colours`` (extended in
+    place) holds the types seen before, so a page written record by record stays consistent."""
+    colours = {} if colours is None else colours
     for record in records:
         for entity in record.get("entities", []):
             colours.setdefault(entity["type"], PALETTE[len(colours) % len(PALETTE)])
@@ -249,8 +251,7 @@ class HtmlPageWriter:
         if self.count == 0:
             self.out.write(_PAGE_HEAD.format(title=html.escape(self.title)))
         record = _as_record(record)
-        for entity in record.get("entities", []):
-            self.colours.setdefault(entity["type"], PALETTE[len(self.colours) % len(PALETTE)])
+        _type_colours([record], self.colours)
         self.count += 1
         self.out.write(f'<div class="nagner-line">{self.count}</div>\n' + _record_html(record, self.colours) + "\n")
 

@@ -22,8 +22,7 @@ from nagner.cli.progress import progress_bar
 from nagner.data.example import Entity, Sentence, entity_kind
 from nagner.data.loading import READERS, read_annotations
 from nagner.evaluation import evaluate_entities, format_report, seqeval_scores
-
-PROGRESS_CHUNK = 256  # sentences predicted between progress updates
+from nagner.prediction import CHUNK_SIZE
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -76,8 +75,8 @@ def run(args: argparse.Namespace) -> int:
     bar = progress_bar(not args.no_progress, total=len(gold))
     predicted: list[list[Entity]] = []
     try:
-        for start in range(0, len(gold), PROGRESS_CHUNK):
-            chunk = gold[start : start + PROGRESS_CHUNK]
+        for start in range(0, len(gold), CHUNK_SIZE):  # the progress bar moves once per chunk
+            chunk = gold[start : start + CHUNK_SIZE]
             predicted.extend(model.predict_sentences(chunk, batch_size=args.batch_size))
             if bar is not None:
                 bar.update(len(chunk))

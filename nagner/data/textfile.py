@@ -41,14 +41,22 @@ def iter_lines(stream: IO[Any], source: str) -> Iterator[str]:
     for text that is not UTF-8, and for a stream without any line (an empty input is taken as a
     mistake).
     """
-    number = 0
+    empty = True
+    for _, line in _numbered(stream, source):
+        empty = False
+        yield line
+    if empty:
+        raise NagNerInputError("no input lines (empty input?)", source)
+
+
+def _numbered(stream: IO[Any], source: str) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` of a text or binary stream: bytes decoded line by line, a leading
+    byte order mark dropped, ``\\n`` / ``\\r\\n`` removed."""
     for number, raw in enumerate(stream, start=1):
         line = decode_line(raw, source, number) if isinstance(raw, bytes) else raw
         if number == 1:
             line = line.removeprefix(BOM)
-        yield line.removesuffix("\n").removesuffix("\r")
-    if number == 0:
-        raise NagNerInputError("no input lines (empty input?)", source)
+        yield number, line.removesuffix("\n").removesuffix("\r")
 
 
 def check_file(path: str | Path) -> Path:
@@ -74,13 +82,8 @@ def iter_file_lines(path: str | Path) -> Iterator[str]:
 def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
     """``(line number, line)`` of a UTF-8 text file, line ends removed, read lazily; an empty file
     gives nothing (the readers say what they expected instead)."""
-    source = str(path)
     with open(path, "rb") as stream:
-        for number, raw in enumerate(stream, start=1):
-            line = decode_line(raw, source, number)
-            if number == 1:
-                line = line.removeprefix(BOM)
-            yield number, line.removesuffix("\n").removesuffix("\r")
+        yield from _numbered(stream, str(path))
 
 
 def read_text(path: str | Path, source: str | None = None) -> str:

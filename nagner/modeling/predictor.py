@@ -39,7 +39,7 @@ class NagNerPredictor:
         )
         self.decoder = SlotDecoder(
             hidden,
-            len(config.entity_types) + 1,
+            config.num_types,
             config.max_pointers,
             config.max_entities_per_start,
             config.decoder_layers,

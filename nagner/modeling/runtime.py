@@ -53,9 +53,6 @@ class RuntimeConfig:
     def num_types(self) -> int:
         return len(self.entity_types) + 1
 
-    def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
-
 
 class RuntimeTokenizer:
     """The part of a transformers fast tokenizer that encoding uses, on the `tokenizers` library."""
@@ -157,14 +154,13 @@ def export_runtime(model: Any, folder: str | Path) -> Path:
         model.tokenizer.backend_tokenizer.save(str(staging / "tokenizer.json"))
         config = model.config.to_dict()
         config.pop("transformers_version", None)
-        tokenizer = t
         (staging / "runtime.json").write_text(json.dumps({
             "format": FORMAT,
             "config": config,
             "hidden_size": model.encoder.config.hidden_size,
             "special_ids": {
-                "cls_token_id": tokenizer.cls_token_id, "sep_token_id": tokenizer.sep_token_id,
-                "unk_token_id": tokenizer.unk_token_id, "pad_token_id": tokenizer.pad_token_id,
+                "cls_token_id": t.cls_token_id, "sep_token_id": t.sep_token_id,
+                "unk_token_id": t.unk_token_id, "pad_token_id": t.pad_token_id,
             },
         }, indent=1), encoding="utf-8")
         model.train(was_training)
