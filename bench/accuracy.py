@@ -32,12 +32,10 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
-
-from token_classification import TokenClassificationBaseline  # noqa: E402
 
 from nagner.data import Sentence, read_sentences  # noqa: E402
 from nagner.evaluation import evaluate_entities, seqeval_scores  # noqa: E402
+from nagner.token_classification import TokenClassificationBaseline  # noqa: E402
 from nagner.training import TrainingOptions, build_model, train_model  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"

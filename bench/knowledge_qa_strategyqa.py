@@ -31,6 +31,10 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from knowledge_qa.training.recipe import TrainingRecipe
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "strategyqa"
@@ -58,9 +62,14 @@ def build_corpus() -> Path:
 
 
 def build_index(corpus: Path, kind: str) -> Path:
+    """The index ``knowledge-qa index CORPUS --kind KIND`` builds (the same library call)."""
+    from knowledge_qa.corpus import read_corpus
+    from knowledge_qa.retrieval import build_retriever
+
     folder = OUT / f"index-{kind}"
     if not (folder / "retriever.json").exists():
-        run([sys.executable, "-m", "knowledge_qa", "index", str(corpus), "--output", str(folder), "--kind", kind])
+        print(f"indexing {corpus} ({kind})", flush=True)
+        build_retriever(read_corpus(corpus), kind).save(folder)
     return folder
 
 
@@ -97,8 +106,24 @@ def recall_table(indexes: dict[str, Path], ks=(1, 5, 10, 20)) -> dict[str, dict]
     return table
 
 
+def cpu_recipe(output: Path, epochs: float, batch_size: int, **changes) -> TrainingRecipe:
+    """The CPU recipe: the warm-started core with LoRA r = 16 on every linear layer, trained on the
+    actions of StrategyQA train and the answers of the extra training questions."""
+    from knowledge_qa.training.recipe import DEFAULT_WARM_START, TrainingRecipe
+
+    values = dict(
+        questions=str(DATA / "train.json"), extra_questions=str(DATA / "strategyqa_train_filtered.json"),
+        output=str(output), warm_start=DEFAULT_WARM_START, role="core",
+        adapter={"method": "lora", "r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
+        epochs=epochs, batch_size=batch_size, learning_rate=7e-4, max_source_tokens=256,
+    )
+    return TrainingRecipe(**{**values, **changes})
+
+
 def train_models(corpus: Path, epochs: float, batch_size: int) -> Path:
     """The core model, trained here (the CPU recipe; about an hour on 2 cores)."""
+    from knowledge_qa.training.recipe import train_agent_models
+
     folder = OUT / "model"
     dev = {q["question"] for q in json.loads((DATA / "dev.json").read_text(encoding="utf-8"))}
     for name in ("train.json", "strategyqa_train_filtered.json"):
@@ -106,64 +131,42 @@ def train_models(corpus: Path, epochs: float, batch_size: int) -> Path:
         if leaked:
             raise SystemExit(f"{name} holds {len(leaked)} dev questions; refusing to train on them")
     if not (folder / "core" / "adapter_config.json").exists():
-        run([
-            sys.executable, "-m", "knowledge_qa", "train", "--warm-start", "--role", "core",
-            "--questions", str(DATA / "train.json"), "--extra-questions", str(DATA / "strategyqa_train_filtered.json"),
-            "--output", str(folder), "--adapter", "lora", "--adapter-options", "r=16", "lora_alpha=32",
-            "--epochs", str(epochs), "--batch-size", str(batch_size), "--learning-rate", "7e-4",
-            "--max-examples-per-task", "action=4000", "decompose=3000", "--max-source-tokens", "256",
-        ])
+        limits = {"action": 4000, "decompose": 3000}
+        train_agent_models(cpu_recipe(folder, epochs, batch_size, max_examples_per_task=limits))
     return folder
 
 
 def train_answerer(epochs: float, batch_size: int) -> Path:
     """A second warm-started model trained on FinalAnswer examples alone (the CPU recipe: the core
     model trained on every action answers yes / no barely above noise)."""
+    from knowledge_qa.training.recipe import train_agent_models
+
     folder = OUT / "answerer"
     if not (folder / "core" / "adapter_config.json").exists():
-        run([
-            sys.executable, "-m", "knowledge_qa", "train", "--warm-start", "--role", "core", "--tasks", "final_answer",
-            "--questions", str(DATA / "train.json"), "--extra-questions", str(DATA / "strategyqa_train_filtered.json"),
-            "--output", str(folder), "--adapter", "lora", "--adapter-options", "r=16", "lora_alpha=32",
-            "--epochs", str(epochs), "--batch-size", str(batch_size), "--learning-rate", "7e-4", "--max-source-tokens", "256",
-        ])
+        train_agent_models(cpu_recipe(folder, epochs, batch_size, tasks=["final_answer"]))
     return folder / "core"
 
 
 def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extractor: str | None) -> dict[str, dict]:
     """Every variant of ``args.variants`` on dev, in this process (models loaded once); resumable."""
-    from knowledge_qa.agent import AgentOptions, GeekAgent
+    from knowledge_qa.agent import AgentOptions
+    from knowledge_qa.assembly import AgentSpec, assemble, load_parts
     from knowledge_qa.evaluation import evaluate
-    from knowledge_qa.retrieval import load_retriever
     from knowledge_qa.strategyqa import read_questions
 
     questions = read_questions(DATA / "dev.json")[: args.limit]
-    retriever = load_retriever(index)
-    if args.server:
-        from knowledge_qa.models.http_model import OpenAICompatibleModel
-
-        core_model = OpenAICompatibleModel(args.server, args.server_model)
-        extractor_model = OpenAICompatibleModel(args.server, args.server_extractor_model) if args.server_extractor_model else core_model
-    else:
-        from knowledge_qa.models.transformers_model import TransformersModel
-
-        core_model = TransformersModel.from_pretrained(core, batch_size=args.model_batch_size)
-        extractor_model = TransformersModel.from_pretrained(extractor, batch_size=args.model_batch_size) if extractor else core_model
-    if args.sentence_extractor:
-        from knowledge_qa.cli.arguments import sentence_extractor
-
-        extractor_model = sentence_extractor(retriever)  # shares the dense index's MiniLM
-    answerer = None
-    if args.answerer:
-        from knowledge_qa.models.transformers_model import TransformersModel
-
-        answerer = TransformersModel.from_pretrained(args.answerer, batch_size=args.model_batch_size)
+    spec = AgentSpec(
+        core=None if args.server else core, extractor=None if args.server else extractor, answerer=args.answerer,
+        sentence_extractor=args.sentence_extractor, server=args.server, server_model=args.server_model,
+        server_extractor_model=args.server_extractor_model, model_batch_size=args.model_batch_size, index=str(index),
+    )
+    parts = load_parts(spec)  # models and index loaded once for every variant
+    core_model, extractor_model, answerer = parts.core, parts.extractor, parts.answerer
     results = {}
     for name in args.variants.split(","):
         decomposition, retrieval, exploration = VARIANTS[name]
         options = AgentOptions(decomposition=decomposition, retrieval=retrieval, exploration=exploration, branches=args.branches)
-        agent = GeekAgent(core_model, extractor=extractor_model, retriever=retriever if retrieval else None,
-                          answerer=answerer, options=options)
+        agent = assemble(parts, options)
         slug = re.sub(r"[^a-z]+", "-", name).strip("-") + ("-answerer" if answerer else "")
         settings = {"core": core_model.describe(), "extractor": extractor_model.describe(), "index": str(index),
                     "answerer": answerer.describe() if answerer else None, "questions": len(questions), **vars(options)}

@@ -19,11 +19,11 @@ from __future__ import annotations
 import argparse
 import copy
 import statistics
-import sys
 import tempfile
 import time
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -31,7 +31,6 @@ from torch import nn
 from transformers import AutoModel, BertConfig, BertModel
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from nagner.peft import LoraConfig, attach, config_class, merge, save_adapter  # noqa: E402
 
@@ -111,17 +110,39 @@ def load_peft(base: nn.Module, folders: dict[str, Path]) -> nn.Module:
     return model.eval()
 
 
-def time_round_robin(systems: dict[str, Callable[[], object]], repeats: int) -> dict[str, float]:
-    """Median seconds per call of each system, measured in turn each round after one warm-up."""
+@dataclass
+class Timing:
+    """Seconds per call of one system over the rounds: the median and the spread."""
+
+    seconds: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.seconds)
+
+    def spread(self, reference: Timing | None = None) -> str:
+        """"min–max" of the per-round speed ratio against ``reference`` (round by round, so both
+        systems saw the same moment of the machine), or of this system's seconds."""
+        if reference is None:
+            return f"{min(self.seconds):.3f}–{max(self.seconds):.3f} s"
+        ratios = [theirs / ours for ours, theirs in zip(self.seconds, reference.seconds, strict=True)]
+        return f"{min(ratios):.2f}–{max(ratios):.2f}×"
+
+
+def time_round_robin(systems: dict[str, Callable[[], object]], repeats: int) -> dict[str, Timing]:
+    """Seconds per call of each system, measured in turn each round (A, B, C, A, B, C, …) after
+    one warm-up each: a neighbour's load hits every system alike. The order rotates every round,
+    so no system always runs right after another one."""
     for run in systems.values():
         run()
+    names = list(systems)
     times: dict[str, list[float]] = {name: [] for name in systems}
-    for _ in range(repeats):
-        for name, run in systems.items():
+    for round_ in range(repeats):
+        for name in names[round_ % len(names) :] + names[: round_ % len(names)]:
             start = time.perf_counter()
-            run()
+            systems[name]()
             times[name].append(time.perf_counter() - start)
-    return {name: statistics.median(values) for name, values in times.items()}
+    return {name: Timing(values) for name, values in times.items()}
 
 
 def markdown_table(header: list[str], rows: list[list[str]]) -> str:
@@ -195,22 +216,23 @@ def main() -> None:
             {name: lambda m=model: m(**inputs) for name, model in systems.items()}, args.repeats
         )
 
-    base_speed = args.batch_size / seconds["base model"]
+    base_speed = args.batch_size / seconds["base model"].median
     rows = []
     for name in systems:
-        speed = args.batch_size / seconds[name]
+        speed = args.batch_size / seconds[name].median
         # LoRA rows must compute the same function; the base and other methods have their own
         difference = (
             max_difference(outputs[name], outputs["LoRA unmerged (ours)"]) if "LoRA" in name else None
         )
         agreement = "–" if difference is None else f"{difference:.1e}"
-        rows.append([name, f"{speed:.1f}", f"{speed / base_speed:.2f}×", agreement])
+        spread = seconds[name].spread(seconds["base model"])
+        rows.append([name, f"{speed:.1f}", f"{speed / base_speed:.2f}× ({spread})", agreement])
     print(
         f"encoder: {description}; batch {args.batch_size} × {args.seq_len} tokens; LoRA r={args.rank} on "
         f"q, k, v, o, FFN up/down; {args.threads} threads; median of {args.repeats} rounds "
-        "(CPU shared with other jobs)\n"
+        "(in-round ratio range in brackets)\n"
     )
-    print(markdown_table(["system", "sentences/s", "vs base", "LoRA max abs. diff. vs ours unmerged"], rows))
+    print(markdown_table(["system", "sentences/s", "vs base (range)", "LoRA max abs. diff. vs ours unmerged"], rows))
     for note in notes:
         print(f"\nnote: {note}")
 

@@ -24,11 +24,8 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests"))
-
-from conftest import build_tiny_encoder  # noqa: E402
-
 from nagner.modeling import NagNerModel  # noqa: E402
+from nagner.testing import build_tiny_encoder  # noqa: E402
 
 NAMES = ["Ann Lee", "John Reed", "Zoë Ångström", "Yuki Sato", "Omar Haddad"]
 PLACES = ["Paris", "New York", "Zürich", "Lima", "São Paulo", "東京"]

@@ -29,7 +29,6 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "bench"))
 DATA = REPO.parent / "shared" / "data"
 TESTS = {"conll": DATA / "conll2003" / "eng.testb", "cadec": DATA / "cadec" / "test.json"}
 
@@ -57,7 +56,7 @@ def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int |
         s.entities = []
     result: dict = {"sentences": len(sentences)}
     if system == "tokcls":
-        from token_classification import TokenClassificationBaseline
+        from nagner.token_classification import TokenClassificationBaseline
 
         baseline = TokenClassificationBaseline.load(folder)
         baseline.predict(sentences[:200], batch_size=batch_size)  # warm-up

@@ -5,7 +5,7 @@ pipeline on the same encoder (all-MiniLM-L6-v2), each a fresh process, in interl
 
 Rows (wall time of the whole process, from exec to exit, median and [min–max] over the rounds):
 * ``nagner predict``: the CLI as a user runs it, with the shipped default model, from its cached
-  runtime (`nagner.modeling.runtime`: exported on the first run, then reused).
+  runtime (`nagner.runtime`: exported on the first run, then reused).
 * ``nagner predict, first run``: the same with an empty cache (loads the full model, exports).
 * ``nagner predict --no-runtime-cache``: the full transformers model every time.
 * ``transformers pipeline``: ``pipeline("token-classification", model=DIR)`` and one call, where
@@ -50,7 +50,7 @@ import json, sys, time
 t0 = time.perf_counter()
 from nagner.cli import build_parser
 t1 = time.perf_counter()
-from nagner.modeling.runtime import load_predictor
+from nagner.runtime import load_predictor
 model = load_predictor(None)
 t2 = time.perf_counter()
 model.predict(sys.argv[1])

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from knowledge_qa.errors import QAInputError
-from nagner.atomic import write_jsonl
+from nagner.common.jsonl import iter_json_lines, write_jsonl
 
 
 @dataclass(frozen=True)
@@ -33,31 +32,24 @@ def read_corpus(path: str | Path) -> list[Passage]:
         raise QAInputError("corpus file not found", path)
     passages: list[Passage] = []
     seen: dict[str, int] = {}
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise QAInputError(f"not valid JSON ({error.msg}); expected one passage object per line", path, line_number) from None
-            if not isinstance(record, dict):
-                raise QAInputError(f"expected a JSON object {{id, title, text}}, found {type(record).__name__}", path, line_number)
-            for field in ("id", "text"):
-                if field not in record:
-                    raise QAInputError(f"passage has no {field!r} field (expected id, title, text)", path, line_number)
-            values = {field: record.get(field, "") for field in ("id", "title", "text")}
-            if isinstance(values["id"], int) and not isinstance(values["id"], bool):
-                values["id"] = str(values["id"])
-            for field, value in values.items():
-                if not isinstance(value, str):
-                    raise QAInputError(f"field {field!r} must be a string, found {type(value).__name__}", path, line_number)
-            if not values["text"].strip():
-                raise QAInputError(f"passage {values['id']!r} has an empty text", path, line_number)
-            if values["id"] in seen:
-                raise QAInputError(f"duplicate passage id {values['id']!r} (first on line {seen[values['id']]})", path, line_number)
-            seen[values["id"]] = line_number
-            passages.append(Passage(**values))
+    for line_number, record in iter_json_lines(path):
+        if not isinstance(record, dict):
+            raise QAInputError(f"expected a JSON object {{id, title, text}}, found {type(record).__name__}", path, line_number)
+        for field in ("id", "text"):
+            if field not in record:
+                raise QAInputError(f"passage has no {field!r} field (expected id, title, text)", path, line_number)
+        values = {field: record.get(field, "") for field in ("id", "title", "text")}
+        if isinstance(values["id"], int) and not isinstance(values["id"], bool):
+            values["id"] = str(values["id"])
+        for field, value in values.items():
+            if not isinstance(value, str):
+                raise QAInputError(f"field {field!r} must be a string, found {type(value).__name__}", path, line_number)
+        if not values["text"].strip():
+            raise QAInputError(f"passage {values['id']!r} has an empty text", path, line_number)
+        if values["id"] in seen:
+            raise QAInputError(f"duplicate passage id {values['id']!r} (first on line {seen[values['id']]})", path, line_number)
+        seen[values["id"]] = line_number
+        passages.append(Passage(**values))
     if not passages:
         raise QAInputError("the corpus is empty; expected at least one passage {id, title, text}", path)
     return passages

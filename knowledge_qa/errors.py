@@ -3,12 +3,9 @@ model server that cannot be reached or answers nonsense."""
 
 from __future__ import annotations
 
-from nagner.errors import NagNerInputError
+from nagner.common.errors import InputError as QAInputError
 
-
-class QAInputError(NagNerInputError):
-    """Bad user input: a question file, a corpus, an index folder, a flag. ``path`` and ``line``
-    (1-based) point at the offending place when known."""
+__all__ = ["BackendError", "QAInputError"]
 
 
 class BackendError(RuntimeError):

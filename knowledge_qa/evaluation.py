@@ -21,7 +21,7 @@ from knowledge_qa.agent import GeekAgent
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.state import Action
 from knowledge_qa.strategyqa import StrategyQuestion
-from nagner.atomic import check_output_path
+from nagner.common.atomic import check_output_path
 
 
 def settings_path(trace_path: Path) -> Path:

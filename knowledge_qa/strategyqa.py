@@ -13,7 +13,6 @@ so a ``.json`` file holding JSONL still reads.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from knowledge_qa.errors import QAInputError
-from nagner.atomic import write_jsonl
+from nagner.common.jsonl import iter_json_records, write_jsonl
+from nagner.common.textfile import read_text
 
 _ANSWER_STRINGS = {"yes": True, "true": True, "no": False, "false": False}
 
@@ -51,8 +51,8 @@ def question_id(question: str) -> str:
 def read_questions(path: str | Path) -> list[StrategyQuestion]:
     """Every question of a JSON-list or JSONL question file, in file order.
 
-    Raises QAInputError naming the file and the line (JSONL) or the record number (JSON list, where
-    line numbers are not known after parsing) for anything malformed: not JSON, a record that is not
+    Raises QAInputError naming the file and the line (of the record, in a JSON list: where it
+    starts) for anything malformed: not JSON, a record that is not
     an object, a missing, non-string or empty ``question``, an ``answer`` that is not a bool, null or
     one of the strings yes/no/true/false, a ``decomposition`` or ``facts`` that is not a list of
     strings, and duplicate qids. A missing qid becomes `question_id` of the question text.
@@ -60,61 +60,23 @@ def read_questions(path: str | Path) -> list[StrategyQuestion]:
     path = Path(path)
     if not path.is_file():
         raise QAInputError("question file not found", path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as error:
-        raise QAInputError(f"not UTF-8 text ({error.reason})", path) from None
-    stripped = text.lstrip()
-    if not stripped:
-        raise QAInputError("the question file is empty", path)
-    # (record, line or None, label used in messages)
-    raw: list[tuple[Any, int | None, str]] = []
-    if stripped.startswith("["):
-        try:
-            records = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise QAInputError(
-                f"not valid JSON ({error.msg}); expected a JSON list of question objects", path, error.lineno
-            ) from None
-        raw = [(record, None, f"record {number}") for number, record in enumerate(records, start=1)]
-    else:
-        for line_number, line in enumerate(text.splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise QAInputError(
-                    f"not valid JSON ({error.msg}); expected a JSON list or one question object per line",
-                    path,
-                    line_number,
-                ) from None
-            raw.append((record, line_number, f"line {line_number}"))
-    if not raw:
-        raise QAInputError("the question file holds no questions", path)
     questions: list[StrategyQuestion] = []
-    seen: dict[str, str] = {}
-    for record, line, label in raw:
-        question = _parse_record(record, path, line, label)
+    seen: dict[str, int] = {}
+    for line, record in iter_json_records(path):
+        question = _parse_record(record, path, line)
         if question.qid in seen:
-            raise QAInputError(
-                _where(line, label) + f"duplicate qid {question.qid!r} (first at {seen[question.qid]})",
-                path,
-                line,
-            )
-        seen[question.qid] = label
+            raise QAInputError(f"duplicate qid {question.qid!r} (first at line {seen[question.qid]})", path, line)
+        seen[question.qid] = line
         questions.append(question)
+    if not questions:
+        empty = not read_text(path).strip()
+        raise QAInputError("the question file is empty" if empty else "the question file holds no questions", path)
     return questions
 
 
-def _where(line: int | None, label: str) -> str:
-    # JSONL errors carry the line in QAInputError itself; JSON-list errors name the record in the text.
-    return "" if line is not None else f"{label}: "
-
-
-def _parse_record(record: Any, path: Path, line: int | None, label: str) -> StrategyQuestion:
+def _parse_record(record: Any, path: Path, line: int) -> StrategyQuestion:
     def fail(message: str) -> QAInputError:
-        return QAInputError(_where(line, label) + message, path, line)
+        return QAInputError(message, path, line)
 
     if not isinstance(record, dict):
         raise fail(f"expected a question object, found {type(record).__name__}")

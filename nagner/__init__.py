@@ -4,7 +4,7 @@ The top-level names load on first use, so that ``import nagner.peft`` (the adapt
 stands on torch and transformers alone) does not load the NER task's data code.
 """
 
-from nagner.lazy_exports import lazy_exports
+from nagner.common.lazy_exports import lazy_exports
 
 __version__ = "0.1.0"
 

@@ -1,25 +1,5 @@
-"""Errors a user can act on: which file, which line, what was expected."""
+"""The NER task's name for bad user input: `nagner.common.errors.InputError` itself."""
 
-from __future__ import annotations
+from nagner.common.errors import InputError as NagNerInputError
 
-from pathlib import Path
-
-
-class NagNerInputError(ValueError):
-    """Bad user input (a data file, a text, a flag). The CLI prints it without a traceback.
-
-    ``path`` and ``line`` (1-based) point at the offending place when known.
-    """
-
-    def __init__(self, message: str, path: str | Path | None = None, line: int | None = None):
-        self.message = message
-        self.path = str(path) if path is not None else None
-        self.line = line
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = ""
-        if self.path is not None:
-            where = self.path if self.line is None else f"{self.path}:{self.line}"
-            where += ": "
-        return f"{where}{self.message}"
+__all__ = ["NagNerInputError"]

@@ -6,7 +6,7 @@
 
 Every input text gives exactly one output record, in input order; an empty or blank line gives
 a record without entities. Input is read only as far as the current chunk, so a 100k line file
-costs the memory of one chunk. Output files are written atomically (see :mod:`nagner.atomic`):
+costs the memory of one chunk. Output files are written atomically (see :mod:`nagner.common.atomic`):
 on any error no output file appears.
 
 Output formats: ``jsonl`` (one ``{"text", "entities", "sentences"}`` record a line), ``conll``
@@ -24,7 +24,8 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, TextIO
 
-from nagner.atomic import atomic_outputs
+from nagner.common.atomic import atomic_outputs
+from nagner.common.textfile import iter_lines, read_text
 from nagner.data.example import Sentence
 from nagner.data.sentence_writers import (
     BratSentenceWriter,
@@ -33,7 +34,6 @@ from nagner.data.sentence_writers import (
     SentenceWriter,
 )
 from nagner.data.text import DEFAULT_LANGUAGE, join_sentences, text_sentences, with_offsets
-from nagner.data.textfile import iter_lines, read_text
 from nagner.errors import NagNerInputError
 
 OUTPUT_FORMATS = ("jsonl", "conll", "brat", "html", "text")
@@ -48,7 +48,7 @@ def iter_stdin_lines() -> Iterator[str]:
 
 def read_document(path: str | Path | None) -> tuple[str, str]:
     """A whole UTF-8 file (standard input for None or "-") as one text, and the name errors give
-    it; see :func:`nagner.data.textfile.read_text`. Offsets of predictions point into this text."""
+    it; see :func:`nagner.common.textfile.read_text`. Offsets of predictions point into this text."""
     source = "<stdin>" if path is None or str(path) == "-" else str(path)
     text = read_text(path, source)
     if not text.strip():

@@ -31,18 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import Dataset
 from transformers import PrinterCallback, Trainer, TrainerCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from nagner.atomic import atomic_folder, atomic_outputs
+import nagner.peft as nagner_peft
 from nagner.checkpoint import load_checkpoint, no_transformers_progress_bars
+from nagner.common.atomic import atomic_folder, atomic_outputs
 from nagner.data.example import Sentence
 from nagner.errors import NagNerInputError
 from nagner.evaluation import evaluate_entities
 from nagner.modeling import NagNerCollator, NagNerModel, encode_sentences
 from nagner.modeling.encoding import EncodingReport
 from nagner.modeling.tuning import tune_decoding
+from nagner.peft import AdapterTrainer
 
 logger = logging.getLogger(__name__)
 
@@ -161,21 +162,9 @@ def build_model(
     return NagNerModel.from_encoder(encoder, types, **settings)
 
 
-class FeatureDataset(Dataset):
-    """Encoded windows (`encode_sentence` feature dicts) as a map-style dataset."""
-
-    def __init__(self, features: list[dict[str, Any]]):
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        return self.features[index]
-
-
-class NagNerTrainer(Trainer):
-    """`Trainer` with AdamW over two learning rates (encoder / heads) and per-epoch mean loss tracking."""
+class NagNerTrainer(AdapterTrainer):
+    """`AdapterTrainer` (an adapter's own loss terms, counted once per optimizer step) with AdamW
+    over two learning rates (encoder / heads) and per-epoch mean loss tracking."""
 
     def __init__(self, *args: Any, head_learning_rate: float, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -347,29 +336,12 @@ def check_checkpoint_labels(checkpoint: str, model: NagNerModel) -> None:
         )
 
 
-def adapter_procedures(
+def adapter_callbacks(
     model: NagNerModel, validation: list[dict[str, Any]], collator: NagNerCollator, steps_per_epoch: int, total_steps: int
 ) -> list[TrainerCallback]:
-    """The training procedures the model's adapter method needs, as callbacks.
-
-    * SoRA: the proximal L1 step on the gates after every optimizer step (`SoraCallback`).
-    * ALoRA: allocation rounds as in the paper (after one epoch, then every quarter epoch, at most
-      8), scored on a batch of up to 32 validation windows with the per-sentence NAG-NER loss
-      (heads in eval mode, so dropout does not blur the ablations).
-    """
-    from nagner.peft.methods.alora_allocation import AloraCallback, paper_allocation_steps
-    from nagner.peft.methods.sora_schedule import SoraCallback
-
-    method = (model.config.adapter or {}).get("nagner_method")
-    if method == "sora":
-        return [SoraCallback(adapted_module=model.encoder)]
-    if method != "alora":
-        return []
-    at_steps = paper_allocation_steps(steps_per_epoch, total_steps)
-    if not at_steps:
-        logger.warning("ALoRA: training is too short for an allocation round (the first comes after one epoch)")
-        return []
-    batch = collator(validation[:32])
+    """The training procedures the model's adapter method declares (`nagner.peft.training_callbacks`),
+    given a validation batch of up to 32 windows scored with the per-sentence NAG-NER loss (heads in
+    eval mode, so dropout does not blur the comparisons)."""
 
     def sentence_losses(_encoder: torch.nn.Module, inputs: dict[str, Any]) -> torch.Tensor:
         training = model.training
@@ -379,7 +351,14 @@ def adapter_procedures(
         finally:
             model.train(training)
 
-    return [AloraCallback(batch, sentence_losses, adapted_module=model.encoder, at_steps=at_steps)]
+    context = nagner_peft.TrainingContext(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        validation_batch=collator(validation[:32]),
+        loss_fn=sentence_losses,
+        adapted_module=model.encoder,
+    )
+    return nagner_peft.training_callbacks(model, context)
 
 
 def train_model(
@@ -442,7 +421,7 @@ def train_model(
     trainer = NagNerTrainer(
         model=model,
         args=args,
-        train_dataset=FeatureDataset(features),
+        train_dataset=features,  # a list is a map-style dataset
         data_collator=collator,
         head_learning_rate=options.head_learning_rate,
     )
@@ -464,7 +443,7 @@ def train_model(
         world = max(1, args.world_size)
         steps_per_epoch = max(1, math.ceil(len(features) / (options.batch_size * world)))
         total_steps = options.max_steps if options.max_steps > 0 else math.ceil(steps_per_epoch * options.epochs)
-        for callback in adapter_procedures(model, validation, collator, steps_per_epoch, total_steps):
+        for callback in adapter_callbacks(model, validation, collator, steps_per_epoch, total_steps):
             trainer.add_callback(callback)
 
     began = time.perf_counter()

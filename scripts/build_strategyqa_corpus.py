@@ -19,7 +19,7 @@ from typing import Any
 
 from knowledge_qa.corpus import Passage, write_corpus
 from knowledge_qa.errors import QAInputError
-from nagner.atomic import check_output_path
+from nagner.common.atomic import check_output_path
 from nagner.errors import NagNerInputError
 
 

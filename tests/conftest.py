@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import string
 from pathlib import Path
 
 import pytest
 import torch
-from transformers import BertConfig, BertModel, BertTokenizerFast
+
+from nagner.testing import build_tiny_encoder
 
 # Tiny models run fastest on one thread, and the suite shares the machine's cores.
 torch.set_num_threads(1)
@@ -21,28 +21,6 @@ def _runtime_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
     """Exported runtimes (`nagner predict`'s fast start) go to a temporary folder, not the user's cache."""
     os.environ["NAGNER_CACHE"] = str(tmp_path_factory.mktemp("nagner-cache"))
 SHARED_DATA = REPO.parent / "shared" / "data"
-
-
-def build_tiny_encoder(path: Path, hidden: int = 32, layers: int = 2, seed: int = 0) -> Path:
-    """Save a random 2-layer BERT + WordPiece tokenizer (characters and a few words) under ``path``."""
-    path.mkdir(parents=True, exist_ok=True)
-    chars = string.ascii_lowercase + string.digits + string.punctuation + "äöüßéèàçñ…"
-    words = "the of in and to a is was at on for with by from university paris berlin london".split()
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *(f"##{c}" for c in chars), *words]
-    (path / "vocab.txt").write_text("\n".join(dict.fromkeys(vocab)) + "\n", encoding="utf-8")
-    tokenizer = BertTokenizerFast(vocab=str(path / "vocab.txt"), do_lower_case=True)
-    tokenizer.save_pretrained(str(path))
-    torch.manual_seed(seed)
-    config = BertConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=hidden,
-        num_hidden_layers=layers,
-        num_attention_heads=2,
-        intermediate_size=2 * hidden,
-        max_position_embeddings=128,
-    )
-    BertModel(config).save_pretrained(str(path))
-    return path
 
 
 @pytest.fixture(scope="session")

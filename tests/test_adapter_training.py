@@ -8,15 +8,15 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import build_tiny_encoder
 from safetensors import safe_open
 
 from nagner.checkpoint import load_checkpoint
 from nagner.cli import main
+from nagner.common.encoders import packaged_name, resolve_encoder
 from nagner.data import read_sentences
 from nagner.errors import NagNerInputError
-from nagner.modeling.encoder_source import packaged_name, resolve_encoder
 from nagner.peft import LoraConfig, parameter_counts
+from nagner.testing import build_tiny_encoder
 from nagner.training import TrainingOptions, build_model, train_model
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -177,10 +177,10 @@ ALL_METHODS = {
 
 @pytest.mark.parametrize("method", sorted(ALL_METHODS))
 def test_every_method_trains_saves_and_reloads_exactly(tiny_encoder, mixed, tmp_path, method):
-    from nagner.cli.train import build_adapter_config
+    from nagner.peft import config_from_options
 
     model = build_model(tiny_encoder, mixed, seed=0)
-    model.attach_adapter(build_adapter_config(method, ALL_METHODS[method]))
+    model.attach_adapter(config_from_options(method, ALL_METHODS[method]))
     before = {k: v.clone() for k, v in model.trainable_state_dict().items() if ".adapters." in k or "nagner_peft" in k}
     # 6 sentences, batch 2: 3 steps an epoch; ALoRA runs rounds after epoch 1 (steps 3, 4, 5)
     result = train_model(model, mixed, mixed, options(tmp_path, epochs=2, batch_size=2, save_checkpoints=False))

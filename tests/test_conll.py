@@ -81,7 +81,7 @@ def test_write_then_read(tmp_path):
     ]
     path = tmp_path / "out.conll"
     write_conll(sentences, path)
-    assert path.read_text() == "John B-PER\nlives O\nin O\nNew B-LOC\nYork I-LOC\n\nNothing O\n"
+    assert path.read_text() == "John B-PER\nlives O\nin O\nNew B-LOC\nYork I-LOC\n\nNothing O\n\n"
     assert [s.entities for s in read_conll(path)] == [s.entities for s in sentences]
     write_conll(sentences, path, scheme="bioes")
     assert "York E-LOC" in path.read_text()
@@ -93,7 +93,7 @@ def test_write_refuses_nested_and_discontinuous(tmp_path):
     with pytest.raises(NagNerInputError, match="sentence 2.*jsonl or brat"):
         write_conll([Sentence(["x"]), nested], tmp_path / "a.conll")
     gap = Sentence(["a", "b", "c"], [Entity("ADR", (0, 2))])
-    with pytest.raises(NagNerInputError, match="sentence 1 has a discontinuous.*jsonl or brat"):
+    with pytest.raises(NagNerInputError, match="sentence 1: discontinuous entity.*jsonl or brat"):
         write_conll([gap], tmp_path / "b.conll")
 
 

@@ -7,11 +7,12 @@ import random
 
 import pytest
 import torch
+from pointer_decoding import constrained_pointer_decode
 
 from nagner.modeling.decoder import distance_bucket
 from nagner.modeling.decoding import beam_search, non_overlapping, select_entities
 from nagner.modeling.span_typing import span_type_bias
-from nagner.modeling.targets import END, constrained_pointer_decode, pointer_word_mask, pointers_to_indices
+from nagner.modeling.targets import END, pointer_word_mask, pointers_to_indices
 
 
 def valid_sequences(start: int, n: int, L: int):

@@ -6,13 +6,14 @@ import json
 
 import pytest
 import torch
+from pointer_decoding import constrained_pointer_decode
 from transformers import AutoModel
 
 from nagner.data.example import Entity, Sentence
 from nagner.modeling import NagNerCollator, NagNerConfig, NagNerModel, encode_sentences
 from nagner.modeling.detector import Detection
 from nagner.modeling.slots import Slots
-from nagner.modeling.targets import END, constrained_pointer_decode
+from nagner.modeling.targets import END
 
 TYPES = ["LOC", "ORG"]
 AR_ONLY = {"decoder.previous.weight", "decoder.previous.bias", "decoder.begin"}

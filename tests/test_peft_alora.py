@@ -24,7 +24,7 @@ from nagner.peft import (
     unmerge,
 )
 from nagner.peft.methods.alora import AloraAdapter, AloraConfig, alora_adapters
-from nagner.peft.methods.alora_allocation import (
+from nagner.peft.methods.alora.allocation import (
     AloraCallback,
     alora_allocation_round,
     per_example_loss,

@@ -31,7 +31,7 @@ from nagner.peft.methods.sora import (
     sora_proximal_step,
     sparsity_report,
 )
-from nagner.peft.methods.sora_schedule import SoraCallback, SparsitySchedule
+from nagner.peft.methods.sora.schedule import SoraCallback, SparsitySchedule
 from nagner.peft.trainer import AdapterTrainer
 
 TARGETS = ["query", "value", "intermediate.dense"]  # 6 modules; intermediate.dense is 32→64

@@ -5,11 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from nagner.atomic import atomic_outputs
+from nagner.common.atomic import atomic_outputs
+from nagner.common.textfile import iter_file_lines, iter_lines
 from nagner.data.brat import read_brat
 from nagner.data.example import Entity
 from nagner.data.sentence_writers import BratSentenceWriter, ConllSentenceWriter, JsonlSentenceWriter
-from nagner.data.textfile import iter_file_lines, iter_lines
 from nagner.errors import NagNerInputError
 from nagner.modeling import NagNerModel
 from nagner.prediction import (

@@ -36,7 +36,7 @@ def test_index_and_bad_corpora(tmp_path, capsys, index):
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "title": "A", "text": "fine"}\n{"id": "b", "title": "B"\n')
     code, _, err = run_cli(capsys, "index", bad, "--output", tmp_path / "i")
-    assert code == 2 and f"{bad}:2: not valid JSON" in err and "Traceback" not in err
+    assert code == 2 and f"{bad}:2: bad JSON" in err and "Traceback" not in err
     empty = tmp_path / "empty.jsonl"
     empty.write_text("\n")
     code, _, err = run_cli(capsys, "index", empty, "--output", tmp_path / "i")
@@ -58,7 +58,7 @@ def test_ask_prints_a_trace(capsys, index, tiny_text_model_dirs):
 @pytest.mark.parametrize(
     "argv, message",
     [
-        (["ask", "q?", "--core", "CORE"], "retrieval needs --index FOLDER"),
+        (["ask", "q?", "--core", "CORE"], "retrieval needs an index: --index FOLDER"),
         (["ask", "q?", "--no-retrieval"], "no model: give --core MODEL"),
         (["ask", "q?", "--index", "/nonexistent/index", "--core", "CORE"], "/nonexistent/index"),
         (["ask", "   ", "--core", "CORE", "--no-retrieval"], "the question is empty"),

@@ -115,7 +115,7 @@ def test_write_and_read_back(tmp_path):
 @pytest.mark.parametrize(
     ("line", "message"),
     [
-        ("{not json", "not valid JSON"),
+        ("{not json", "bad JSON"),
         ('["a list"]', "expected a question object"),
         ('{"qid": "x"}', "no 'question'"),
         ('{"question": 3}', "'question' must be a string"),
@@ -141,25 +141,26 @@ def test_jsonl_errors_name_file_and_line(tmp_path, line, message):
 @pytest.mark.parametrize(
     ("record", "message"),
     [
-        ("nope", "record 2: expected a question object"),
-        ({"question": ""}, "record 2: 'question' is empty"),
-        ({"question": "Q?", "answer": "perhaps"}, "record 2: 'answer' must be"),
-        ({"qid": "a", "question": "Again?"}, "record 2: duplicate qid 'a' (first at record 1)"),
+        ("nope", "expected a question object"),
+        ({"question": ""}, "'question' is empty"),
+        ({"question": "Q?", "answer": "perhaps"}, "'answer' must be"),
+        ({"qid": "a", "question": "Again?"}, "duplicate qid 'a' (first at line 2)"),
     ],
 )
-def test_json_list_errors_name_the_record(tmp_path, record, message):
+def test_json_list_errors_name_the_line_the_record_starts_on(tmp_path, record, message):
     path = tmp_path / "bad.json"
+    # [ / { / "qid" / "question" / }, / the second record starts on line 6
     path.write_text(json.dumps([{"qid": "a", "question": "Fine?"}, record], indent=1), encoding="utf-8")
     with pytest.raises(QAInputError) as caught:
         read_questions(path)
-    assert caught.value.path == str(path) and caught.value.line is None
+    assert caught.value.path == str(path) and caught.value.line == 6
     assert message in caught.value.message
 
 
 def test_broken_json_list_and_empty_files(tmp_path):
     broken = tmp_path / "broken.json"
     broken.write_text('[\n {"question": "Q?"},\n {"question": }\n]\n', encoding="utf-8")
-    with pytest.raises(QAInputError, match="not valid JSON") as caught:
+    with pytest.raises(QAInputError, match="bad JSON") as caught:
         read_questions(broken)
     assert caught.value.line == 3
     for name, text, message in [("empty.json", "  \n", "empty"), ("none.json", "[]", "no questions")]:

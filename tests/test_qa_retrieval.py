@@ -299,7 +299,7 @@ def test_load_rejects_a_corrupt_or_changed_corpus_and_a_wrong_kind(tmp_path: Pat
     corpus = index / "passages.jsonl"
     lines = corpus.read_text().splitlines()
     corpus.write_text("\n".join([*lines, "garbage"]) + "\n")
-    with pytest.raises(QAInputError, match="not valid JSON") as error:
+    with pytest.raises(QAInputError, match="bad JSON") as error:
         load_retriever(index)
     assert f"{corpus}:9" in str(error.value)
 

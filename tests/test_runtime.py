@@ -1,4 +1,4 @@
-"""The exported runtime (`nagner.modeling.runtime`): same entities and scores as the model it was
+"""The exported runtime (`nagner.runtime`): same entities and scores as the model it was
 exported from, loads without transformers' modelling stack, and is re-exported when the model changes."""
 
 import json
@@ -10,8 +10,8 @@ import torch
 
 from nagner.cli import main
 from nagner.modeling import NagNerModel
-from nagner.modeling.runtime import NagNerRuntime, export_runtime, load_predictor, load_runtime, runtime_key
 from nagner.peft import LoraConfig
+from nagner.runtime import NagNerRuntime, export_runtime, load_predictor, load_runtime, runtime_key
 
 TEXTS = [
     "The University of Paris hired Ann Lee in Berlin. She left London.",
@@ -69,7 +69,7 @@ def test_runtime_tokenizer_gives_the_models_ids(model_dir, tmp_path):
 def test_loading_a_runtime_does_not_import_transformers_modeling(model_dir, tmp_path):
     folder = export_runtime(NagNerModel.from_pretrained(model_dir), tmp_path / "rt")
     code = (
-        "import sys; from nagner.modeling.runtime import load_runtime\n"
+        "import sys; from nagner.runtime import load_runtime\n"
         f"r = load_runtime({str(folder)!r}); r.predict('Ann met Bo.')\n"
         "print([m for m in ('transformers', 'transformers.modeling_utils', 'datasets', 'scipy') if m in sys.modules])"
     )

@@ -7,13 +7,13 @@ import random
 
 import pytest
 import torch
+from pointer_decoding import constrained_pointer_decode
 
 from nagner.data.example import Entity
 from nagner.modeling.targets import (
     END,
     IGNORE,
     PointerGrammar,
-    constrained_pointer_decode,
     entity_to_pointers,
     pointers_needed,
     pointers_to_indices,

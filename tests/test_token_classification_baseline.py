@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import string
-import sys
 from pathlib import Path
 
 import pytest
@@ -11,9 +10,7 @@ from transformers import BertConfig, BertModel, BertTokenizerFast
 
 from nagner.data.example import Entity, Sentence
 from nagner.evaluation import evaluate_entities
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
-from token_classification import TokenClassificationBaseline  # noqa: E402
+from nagner.token_classification import TokenClassificationBaseline  # noqa: E402
 
 span = Entity.from_span
 

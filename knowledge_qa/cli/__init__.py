@@ -12,7 +12,7 @@ import importlib
 import sys
 
 from knowledge_qa.errors import BackendError
-from nagner.errors import NagNerInputError
+from nagner.common.cli import run_command
 
 COMMANDS = ("index", "train", "ask", "evaluate")
 
@@ -31,16 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `knowledge-qa` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except (NagNerInputError, BackendError) as error:
-        print(f"knowledge-qa {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"knowledge-qa {args.command}: interrupted", file=sys.stderr)
-        return 130
-
+    return run_command("knowledge-qa", build_parser().parse_args(argv), (BackendError,))
 
 if __name__ == "__main__":
     sys.exit(main())

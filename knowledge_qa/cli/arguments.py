@@ -1,16 +1,13 @@
-"""Flags shared by `ask` and `evaluate` (models, retrieval, the agent's switches), and building the
-agent from them."""
+"""Flags shared by `ask` and `evaluate` (models, retrieval, the agent's switches), read into an
+`AgentSpec` (`knowledge_qa.assembly` builds the agent)."""
 
 from __future__ import annotations
 
 import argparse
 
-from knowledge_qa.agent import AgentOptions, GeekAgent
-from knowledge_qa.errors import QAInputError
-from knowledge_qa.extraction import Extractor
-from knowledge_qa.models.base import TextModel
-from knowledge_qa.retrieval.base import Retriever
-from nagner.cli.arguments import positive_int
+from knowledge_qa.agent import AgentOptions
+from knowledge_qa.assembly import AgentSpec
+from nagner.common.cli import positive_int
 
 
 def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,8 +40,9 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     agent.add_argument("--no-exploration", action="store_true", help="ablation: one branch per question")
 
 
-def agent_options(args: argparse.Namespace) -> AgentOptions:
-    return AgentOptions(
+def agent_spec(args: argparse.Namespace) -> AgentSpec:
+    """The `AgentSpec` the flags describe."""
+    options = AgentOptions(
         decomposition=not args.no_decomposition,
         retrieval=not args.no_retrieval,
         exploration=not args.no_exploration,
@@ -52,65 +50,5 @@ def agent_options(args: argparse.Namespace) -> AgentOptions:
         max_steps=args.max_steps,
         top_k=args.top_k,
     )
-
-
-def build_models(args: argparse.Namespace, retriever: Retriever | None = None) -> tuple[TextModel, TextModel | Extractor]:
-    """(core, extractor) from the flags; a dense ``retriever`` lends the sentence extractor its encoder."""
-    if args.sentence_extractor and (args.extractor or args.server_extractor_model):
-        raise QAInputError("give either --sentence-extractor or an extractor model, not both")
-    if args.server:
-        from knowledge_qa.models.http_model import OpenAICompatibleModel
-
-        if not args.server_model:
-            raise QAInputError("--server needs --server-model NAME (the model the server serves)")
-        if args.core or args.extractor:
-            raise QAInputError("give either --server or --core/--extractor, not both")
-
-        def remote(name: str) -> TextModel:
-            return OpenAICompatibleModel(args.server, name, timeout=args.timeout, max_concurrency=args.concurrency, score_mode=args.score_mode)
-
-        core = remote(args.server_model)
-        extractor = remote(args.server_extractor_model) if args.server_extractor_model else core
-        return core, sentence_extractor(retriever) if args.sentence_extractor else extractor
-    if not args.core:
-        raise QAInputError("no model: give --core MODEL (a name, a folder or an adapter folder) or --server URL")
-    core = local_model(args, args.core, args.adapter)
-    if args.sentence_extractor:
-        return core, sentence_extractor(retriever)
-    return core, local_model(args, args.extractor) if args.extractor else core
-
-
-def local_model(args: argparse.Namespace, name: str, adapter: str | None = None) -> TextModel:
-    """A local transformers model on ``--device`` with ``--model-batch-size``."""
-    from knowledge_qa.models.transformers_model import TransformersModel
-
-    return TransformersModel.from_pretrained(name, adapter=adapter, device=args.device, batch_size=args.model_batch_size)
-
-
-def sentence_extractor(retriever: Retriever | None = None) -> Extractor:
-    """The sentence extractor; it shares a dense retriever's encoder when that is its own default
-    (all-MiniLM-L6-v2), instead of loading the same model twice."""
-    from knowledge_qa.extraction import SentenceExtractor
-    from knowledge_qa.retrieval.dense import DEFAULT_ENCODER
-
-    encoder = getattr(retriever, "encoder", None)
-    return SentenceExtractor(encoder if getattr(encoder, "name", None) == DEFAULT_ENCODER else None)
-
-
-def build_agent(args: argparse.Namespace) -> GeekAgent:
-    """The agent the flags describe; the index is loaded unless retrieval is off."""
-    options = agent_options(args)
-    retriever = None
-    if options.retrieval:
-        if not args.index:
-            raise QAInputError("retrieval needs --index FOLDER (build one with `knowledge-qa index`), or pass --no-retrieval")
-        from knowledge_qa.retrieval import load_retriever
-
-        retriever = load_retriever(args.index)
-    core, extractor = build_models(args, retriever)
-    answerer = None
-    if args.answerer:
-        if args.server:
-            raise QAInputError("--answerer is a local model; with --server, serve it and use --server-model for both")
-        answerer = local_model(args, args.answerer)
-    return GeekAgent(core, extractor=extractor, retriever=retriever, answerer=answerer, options=options)
+    fields = {name: getattr(args, name) for name in AgentSpec.__dataclass_fields__ if name != "options"}
+    return AgentSpec(**fields, options=options)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from knowledge_qa.cli.arguments import add_agent_arguments, build_agent
+from knowledge_qa.assembly import build_agent
+from knowledge_qa.cli.arguments import add_agent_arguments, agent_spec
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -26,6 +27,6 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.question.strip():
         raise QAInputError("the question is empty")
-    result = build_agent(args).answer(args.question)
+    result = build_agent(agent_spec(args)).answer(args.question)
     print(json.dumps(result.to_dict(), indent=1, ensure_ascii=False) if args.json else format_trace(result))
     return 0

@@ -6,8 +6,9 @@ import argparse
 import json
 import sys
 
-from knowledge_qa.cli.arguments import add_agent_arguments, agent_options, build_agent
-from nagner.cli.arguments import positive_int
+from knowledge_qa.assembly import build_agent
+from knowledge_qa.cli.arguments import add_agent_arguments, agent_spec
+from nagner.common.cli import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -30,12 +31,13 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from knowledge_qa.evaluation import evaluate
     from knowledge_qa.strategyqa import read_questions
-    from nagner.atomic import atomic_outputs, check_output_path
+    from nagner.common.atomic import atomic_outputs, check_output_path
 
     questions = read_questions(args.questions)[: args.limit]
     if args.summary:
         check_output_path(args.summary)
-    agent = build_agent(args)
+    spec = agent_spec(args)
+    agent = build_agent(spec)
     settings = {
         "questions": str(args.questions),
         "core": args.core or f"{args.server} {args.server_model}",
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
         "adapter": args.adapter,
         "answerer": args.answerer,
         "index": None if args.no_retrieval else args.index,
-        **vars(agent_options(args)),
+        **vars(spec.options),
     }
 
     def progress(done: int, total: int) -> None:

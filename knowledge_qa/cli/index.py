@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import time
 
-from nagner.cli.arguments import positive_int
+from nagner.common.cli import positive_int
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:

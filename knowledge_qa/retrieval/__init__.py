@@ -5,8 +5,8 @@ recall metrics."""
 from knowledge_qa.retrieval.base import Retriever, ScoredPassage
 from knowledge_qa.retrieval.bm25 import BM25Retriever
 from knowledge_qa.retrieval.dense import DEFAULT_ENCODER, DenseRetriever, SentenceEncoder, faiss_available
-from knowledge_qa.retrieval.loading import BUILD_KINDS, build_retriever, load_retriever
 from knowledge_qa.retrieval.recall import gold_coverage, recall_at_k
+from knowledge_qa.retrieval.registry import BUILD_KINDS, build_retriever, load_retriever
 from knowledge_qa.retrieval.two_level import TwoLevelRetriever, document_passages
 
 __all__ = [

@@ -17,7 +17,7 @@ import numpy as np
 from knowledge_qa.corpus import Passage
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.retrieval.base import Retriever, ScoredPassage, top_k
-from knowledge_qa.retrieval.loading import read_index, save_index
+from knowledge_qa.retrieval.index_folder import read_index, save_index
 
 BM25_FOLDER = "bm25"
 STOPWORDS = "en"

@@ -23,8 +23,8 @@ from transformers import AutoModel, AutoTokenizer
 from knowledge_qa.corpus import Passage
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.retrieval.base import Retriever, ScoredPassage, top_k
-from knowledge_qa.retrieval.loading import read_index, save_index
-from nagner.modeling.encoder_source import encoder_fingerprint, packaged_name, resolve_encoder
+from knowledge_qa.retrieval.index_folder import read_index, save_index
+from nagner.common.encoders import packaged_name, resolve_encoder, weights_fingerprint
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
 EMBEDDINGS_FILE = "embeddings.safetensors"
@@ -80,7 +80,7 @@ class SentenceEncoder:
         positions = getattr(self.model.config, "max_position_embeddings", None) or max_length
         self.max_length = min(max_length, positions, self.tokenizer.model_max_length)
         self.dimension = int(self.model.config.hidden_size)
-        self.fingerprint = encoder_fingerprint(self.model)
+        self.fingerprint = weights_fingerprint(self.model.state_dict())
 
     @torch.inference_mode()
     def encode(self, texts: Sequence[str]) -> np.ndarray:

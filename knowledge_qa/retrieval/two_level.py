@@ -23,7 +23,7 @@ from knowledge_qa.errors import QAInputError
 from knowledge_qa.retrieval.base import Retriever, ScoredPassage
 from knowledge_qa.retrieval.bm25 import BM25Retriever
 from knowledge_qa.retrieval.dense import DenseRetriever
-from knowledge_qa.retrieval.loading import SETTINGS_FILE, read_index, save_index
+from knowledge_qa.retrieval.index_folder import SETTINGS_FILE, read_index, save_index
 
 DOCUMENTS_FOLDER = "documents"
 PASSAGES_FOLDER = "passages"

@@ -18,7 +18,6 @@ Folder written (atomically: built in a hidden sibling folder, then renamed into 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import inspect
 import json
 import logging
@@ -38,18 +37,26 @@ from transformers import TrainerCallback, TrainingArguments, set_seed
 
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.models.transformers_model import TRAINED_MODULES, TransformersModel, load_base
-from nagner.atomic import atomic_folder
-from nagner.peft import AdapterTrainer, AloraCallback, SoraCallback, attach, config_from_dict, save_adapter
-from nagner.peft.attach import STATE_ATTR
-from nagner.peft.methods.alora_allocation import paper_allocation_steps
+from nagner.common.atomic import atomic_folder
+from nagner.peft import (
+    AdapterTrainer,
+    TrainingContext,
+    attach,
+    base_parameter_name,
+    config_from_dict,
+    is_adapter_parameter,
+    save_adapter,
+    training_callbacks,
+)
 from nagner.peft.prompt import prompt_extras, prompt_mask
+from nagner.peft.targets import near_misses
 
 logger = logging.getLogger(__name__)
 
 SUMMARY_FILE = "training_summary.json"
 IGNORE = -100  # label of positions that do not count in the loss
-ALORA_VALIDATION_EXAMPLES = 16  # examples ALoRA's rank ablations are scored on
-ALORA_LOGITS_BUDGET = 2**27  # logits per forward of the ablations (512 MiB in float32)
+VALIDATION_EXAMPLES = 16  # examples an adapter's procedures score on (ALoRA's rank ablations)
+VALIDATION_LOGITS_BUDGET = 2**27  # logits per forward while scoring (512 MiB in float32)
 
 
 @dataclass
@@ -93,24 +100,13 @@ class FinetuneResult:
 
 
 # ------------------------------------------------------------------------------------ parameters
-def plain_parameter_name(name: str) -> str:
-    """The name a parameter has in the model without adapters (attaching moves a host layer's
-    tensors under ``….base_layer``)."""
-    return name.replace(".base_layer.", ".")
-
-
-def _is_adapter_parameter(name: str) -> bool:
-    """True for an adapter's own parameters (per layer, or the model-level extras)."""
-    return ".adapters." in name or name.startswith(STATE_ATTR + ".")
-
-
 def mark_trained_modules(model: nn.Module, patterns: Sequence[str]) -> dict[str, str]:
     """Make the base parameters whose plain name matches any of ``patterns`` (``re.search``)
     trainable; returns {name in ``model``: plain name}. Adapter parameters are never matched (the
     adapter file holds them). QAInputError when a pattern is not a regex or matches nothing."""
     # Every name of a tied parameter (T5's lm_head and shared embedding): a pattern may name either.
     parameters = dict(model.named_parameters(remove_duplicate=False))
-    names = {name: plain_parameter_name(name) for name in parameters if not _is_adapter_parameter(name)}
+    names = {name: base_parameter_name(name) for name in parameters if not is_adapter_parameter(name)}
     chosen: dict[str, str] = {}
     for pattern in patterns:
         try:
@@ -119,22 +115,14 @@ def mark_trained_modules(model: nn.Module, patterns: Sequence[str]) -> dict[str,
             raise QAInputError(f"trained_modules: {pattern!r} is not a regular expression: {error}") from None
         hits = {name: plain for name, plain in names.items() if regex.search(plain)}
         if not hits:
-            hint = _near_misses(pattern, names.values())
+            modules = {plain.rpartition(".")[0] for plain in names.values()}  # a tensor's own name says little
+            near = near_misses(pattern, modules, limit=4)
+            hint = f"; near: {', '.join(repr(n) for n in near)}" if near else ""
             raise QAInputError(f"trained_modules: no parameter matches {pattern!r}{hint}")
         chosen.update(hits)
     for name in chosen:
         parameters[name].requires_grad_(True)
     return chosen
-
-
-def _near_misses(pattern: str, names: Sequence[str] | Any) -> str:
-    """'; near: …' with the module-name suffixes closest to a pattern that matched nothing."""
-    suffixes: set[str] = set()
-    for name in names:
-        parts = name.split(".")[:-1]  # module names: the tensor's own name (weight, bias) says little
-        suffixes.update(".".join(parts[-k:]) for k in range(1, min(len(parts), 3) + 1))
-    near = difflib.get_close_matches(pattern, sorted(suffixes), n=4, cutoff=0.4)
-    return f"; near: {', '.join(repr(n) for n in near)}" if near else ""
 
 
 # ------------------------------------------------------------------------------------ tokenising
@@ -217,19 +205,6 @@ class QACollator:
         return batch
 
 
-class _ListDataset(torch.utils.data.Dataset):
-    """Encoded examples as a map-style dataset (the Trainer's sampler indexes it)."""
-
-    def __init__(self, features: list[dict[str, list[int]]]):
-        self.features = features
-
-    def __len__(self) -> int:
-        return len(self.features)
-
-    def __getitem__(self, index: int) -> dict[str, list[int]]:
-        return self.features[index]
-
-
 # ----------------------------------------------------------------------------------- the trainer
 class _QATrainer(AdapterTrainer):
     """`AdapterTrainer` that scopes a batch's ``prompt_mask`` to its forward pass (prompt-conditioned
@@ -280,35 +255,25 @@ def _first_scored_position(labels: torch.Tensor) -> int:
     return max(int(first) - 1, 0)
 
 
-def adapter_procedures(
-    model: nn.Module,
-    method: str | None,
-    validation: Mapping[str, torch.Tensor],
-    steps_per_epoch: int,
-    total_steps: int,
+def adapter_callbacks(
+    model: nn.Module, validation: Mapping[str, torch.Tensor], steps_per_epoch: int, total_steps: int
 ) -> list[TrainerCallback]:
-    """Callbacks the adapter method's training procedure needs: SoRA's proximal step after every
-    optimizer step; ALoRA's allocation rounds (after one epoch, then every quarter epoch, at most 8,
-    as in the paper), scored on ``validation`` with `sequence_losses`. Other methods need none."""
-    if method == "sora":
-        return [SoraCallback(adapted_module=model)]
-    if method != "alora":
-        return []
-    at_steps = paper_allocation_steps(steps_per_epoch, total_steps)
-    if not at_steps:
-        logger.warning("ALoRA: training too short for an allocation round (the first comes after one epoch)")
-        return []
-    # Each gate setting repeats the whole batch, and an LM's logits are (rows, tokens, vocab): bound
-    # the copies per forward by the logits' size, not by a fixed count as for a classifier.
+    """The training procedures the adapter's method declares (`nagner.peft.training_callbacks`),
+    given ``validation`` scored with `sequence_losses`. Procedures that score several settings
+    at once repeat that batch, and an LM's logits are (rows, tokens, vocab): the copies per forward
+    are bounded by the logits' size, not by a fixed count as for a classifier."""
     rows, width = validation["labels"].shape
     if not model.config.is_encoder_decoder:
         width -= _first_scored_position(validation["labels"])
     logits_per_copy = rows * width * int(model.config.get_text_config().vocab_size)
-    copies = min(32, max(1, ALORA_LOGITS_BUDGET // logits_per_copy))
-    callback = AloraCallback(
-        validation, sequence_losses, adapted_module=model, at_steps=at_steps, masks_per_forward=copies
+    context = TrainingContext(
+        steps_per_epoch=steps_per_epoch,
+        total_steps=total_steps,
+        validation_batch=validation,
+        loss_fn=sequence_losses,
+        max_batch_copies=min(32, max(1, VALIDATION_LOGITS_BUDGET // logits_per_copy)),
     )
-    return [callback]
+    return training_callbacks(model, context)
 
 
 # ------------------------------------------------------------------------------------- training
@@ -323,10 +288,8 @@ def finetune_model(
         raise QAInputError("is a file; expected an output folder", output)
     set_seed(options.seed)  # before attaching: adapter initialisation draws random numbers
     model, tokenizer = load_base(base_name_or_path)
-    method = None
     if options.adapter is not None:
         config = _adapter_config(options.adapter)
-        method = type(config).method
         attach(model, config)  # freezes the base
         trained = mark_trained_modules(model, options.trained_modules)
     elif options.trained_modules:
@@ -361,12 +324,13 @@ def finetune_model(
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
     )
-    trainer = _QATrainer(model=model, args=args, train_dataset=_ListDataset(features), data_collator=collator)
+    trainer = _QATrainer(model=model, args=args, train_dataset=features, data_collator=collator)
     steps_per_epoch = max(1, math.ceil(len(features) / (options.batch_size * max(1, args.world_size))))
     total_steps = options.max_steps if options.max_steps > 0 else math.ceil(steps_per_epoch * options.epochs)
-    validation = collator(features[:ALORA_VALIDATION_EXAMPLES])  # (B, L) tensors, only ALoRA reads them
-    for callback in adapter_procedures(model, method, validation, steps_per_epoch, total_steps):
-        trainer.add_callback(callback)
+    if options.adapter is not None:
+        validation = collator(features[:VALIDATION_EXAMPLES])  # (B, L) tensors
+        for callback in adapter_callbacks(model, validation, steps_per_epoch, total_steps):
+            trainer.add_callback(callback)
 
     began = time.perf_counter()
     outcome = trainer.train()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from nagner.errors import NagNerInputError
+from nagner.common.cli import run_command
 
 COMMANDS = ("train", "predict", "evaluate")
 
@@ -29,16 +29,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `nagner` console script."""
-    args = build_parser().parse_args(argv)
-    try:
-        return int(args.run(args) or 0)
-    except NagNerInputError as error:
-        print(f"nagner {args.command}: error: {error}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"nagner {args.command}: interrupted", file=sys.stderr)
-        return 130
-
+    return run_command("nagner", build_parser().parse_args(argv))
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,10 +15,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nagner.atomic import atomic_outputs, check_output_path
 from nagner.checkpoint import check_checkpoint, default_model_path, load_checkpoint
-from nagner.cli.arguments import positive_int
 from nagner.cli.progress import progress_bar
+from nagner.common.atomic import atomic_outputs, check_output_path
+from nagner.common.cli import positive_int
 from nagner.data.example import Entity, Sentence, entity_kind
 from nagner.data.loading import READERS, read_annotations
 from nagner.evaluation import evaluate_entities, format_report, seqeval_scores

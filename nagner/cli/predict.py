@@ -17,11 +17,11 @@ import os
 import sys
 from collections.abc import Iterator
 
-from nagner.atomic import check_output_path
 from nagner.cli.allocator import fix_mmap_threshold
-from nagner.cli.arguments import positive_int
 from nagner.cli.progress import progress_bar
-from nagner.data.textfile import iter_file_lines
+from nagner.common.atomic import check_output_path
+from nagner.common.cli import positive_int
+from nagner.common.textfile import iter_file_lines
 from nagner.errors import NagNerInputError
 from nagner.prediction import (
     OUTPUT_FORMATS,
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
     elif hasattr(sys.stdout, "reconfigure") and (sys.stdout.encoding or "").lower().replace("-", "") != "utf8":
         sys.stdout.reconfigure(encoding="utf-8")
     fix_mmap_threshold()  # flat memory on long inputs
-    from nagner.modeling.runtime import load_predictor  # torch: after the cheap checks
+    from nagner.runtime import load_predictor  # torch: after the cheap checks
 
     model = load_predictor(args.model, use_cache=not args.no_runtime_cache)
     bar = progress_bar(not args.no_progress and (args.input is not None or args.texts == ["-"]))

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nagner.cli.arguments import key_value, positive_int
+from nagner.common.cli import key_value, positive_int
 from nagner.data.example import Sentence
 from nagner.data.loading import HUB_PREFIX, READERS, read_annotations
 from nagner.errors import NagNerInputError

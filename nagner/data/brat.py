@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nagner.common.atomic import atomic_outputs
+from nagner.common.textfile import check_file, numbered_lines, read_text
 from nagner.data.example import Sentence
 from nagner.data.sentence_writers import BratSentenceWriter
 from nagner.data.text import sentence_from_char_entities
-from nagner.data.textfile import check_file, numbered_lines, read_text
 from nagner.errors import NagNerInputError
 
 
 def write_brat(sentences: list[Sentence], txt_path: str | Path, ann_path: str | Path) -> None:
     """Write the sentences as one document, one sentence a line, and their entities as
     ``T1<TAB>TYPE 0 5;10 15<TAB>fragment texts`` lines (fragments of a discontinuous entity are
-    separated by ``;``). Newlines inside a sentence's text become spaces (offsets unchanged).
+    separated by ``;``). Newlines inside a sentence's text become spaces (offsets unchanged). Both
+    files appear whole or not at all.
     """
-    with (
-        open(txt_path, "w", encoding="utf-8", newline="") as txt,
-        open(ann_path, "w", encoding="utf-8", newline="") as ann,
-    ):
+    with atomic_outputs([txt_path, ann_path]) as (txt, ann):
         writer = BratSentenceWriter(txt, ann)
         for sentence in sentences:
             writer.write(sentence)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from nagner.common.atomic import atomic_outputs
+from nagner.common.textfile import check_file, numbered_lines
 from nagner.data.example import Entity, Sentence
-from nagner.data.tags import parse_tag, spans_to_tags, tags_to_spans
-from nagner.data.textfile import check_file, numbered_lines
+from nagner.data.sentence_writers import ConllSentenceWriter
+from nagner.data.tags import parse_tag, tags_to_spans
 from nagner.errors import NagNerInputError
 
 
@@ -113,34 +115,14 @@ def read_conll(path: str | Path, scheme: str = "auto", tag_columns: list[int] | 
     return list(iter_conll(path, scheme=scheme, tag_columns=tag_columns))
 
 
-def write_conll(sentences: list[Sentence], path: str | Path, scheme: str = "iob2") -> None:
-    """Write ``word TAG`` lines, a blank line after each sentence.
+def write_conll(sentences: Iterable[Sentence], path: str | Path, scheme: str = "iob2") -> None:
+    """Write ``word TAG`` lines, a blank line after each sentence (`ConllSentenceWriter`), into a
+    file that appears whole or not at all.
 
     CoNLL holds flat entities only: a nested or discontinuous entity raises NagNerInputError
-    naming the sentence (1-based); write jsonl or brat for those.
+    naming the sentence; write jsonl or brat for those.
     """
-    blocks: list[str] = []
-    for number, sentence in enumerate(sentences, start=1):
-        for entity in sentence.entities:
-            if entity.is_discontinuous:
-                raise NagNerInputError(
-                    f"sentence {number} has a discontinuous entity; CoNLL tags hold flat entities "
-                    "only: write jsonl or brat instead",
-                    path,
-                )
-        for word in sentence.words:
-            if not word or any(ch.isspace() for ch in word):
-                raise NagNerInputError(
-                    f"sentence {number}: word {word!r} is empty or contains whitespace, "
-                    "which a CoNLL column cannot hold",
-                    path,
-                )
-        spans = [(entity.type, entity.indices[0], entity.indices[-1] + 1) for entity in sentence.entities]
-        try:
-            tags = spans_to_tags(spans, len(sentence.words), scheme)
-        except ValueError as error:
-            raise NagNerInputError(
-                f"sentence {number}: {error}; nested entities need jsonl or brat instead", path
-            ) from None
-        blocks.append("".join(f"{word} {tag}\n" for word, tag in zip(sentence.words, tags, strict=True)))
-    Path(path).write_text("\n".join(blocks), encoding="utf-8")
+    with atomic_outputs([path]) as (out,):
+        writer = ConllSentenceWriter(out, scheme, name=str(path))
+        for sentence in sentences:
+            writer.write(sentence)

@@ -6,14 +6,14 @@ discontinuous entity. Words come from :func:`nagner.data.text.tokenize`, split a
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+from nagner.common.jsonl import iter_json_lines
+from nagner.common.jsonl import write_jsonl as write_records
 from nagner.data.example import Entity, Sentence
 from nagner.data.text import DEFAULT_LANGUAGE, sentence_from_char_entities, with_offsets
-from nagner.data.textfile import check_file, numbered_lines
 from nagner.errors import NagNerInputError
 
 
@@ -66,13 +66,7 @@ def iter_jsonl(path: str | Path, language: str = DEFAULT_LANGUAGE) -> Iterator[S
     """
     source = str(path)
     found = False
-    for number, line in numbered_lines(check_file(path)):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", source, number) from None
+    for number, record in iter_json_lines(path):
         found = True
         yield _sentence(record, source, number, language)
     if not found:
@@ -113,8 +107,7 @@ def sentence_record(sentence: Sentence) -> dict[str, Any]:
     return record
 
 
-def write_jsonl(sentences: list[Sentence], path: str | Path) -> None:
-    """Write one :func:`sentence_record` per line (UTF-8, non-ASCII kept as is)."""
-    with open(path, "w", encoding="utf-8") as out:
-        for sentence in sentences:
-            out.write(json.dumps(sentence_record(sentence), ensure_ascii=False) + "\n")
+def write_jsonl(sentences: Iterable[Sentence], path: str | Path) -> int:
+    """Write one :func:`sentence_record` per line (UTF-8, non-ASCII kept as is), atomically (see
+    `nagner.common.jsonl.write_jsonl`); returns the count."""
+    return write_records((sentence_record(sentence) for sentence in sentences), path)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
+from nagner.common.jsonl import iter_json_records
 from nagner.data.conll import read_conll
 from nagner.data.example import Sentence
 from nagner.data.jsonl import read_jsonl
-from nagner.data.textfile import numbered_lines, read_text
 from nagner.data.w2ner import read_w2ner
 from nagner.errors import NagNerInputError
 
@@ -17,25 +16,9 @@ READERS = {"conll": read_conll, "w2ner": read_w2ner, "jsonl": read_jsonl}
 
 
 def _first_record(path: Path) -> tuple[Any, int]:
-    """The first JSON record of a JSON array or JSON lines file, and its line."""
-    for number, line in numbered_lines(path):
-        line = line.replace("\ufeff", "").strip()
-        if not line:
-            continue
-        if line.startswith("["):
-            # A W2NER-style array: decode its first element only.
-            text = read_text(path)
-            body = text[text.index("[") + 1 :].lstrip()
-            if body.startswith("]"):
-                return None, number
-            try:
-                return json.JSONDecoder().raw_decode(body)[0], number
-            except json.JSONDecodeError as error:
-                raise NagNerInputError(f"bad JSON: {error.msg}", path, number + error.lineno - 1) from None
-        try:
-            return json.loads(line), number
-        except json.JSONDecodeError as error:
-            raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", path, number) from None
+    """The first record of a JSON array or JSON lines file, and its line."""
+    for line, record in iter_json_records(path):
+        return record, line
     raise NagNerInputError("no records found (empty file?)", path)
 
 

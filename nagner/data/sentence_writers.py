@@ -39,38 +39,42 @@ class ConllSentenceWriter:
     sentences, ``Sentence.sentence_spans``, gives a block per sentence).
 
     CoNLL tags hold flat entities only: a nested or discontinuous entity raises NagNerInputError
-    at the sentence's source and line. A sentence without words gives just its blank line (CoNLL
-    readers skip it: the format cannot hold an empty sentence).
+    at the sentence's source and line (when it was read from a file), else at ``name`` and the
+    sentence's number. A sentence without words gives just its blank line (CoNLL readers skip it:
+    the format cannot hold an empty sentence).
     """
 
-    def __init__(self, out: TextIO, scheme: str = "iob2"):
+    def __init__(self, out: TextIO, scheme: str = "iob2", name: str | None = None):
         self.out = out
         self.scheme = scheme
+        self.name = name
+        self.count = 0  # sentences written so far
 
     def write(self, sentence: Sentence) -> None:
         """Write the sentence's rows and the blank line after them."""
+        self.count += 1
         unique = set(sentence.entities)
         for entity in sorted(unique):
             kind = entity_kind(entity, unique)
             if kind != "flat":
-                raise NagNerInputError(
+                raise self._error(
+                    sentence,
                     f"{kind} entity {entity.type} {sentence.entity_text(entity)!r}: CoNLL tags hold flat "
                     "entities only; write jsonl or brat instead",
-                    sentence.source,
-                    sentence.line,
                 )
         for word in sentence.words:
             if not word or any(ch.isspace() for ch in word):
-                raise NagNerInputError(
-                    f"word {word!r} is empty or contains whitespace, which a CoNLL column cannot hold",
-                    sentence.source,
-                    sentence.line,
-                )
+                raise self._error(sentence, f"word {word!r} is empty or contains whitespace, which a CoNLL column cannot hold")
         spans = [(entity.type, entity.indices[0], entity.indices[-1] + 1) for entity in unique]
         tags = spans_to_tags(spans, len(sentence.words), self.scheme)
         rows = [f"{word} {tag}\n" for word, tag in zip(sentence.words, tags, strict=True)]
         for begin, end in _sentence_word_ranges(sentence):
             self.out.write("".join(rows[begin:end]) + "\n")
+
+    def _error(self, sentence: Sentence, message: str) -> NagNerInputError:
+        if sentence.source is not None:
+            return NagNerInputError(message, sentence.source, sentence.line)
+        return NagNerInputError(f"sentence {self.count}: {message}", self.name)
 
 
 def _sentence_word_ranges(sentence: Sentence) -> list[tuple[int, int]]:

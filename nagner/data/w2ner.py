@@ -7,50 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from nagner.common.atomic import atomic_outputs
+from nagner.common.jsonl import iter_json_records, write_jsonl
 from nagner.data.example import Entity, Sentence
-from nagner.data.textfile import read_text
 from nagner.errors import NagNerInputError
-
-
-def _array_records(text: str, path: str) -> Iterator[tuple[int, Any]]:
-    """``(line, record)`` for each element of a JSON array, decoded one element at a time so that
-    every record knows the line it starts on."""
-    decoder = json.JSONDecoder()
-    pos = text.index("[") + 1
-    line = text.count("\n", 0, pos) + 1
-
-    def skip_space(pos: int, line: int) -> tuple[int, int]:
-        while pos < len(text) and text[pos] in " \t\r\n\ufeff":
-            line += text[pos] == "\n"
-            pos += 1
-        return pos, line
-
-    pos, line = skip_space(pos, line)
-    if text.startswith("]", pos):
-        return
-    while True:
-        try:
-            record, end = decoder.raw_decode(text, pos)
-        except json.JSONDecodeError as error:
-            raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", path, error.lineno) from None
-        yield line, record
-        line += text.count("\n", pos, end)
-        pos, line = skip_space(end, line)
-        if text.startswith("]", pos):
-            return
-        if not text.startswith(",", pos):
-            raise NagNerInputError("bad JSON: expected ',' or ']' after a record", path, line)
-        pos, line = skip_space(pos + 1, line)
-
-
-def _jsonl_records(text: str, path: str) -> Iterator[tuple[int, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            yield number, json.loads(line)
-        except json.JSONDecodeError as error:
-            raise NagNerInputError(f"bad JSON: {error.msg} (column {error.colno})", path, number) from None
 
 
 def _sentence(record: Any, path: str, line: int) -> Sentence:
@@ -94,10 +54,7 @@ def iter_w2ner(path: str | Path) -> Iterator[Sentence]:
     offending record for bad JSON, missing or ill-typed keys, empty or out-of-range indices.
     """
     source = str(path)
-    text = read_text(path)
-    start = text.lstrip(" \t\r\n\ufeff")[:1]
-    records = _array_records(text, source) if start == "[" else _jsonl_records(text, source)
-    for line, record in records:
+    for line, record in iter_json_records(path):
         yield _sentence(record, source, line)
 
 
@@ -119,10 +76,10 @@ def w2ner_record(sentence: Sentence) -> dict[str, Any]:
 
 def write_w2ner(sentences: list[Sentence], path: str | Path) -> None:
     """Write W2NER records: JSON lines when ``path`` ends in ``.jsonl``, else a JSON array with
-    one record per line."""
-    records = [json.dumps(w2ner_record(sentence), ensure_ascii=False) for sentence in sentences]
+    one record per line (atomically: the file appears whole or not at all)."""
     if str(path).endswith(".jsonl"):
-        text = "".join(record + "\n" for record in records)
-    else:
-        text = "[\n" + ",\n".join(records) + "\n]\n" if records else "[]\n"
-    Path(path).write_text(text, encoding="utf-8")
+        write_jsonl((w2ner_record(sentence) for sentence in sentences), path)
+        return
+    records = [json.dumps(w2ner_record(sentence), ensure_ascii=False) for sentence in sentences]
+    with atomic_outputs([path]) as (out,):
+        out.write("[\n" + ",\n".join(records) + "\n]\n" if records else "[]\n")

@@ -1,10 +1,10 @@
 """The NAG-NER model: config, encoder-side detector, slot decoder, set matcher, encoding.
 
-Names load on first use, so that a light part (the exported runtime, `runtime.py`) does not pull in
+Names load on first use, so that a light part (the torch-only predictor that `nagner.runtime` uses) does not pull in
 transformers' modelling stack through this package.
 """
 
-from nagner.lazy_exports import lazy_exports
+from nagner.common.lazy_exports import lazy_exports
 
 _EXPORTS = {
     "NagNerConfig": "nagner.modeling.configuration",

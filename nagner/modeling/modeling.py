@@ -11,7 +11,7 @@ negatives; gold entities are matched to their start word's slots by the Hungaria
 (`matcher.py`) and the loss is `criterion.SetCriterion`'s. The AR mode (ablation only) assigns gold
 entities to slots in a fixed order and decodes with a causal mask and teacher forcing.
 The heads, word states, decoding and prediction entry points are `predictor.NagNerPredictor`'s
-(torch only, shared with the exported `runtime.NagNerRuntime`); prediction on sentences and raw
+(torch only, shared with the exported `nagner.runtime.NagNerRuntime`); prediction on sentences and raw
 text (windows, records) lives in `inference.py`.
 """
 
@@ -29,12 +29,13 @@ from transformers import AutoModel, AutoTokenizer, PreTrainedModel
 from transformers.utils import ModelOutput
 
 import nagner.peft as nagner_peft
+from nagner.common.encoders import packaged_name, resolve_encoder, weights_fingerprint
+from nagner.common.state_dicts import copy_tensors
 from nagner.modeling.configuration import NagNerConfig
 from nagner.modeling.criterion import SetCriterion
 from nagner.modeling.decoder import SlotDecoder
 from nagner.modeling.decoding import beam_search
 from nagner.modeling.detector import Detection, MentionDetector
-from nagner.modeling.encoder_source import encoder_fingerprint, packaged_name, resolve_encoder
 from nagner.modeling.matcher import match_slots
 from nagner.modeling.predictor import NagNerPredictor
 from nagner.modeling.slots import Slots, training_slot_counts
@@ -107,14 +108,12 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
             raise ValueError("this model has an adapter already")
         targets = nagner_peft.attach(self.encoder, adapter_config, freeze_base=True)
         self.config.adapter = adapter_config.to_dict()
-        self.config.encoder_fingerprint = encoder_fingerprint(self.encoder)
+        self.config.encoder_fingerprint = weights_fingerprint(nagner_peft.base_state_dict(self.encoder))
         return targets
 
     def _frozen_encoder_key(self, key: str) -> bool:
         """True for a state-dict key of the frozen pretrained encoder (not saved with an adapter)."""
-        return key.startswith("encoder.") and ".adapters." not in key and not key.startswith(
-            f"encoder.{nagner_peft.STATE_ATTR}."
-        )
+        return key.startswith("encoder.") and not nagner_peft.is_adapter_parameter(key)
 
     def trainable_state_dict(self) -> dict[str, torch.Tensor]:
         """With an adapter: the heads and the adapter (what a checkpoint holds); else everything."""
@@ -160,7 +159,7 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         adapter, expected_fingerprint = dict(config.adapter), config.encoder_fingerprint
         config.adapter = None
         model = cls(config, encoder=encoder)
-        fingerprint = encoder_fingerprint(model.encoder)
+        fingerprint = weights_fingerprint(nagner_peft.base_state_dict(model.encoder))
         if expected_fingerprint and fingerprint != expected_fingerprint:
             raise ValueError(
                 f"the encoder {config.encoder_name_or_path!r} has other weights than the one this adapter was "
@@ -202,18 +201,7 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
     def load_trainable_state(self, weights: str | Path) -> None:
         """Load an adapter checkpoint's tensors (adapter + heads) from ``weights``; every tensor
         must be there with its shape (ValueError naming the first misfits otherwise)."""
-        stored = load_file(str(weights))
-        expected = self.trainable_state_dict()
-        missing, unexpected = sorted(set(expected) - set(stored)), sorted(set(stored) - set(expected))
-        if missing or unexpected:
-            problems = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
-            problems += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
-            raise ValueError(f"{weights}: weights do not fit the model: {'; '.join(problems)}")
-        with torch.no_grad():
-            for key, target in expected.items():
-                if stored[key].shape != target.shape:
-                    raise ValueError(f"{weights}: {key} has shape {tuple(stored[key].shape)}, expected {tuple(target.shape)}")
-                target.copy_(stored[key])
+        copy_tensors(self.trainable_state_dict(), load_file(str(weights)), str(weights))
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         """Save config, weights (safetensors) and the tokenizer, so the folder is self-contained.
@@ -292,10 +280,12 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         entity_types: torch.Tensor | None = None,
         per_sentence: bool = False,
     ) -> NagNerOutput:
-        """Detector logits, and with targets the training loss (`Trainer` compatible).
+        """Detector logits, and with targets the training loss (`Trainer` compatible). An adapter's
+        own loss terms (SoRA's L1 term, MiLoRA's load balancing) are not part of it: the trainer
+        adds them (`nagner.peft.AdapterTrainer`; in a custom loop, `nagner.peft.auxiliary_loss`).
 
         ``per_sentence``: ``loss`` is (B,), each sentence's own loss (the same terms, averaged
-        within the sentence; no adapter auxiliary terms) — what ALoRA's rank importance needs.
+        within the sentence) — what ALoRA's rank importance needs.
 
         Targets (from `NagNerCollator`): start/end_labels (B, n) 0/1, count_labels (B, n) (−100 pad),
         entity_starts (B, E) (−1 pad), entity_pointers (B, E, L), entity_types (B, E) (−100 pad).
@@ -337,9 +327,6 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
             pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
             + c.typing_weight * typing_loss
         )
-        auxiliary = nagner_peft.auxiliary_loss(self.encoder) if c.adapter is not None and not per_sentence else None
-        if auxiliary is not None:  # e.g. MiLoRA's load balancing, SoRA's L1 term
-            output.loss = output.loss + auxiliary
         output.pointer_loss, output.type_loss = pointer_loss.detach(), type_loss.detach()
         output.detect_loss, output.count_loss, output.typing_loss = (
             detect_loss.detach(), count_loss.detach(), typing_loss.detach()

@@ -1,6 +1,6 @@
 """What prediction needs of a NAG-NER model, in torch alone: the heads, word states, decoding and
 the prediction entry points. `NagNerModel` (a transformers `PreTrainedModel`, for training and
-saving) and `NagNerRuntime` (an exported encoder for fast start-up, `runtime.py`) both are one.
+saving) and `NagNerRuntime` (an exported encoder for fast start-up, `nagner.runtime`) both are one.
 
 A class that mixes this in has ``config`` (anything with NagNerConfig's attributes), ``encoder``
 (called with input_ids / attention_mask / token_type_ids, returning ``.last_hidden_state`` or the

@@ -108,16 +108,6 @@ class PointerGrammar:
         return choice
 
 
-def constrained_pointer_decode(
-    logits: torch.Tensor, starts: torch.Tensor, n_words: torch.Tensor
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Decode a whole pass of pointer logits (S, L, n + 1) → classes (S, L), log-probability (S,)."""
-    grammar = PointerGrammar(starts, n_words, logits.shape[1])
-    for t in range(logits.shape[1]):
-        grammar.step(logits[:, t])
-    return grammar.classes, grammar.log_prob
-
-
 def pointer_word_mask(starts: torch.Tensor, classes: torch.Tensor, n: int) -> torch.Tensor:
     """Which words each slot's entity covers, for many slots at once (as `pointers_to_indices`).
 

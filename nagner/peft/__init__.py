@@ -6,9 +6,10 @@
     merge(model); unmerge(model)                # exact round trip
     export_peft_lora(model, "out/lora")         # plain `peft` LoRA folder (peft, vLLM)
 
-This package imports nothing else of the project.
+This package imports nothing else of the project but its shared helpers (`nagner.common`).
 """
 
+from nagner.common.lazy_exports import lazy_exports
 from nagner.peft.adapter import Adapter, AdapterExtras
 from nagner.peft.attach import (
     STATE_ATTR,
@@ -19,22 +20,18 @@ from nagner.peft.attach import (
     adapter_parameters,
     attach,
     auxiliary_loss,
+    base_parameter_name,
+    base_state_dict,
     detach,
     disable,
+    is_adapter_parameter,
     merge,
     merge_and_unload,
     set_active,
     set_trainable,
     unmerge,
 )
-from nagner.peft.config import (
-    AdapterConfig,
-    config_class,
-    config_from_dict,
-    config_from_options,
-    load_config,
-    method_names,
-)
+from nagner.peft.config import AdapterConfig
 from nagner.peft.ensemble import (
     cosine_score,
     el2n_score,
@@ -62,7 +59,15 @@ from nagner.peft.methods.sora import (
     sparsity_report,
 )
 from nagner.peft.mixed_batch import adapter_batch
+from nagner.peft.procedures import TrainingContext, training_callbacks
 from nagner.peft.prompt import bilevel_parameters, prompt_mask
+from nagner.peft.registry import (
+    config_class,
+    config_from_dict,
+    config_from_options,
+    load_config,
+    method_names,
+)
 from nagner.peft.serialization import adapter_state_dict, export_peft_lora, load_adapter, save_adapter
 from nagner.peft.summary import parameter_counts, summary
 from nagner.peft.targets import TargetError, find_targets
@@ -72,22 +77,15 @@ from nagner.peft.tensor_train import TTMatrix
 # they load on first use, so inference with adapters does not pay for those imports.
 _LAZY = {
     "AdapterTrainer": "nagner.peft.trainer",
-    "AloraCallback": "nagner.peft.methods.alora_allocation",
-    "alora_allocation_round": "nagner.peft.methods.alora_allocation",
-    "rank_importance": "nagner.peft.methods.alora_allocation",
-    "SoraCallback": "nagner.peft.methods.sora_schedule",
-    "SparsitySchedule": "nagner.peft.methods.sora_schedule",
+    "AloraCallback": "nagner.peft.methods.alora.allocation",
+    "alora_allocation_round": "nagner.peft.methods.alora.allocation",
+    "rank_importance": "nagner.peft.methods.alora.allocation",
+    "SoraCallback": "nagner.peft.methods.sora.schedule",
+    "SparsitySchedule": "nagner.peft.methods.sora.schedule",
 }
 
 
-def __getattr__(name: str):
-    if name in _LAZY:
-        import importlib
-
-        value = getattr(importlib.import_module(_LAZY[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'nagner.peft' has no attribute {name!r}")
+__getattr__ = lazy_exports(__name__, _LAZY)
 
 __all__ = [
     "active_adapters",
@@ -107,6 +105,8 @@ __all__ = [
     "AloraConfig",
     "attach",
     "auxiliary_loss",
+    "base_parameter_name",
+    "base_state_dict",
     "bilevel_parameters",
     "config_class",
     "config_from_dict",
@@ -119,6 +119,7 @@ __all__ = [
     "export_peft_lora",
     "find_targets",
     "grad_norm_score",
+    "is_adapter_parameter",
     "kl_score",
     "load_adapter",
     "load_adapter_bank",
@@ -152,6 +153,8 @@ __all__ = [
     "STATE_ATTR",
     "summary",
     "TargetError",
+    "training_callbacks",
+    "TrainingContext",
     "TTMatrix",
     "unmerge",
 ]

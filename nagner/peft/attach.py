@@ -140,6 +140,26 @@ def adapter_parameters(model: nn.Module, name: str) -> list[tuple[str, nn.Parame
     return [(n, p) for n, p in model.named_parameters() if marker in n or n.startswith(extras)]
 
 
+def is_adapter_parameter(name: str) -> bool:
+    """True for the state-dict key or parameter name of an adapter's own tensor (per layer or
+    model-level), relative to the module the adapters were attached to."""
+    return ".adapters." in name or name.startswith(f"{STATE_ATTR}.") or f".{STATE_ATTR}." in name
+
+
+def base_parameter_name(name: str) -> str:
+    """The name a base-model tensor has without adapters (attaching moves a host layer's tensors
+    under ``….base_layer``)."""
+    return name.replace(".base_layer.", ".")
+
+
+def base_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The state dict of ``model`` as it was before any adapter was attached: adapter tensors left
+    out, base-layer tensors under their original names. Merged adapters are part of the weights."""
+    return {
+        base_parameter_name(key): tensor for key, tensor in model.state_dict().items() if not is_adapter_parameter(key)
+    }
+
+
 def set_trainable(model: nn.Module, names: str | list[str]) -> None:
     """Only the parameters of adapter(s) ``names`` require grad; the rest of ``model`` is frozen."""
     names = [names] if isinstance(names, str) else list(names)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
+from nagner.common.state_dicts import check_tensors_fit
 from nagner.peft.attach import active_adapters, adapted_layers, adapter_parameters, set_active
 from nagner.peft.config import WEIGHTS_FILE
 from nagner.peft.serialization import adapter_state_dict
@@ -59,18 +60,7 @@ def softmax_weights(scores: Mapping[str, float], temperature: float = 1.0) -> di
 def _check_bank(expected: StateDict, sources: Mapping[str, StateDict]) -> None:
     """Every source must hold exactly ``expected``'s keys with the same shapes."""
     for source, tensors in sources.items():
-        missing = sorted(set(expected) - set(tensors))
-        extra = sorted(set(tensors) - set(expected))
-        if missing or extra:
-            parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
-            parts += [f"{len(extra)} unexpected (e.g. {extra[0]})"] if extra else []
-            raise ValueError(f"source adapter {source!r} does not fit adapter tensors: {'; '.join(parts)}")
-        for key, target in expected.items():
-            if tensors[key].shape != target.shape:
-                raise ValueError(
-                    f"source adapter {source!r}: {key} has shape {tuple(tensors[key].shape)}, "
-                    f"expected {tuple(target.shape)}"
-                )
+        check_tensors_fit(expected, tensors, f"source adapter {source!r}")
 
 
 def ensemble_init(

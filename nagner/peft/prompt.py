@@ -56,6 +56,7 @@ from transformers import PreTrainedModel
 from nagner.peft.adapter import Adapter, AdapterExtras
 from nagner.peft.attach import adapter_parameters, peft_state
 from nagner.peft.layer import AdaptedLayer
+from nagner.peft.targets import layer_position
 
 POOLERS = ("self_attention", "mean", "max", "last")
 ACTIVATIONS = ("rational", "gelu")
@@ -104,11 +105,6 @@ def make_activation(kind: str) -> nn.Module:
     return RationalActivation() if kind == "rational" else nn.GELU()
 
 
-def activation_parameter_count(kind: str) -> int:
-    """Parameters of `make_activation`'s module: 12 for ``rational`` (7 + 5), 0 for ``gelu``."""
-    return len(GELU_NUMERATOR) + len(GELU_DENOMINATOR) if kind == "rational" else 0
-
-
 class PromptPooler(nn.Module):
     """H (b, n, d) and a prompt mask (b, n) → one vector per sample (b, d).
 
@@ -145,21 +141,14 @@ class PromptPooler(nn.Module):
         return self.kind
 
 
-def pooler_parameter_count(kind: str, hidden: int) -> int:
-    """Parameters of a `PromptPooler`: d for ``self_attention``, 0 otherwise."""
-    return hidden if kind == "self_attention" else 0
-
-
 # ------------------------------------------------------------------------------- layer grouping
 def layer_prefix(module_name: str, layers_pattern: str | None = None) -> str | None:
-    """The name of the transformer layer holding ``module_name``: up to the layer number after
-    ``layers_pattern`` (or the first number): ``encoder.block.3.layer.0.SelfAttention.q`` →
-    ``encoder.block.3``, ``model.layers.3.mlp.up_proj`` → ``model.layers.3``."""
+    """The name of the transformer layer holding ``module_name``: up to the layer number (see
+    `targets.layer_position`): ``encoder.block.3.layer.0.SelfAttention.q`` → ``encoder.block.3``,
+    ``model.layers.3.mlp.up_proj`` → ``model.layers.3``."""
     parts = module_name.split(".")
-    for i, part in enumerate(parts):
-        if part.isdigit() and (layers_pattern is None or (i > 0 and parts[i - 1] == layers_pattern)):
-            return ".".join(parts[: i + 1])
-    return None
+    position = layer_position(parts, layers_pattern)
+    return None if position is None else ".".join(parts[: position + 1])
 
 
 def group_by_layer(module_names: list[str], layers_pattern: str | None = None) -> dict[str, list[str]]:

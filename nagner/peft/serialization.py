@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
+from nagner.common.state_dicts import copy_tensors
 from nagner.peft.attach import (
     DEFAULT_NAME,
     STATE_ATTR,
@@ -31,7 +32,8 @@ from nagner.peft.attach import (
     set_active,
     set_trainable,
 )
-from nagner.peft.config import CONFIG_FILE, WEIGHTS_FILE, load_config
+from nagner.peft.config import CONFIG_FILE, WEIGHTS_FILE
+from nagner.peft.registry import load_config
 from nagner.peft.targets import ADAPTABLE_TYPES, model_modules
 
 PREFIX = "base_model.model."
@@ -102,19 +104,7 @@ def load_adapter(
     # Attached inactive and without freezing, so a failed load can be undone by detaching alone.
     targets = attach(model, config, name, activate=False, freeze_base=False)
     try:
-        expected = adapter_state_dict(model, name)
-        missing = sorted(set(expected) - set(stored))
-        unexpected = sorted(set(stored) - set(expected))
-        if missing or unexpected:
-            parts = [f"{len(missing)} missing (e.g. {missing[0]})"] if missing else []
-            parts += [f"{len(unexpected)} unexpected (e.g. {unexpected[0]})"] if unexpected else []
-            raise ValueError(f"{weights_path}: tensors do not fit the model: {'; '.join(parts)}")
-        with torch.no_grad():
-            for key, target in expected.items():
-                value = stored[key]
-                if value.shape != target.shape:
-                    raise ValueError(f"{weights_path}: {key} has shape {tuple(value.shape)}, expected {tuple(target.shape)}")
-                target.copy_(value)
+        copy_tensors(adapter_state_dict(model, name), stored, str(weights_path))
     except Exception:
         detach(model, name)
         raise

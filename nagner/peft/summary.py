@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from nagner.peft.attach import STATE_ATTR, adapted_layers, peft_state
+from nagner.peft.attach import STATE_ATTR, adapted_layers, is_adapter_parameter, peft_state
 
 
 def parameter_counts(model: nn.Module) -> dict[str, int]:
@@ -14,7 +14,7 @@ def parameter_counts(model: nn.Module) -> dict[str, int]:
         count = parameter.numel()
         total += count
         trainable += count if parameter.requires_grad else 0
-        if ".adapters." in name or name.startswith(STATE_ATTR + "."):
+        if is_adapter_parameter(name):
             adapter += count
     return {"trainable": trainable, "total": total, "adapter": adapter}
 

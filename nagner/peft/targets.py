@@ -41,17 +41,22 @@ def _matches(name: str, pattern: list[str] | str) -> bool:
     return any(_suffix_match(name, entry) for entry in pattern)
 
 
-def layer_index(name: str, layers_pattern: list[str] | str | None) -> int | None:
-    """The layer number in a module name: the part after ``layers_pattern`` (one name part or a
-    list of them, as `peft` allows), or the first number."""
+def layer_position(parts: list[str], layers_pattern: list[str] | str | None) -> int | None:
+    """Where the layer number stands among a module name's dot-separated ``parts``: the first
+    number after ``layers_pattern`` (one name part or a list of them, as `peft` allows), or the
+    first number at all; None when there is none."""
     patterns = [layers_pattern] if isinstance(layers_pattern, str) else layers_pattern
-    parts = name.split(".")
     for i, part in enumerate(parts):
-        if not part.isdigit():
-            continue
-        if patterns is None or (i > 0 and parts[i - 1] in patterns):
-            return int(part)
+        if part.isdigit() and (patterns is None or (i > 0 and parts[i - 1] in patterns)):
+            return i
     return None
+
+
+def layer_index(name: str, layers_pattern: list[str] | str | None) -> int | None:
+    """The layer number in a module name (see `layer_position`): ``encoder.layer.3.output`` → 3."""
+    parts = name.split(".")
+    position = layer_position(parts, layers_pattern)
+    return None if position is None else int(parts[position])
 
 
 def _output_layer_names(model: nn.Module) -> set[str]:
@@ -63,8 +68,9 @@ def _output_layer_names(model: nn.Module) -> set[str]:
     return {name for name, module in model.named_modules() if module is output}
 
 
-def _near_misses(entry: str, names: Iterable[str], limit: int = 5) -> list[str]:
-    """Module names (or their suffixes) closest to a misspelled entry."""
+def near_misses(entry: str, names: Iterable[str], limit: int = 5) -> list[str]:
+    """Module names (or their suffixes of up to 4 parts) closest to a misspelled entry: what an
+    error names after "did you mean"."""
     suffixes: set[str] = set()
     for name in names:
         parts = name.split(".")
@@ -81,7 +87,7 @@ def _check_every_entry_matches(kind: str, pattern: list[str] | str, names: list[
         else:
             hit = any(_suffix_match(name, entry) for name in names)
         if not hit:
-            near = _near_misses(entry, names)
+            near = near_misses(entry, names)
             hint = f"; did you mean {', '.join(repr(n) for n in near)}?" if near else ""
             raise TargetError(f"{kind} entry {entry!r} matches no module of the model{hint}")
 

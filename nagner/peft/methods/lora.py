@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -21,6 +22,8 @@ from torch import nn
 from nagner.peft.adapter import Adapter
 from nagner.peft.config import AdapterConfig, dict_field, register_method
 from nagner.peft.layer import AdaptedLayer
+
+V = TypeVar("V")
 
 
 def pattern_value(patterns: dict[str, float], module_name: str, default: float) -> float:
@@ -144,3 +147,9 @@ class LoraAdapter(Adapter):
 
     def extra_repr(self) -> str:
         return f"r={self.r}, alpha={self.alpha:g}, scaling={self.scaling:g}"
+
+
+def module_pattern(values: dict[str, V]) -> dict[str, V]:
+    """A ``rank_pattern`` / ``alpha_pattern`` naming each module exactly: escaped full names,
+    longest first (a pattern also matches longer names ending in it, and the first match wins)."""
+    return {re.escape(name): values[name] for name in sorted(values, key=lambda n: (-len(n), n))}

@@ -1,143 +1,25 @@
-"""SoRA (Ding et al., EMNLP 2023): LoRA with a gate vector g between A and B, sparsified by a
-proximal L1 step, then pruned to a plain LoRA of smaller per-module rank.
-
-    y = W0·x + b + s · B·(g ⊙ A·dropout(x))        g: (r,) ~ N(0, 1) at init, s = α/r
-
-Training (official recipe): the usual optimizer step on A, B and g, then the proximal operator of
-ξ‖g‖₁ on every gate, ``g ← sign(g)·max(|g| − ξ, 0)`` (`sora_proximal_step`, run after each
-optimizer step by `SoraCallback`), plus the loss term ``η·Σ|g| / #g`` over all gate entries of
-the model (`SoraPenalty.auxiliary_loss`, added by `AdapterTrainer` or `nagner.peft.auxiliary_loss`).
-
-The official code applies the threshold as three masked updates in a row (``g[g > ξ] -= ξ;
-g[g < −ξ] += ξ; g[|g| < ξ] = 0``), so a gate in (ξ, 2ξ) is first shrunk into (0, ξ) and then
-zeroed, and a gate of exactly ±ξ stays: it zeroes |g| < 2ξ. That rule is available only as the
-compat flag ``official_prox=True``; the default is the exact soft threshold.
-
-Like the official trainer, the L1 term divides by the number of gate entries of the whole model,
-so η means the same as the official ``sparse_lambda``.
-
-After training, `prune_sora` drops the ranks whose gate is 0 and folds g into B: the adapter
-becomes a plain LoRA with per-module ranks (``rank_pattern``) and the same outputs. Before that,
-`as_lora` (merge, export, mixed batches) already drops the zero ranks.
-"""
+"""SoRA's sparsity: the proximal step on the gates, the official optimizer groups, a report of
+what is left, and pruning into a plain LoRA with the same outputs."""
 
 from __future__ import annotations
 
-import weakref
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from nagner.peft.adapter import AdapterExtras
 from nagner.peft.attach import DEFAULT_NAME, adapted_layers, adapter_config, peft_state
-from nagner.peft.config import register_method
 from nagner.peft.layer import AdaptedLayer
-from nagner.peft.methods.alora import module_pattern
-from nagner.peft.methods.lora import LoraAdapter, LoraConfig
+from nagner.peft.methods.lora import LoraAdapter, LoraConfig, module_pattern
+from nagner.peft.methods.sora.adapter import SoraAdapter
 
 
-@register_method
-@dataclass
-class SoraConfig(LoraConfig):
-    """SoRA: the LoRA fields (defaults r = 16, α = 16 as the official `run_glue.py`) plus
-
-    Args:
-        l1_weight: η, weight of the loss term ``η·Σ|g| / #g`` over every gate entry of the model
-            (official ``sparse_lambda``, normalised as the official trainer does).
-        prox_threshold: ξ, the proximal step's threshold (official ``sparse_lambda_2``); a
-            `SparsitySchedule` in `SoraCallback` overrides it.
-        official_prox: apply the official code's sequential threshold instead of the exact one.
-    """
-
-    method = "sora"
-    peft_type = "SORA"
-    peft_native = False
-    r: int = 16
-    lora_alpha: float = 16
-    l1_weight: float = 1e-3
-    prox_threshold: float = 1e-3
-    official_prox: bool = False
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if self.l1_weight < 0 or self.prox_threshold < 0:
-            raise ValueError("l1_weight and prox_threshold must be >= 0")
-
-    def build_adapter(self, layer: AdaptedLayer, module_name: str) -> SoraAdapter:
-        r, alpha = self.rank_and_alpha(module_name)
-        return SoraAdapter(layer.in_features, layer.out_features, r, alpha, self)
-
-    def build_extras(self, model: nn.Module, layers: dict[str, AdaptedLayer]) -> SoraPenalty:
-        return SoraPenalty(self.l1_weight)
-
-
-class SoraAdapter(LoraAdapter):
-    """LoRA plus the gate ``lora_gate`` (r,) applied to A·x."""
-
-    def __init__(self, d_in: int, d_out: int, r: int, alpha: float, config: SoraConfig):
-        super().__init__(d_in, d_out, r, alpha, config)
-        self.l1_weight = config.l1_weight
-        self.lora_gate = nn.Parameter(torch.randn(r))  # (r,)
-
-    def mix_ranks(self, h: torch.Tensor) -> torch.Tensor:
-        """h (…, r) → g ⊙ h."""
-        return h * self.lora_gate
-
-    def rank_matrix(self) -> torch.Tensor:
-        """diag(g) (r, r)."""
-        return torch.diag(self.lora_gate)
-
-    def kept_ranks(self) -> torch.Tensor:
-        """Indices of the non-zero gates (r',)."""
-        return self.lora_gate.detach().nonzero().squeeze(1)
-
-    def as_lora(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A (r', d_in), B (d_out, r')) over the r' non-zero gates: g and the scaling folded into B."""
-        keep = self.kept_ranks()
-        B = self.weight_B()[:, keep] * self.lora_gate[keep] * self.scaling
-        return self.weight_A()[keep], B
-
-
-class SoraPenalty(AdapterExtras):
-    """SoRA's L1 term over the whole model, as the official trainer computes it: η·Σ|g| over every
-    gate of the adapter, divided by the number of gate entries (after pruning, of those left)."""
-
-    changes_outputs = False  # a loss term only
-
-    def __init__(self, l1_weight: float):
-        super().__init__()
-        self.l1_weight = l1_weight
-        self._target: tuple[weakref.ref, str] | None = None  # (the model, the adapter's name)
-
-    def install(self, model: nn.Module, name: str) -> list:
-        self._target = (weakref.ref(model), name)  # a weak reference: no module cycle, no state-dict copy
-        return []
-
-    def auxiliary_loss(self) -> torch.Tensor | None:
-        """η·Σ|g| / #g over the adapter's gates; None when η = 0 or no gate is left."""
-        model = self._target[0]() if self._target is not None else None
-        if self.l1_weight == 0 or model is None:
-            return None
-        name = self._target[1]
-        gates = [
-            layer.adapters[name].lora_gate for layer in adapted_layers(model).values()
-            if isinstance(layer.adapters[name] if name in layer.adapters else None, SoraAdapter)
-        ]
-        gates = [gate.reshape(-1) for gate in gates if gate.numel()]  # (r_m,) each
-        if not gates:
-            return None
-        every = torch.cat(gates)  # (Σ r_m,)
-        return self.l1_weight * every.abs().sum() / every.numel()
-
-
-# ------------------------------------------------------------------------------------ procedures
 def sora_adapters(model: nn.Module, name: str = DEFAULT_NAME) -> dict[str, SoraAdapter]:
     """The SoRA adapters named ``name`` by module name; TypeError when ``name`` is not SoRA."""
-    config = adapter_config(model, name)
-    if not isinstance(config, SoraConfig):
-        raise TypeError(f"adapter {name!r} is {type(config).__name__}, not SoRA")
-    return {m: layer.adapters[name] for m, layer in adapted_layers(model).items() if name in layer.adapters}
+    adapters = {m: layer.adapters[name] for m, layer in adapted_layers(model).items() if name in layer.adapters}
+    if not adapters or not all(isinstance(adapter, SoraAdapter) for adapter in adapters.values()):
+        raise TypeError(f"adapter {name!r} is {type(adapter_config(model, name)).__name__}, not SoRA")
+    return adapters
 
 
 @torch.no_grad()

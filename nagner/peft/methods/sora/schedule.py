@@ -23,7 +23,7 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from nagner.peft.attach import DEFAULT_NAME, adapter_config
-from nagner.peft.methods.sora import SparsityReport, sora_proximal_step, sparsity_report
+from nagner.peft.methods.sora.sparsity import SparsityReport, sora_proximal_step, sparsity_report
 
 SCHEDULE_MODES = ("linear", "log_linear", "exp_linear")
 

@@ -207,7 +207,7 @@ def _file_stamp(path: Path) -> str:
 def runtime_key(checkpoint: str | Path) -> str:
     """A hash of what the runtime of ``checkpoint`` depends on (see the module docstring)."""
     from nagner import __version__
-    from nagner.modeling.encoder_source import resolve_encoder
+    from nagner.common.encoders import resolve_encoder
 
     checkpoint = Path(checkpoint).resolve()
     digest = hashlib.sha256(f"{FORMAT}:{__version__}:{torch.__version__}:{checkpoint}".encode())

@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
-from torch import nn
 
 # hub name → (module, function returning the local model folder)
 PACKAGED_ENCODERS: dict[str, tuple[str, str]] = {
@@ -52,14 +52,12 @@ def packaged_name(path: str) -> str:
     return path
 
 
-def encoder_fingerprint(encoder: nn.Module) -> str:
-    """A short hash of the encoder's pretrained weights (shape and first 4096 values of every
-    tensor): a checkpoint that holds only an adapter checks it was trained on these weights."""
+def weights_fingerprint(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """A short hash of pretrained weights (name, shape and first 4096 values of every tensor): a
+    checkpoint that holds only an adapter checks that it is loaded onto the weights it was trained
+    on. Pass the state dict without adapters (`nagner.peft.base_state_dict`)."""
     digest = hashlib.sha256()
-    for key, tensor in sorted(encoder.state_dict().items()):
-        if ".adapters." in key or key.startswith("nagner_peft."):
-            continue
-        key = key.replace(".base_layer.", ".")
+    for key, tensor in sorted(state_dict.items()):
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
         sample = tensor.detach().reshape(-1)[:4096].to(torch.float32).cpu()

@@ -1,4 +1,4 @@
-"""The token-classification baseline that NAG-NER is compared against on flat data.
+"""The token-classification baseline that NAG-NER is compared against on flat data (`bench/`).
 
 A standard, well-tuned recipe: any encoder with ``AutoModelForTokenClassification``'s linear head,
 one IOB2 label per word on its first sub-token (``-100`` on the others), AdamW with linear warmup

@@ -7,26 +7,25 @@ are removed and a pre-existing target is left untouched, so a reader never sees 
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TextIO
 
-from nagner.errors import NagNerInputError
+from nagner.common.errors import InputError
 
 
 def check_output_path(path: str | Path) -> Path:
     """``path`` as a Path, after checking it can be an output file: its folder exists and it is
-    not a folder itself. Raises NagNerInputError otherwise (call it before long work)."""
+    not a folder itself. Raises InputError otherwise (call it before long work)."""
     path = Path(path)
     if path.is_dir():
-        raise NagNerInputError("is a directory; expected an output file name", path)
+        raise InputError("is a directory; expected an output file name", path)
     if not path.parent.is_dir():
-        raise NagNerInputError(f"output folder {str(path.parent)!r} does not exist", path)
+        raise InputError(f"output folder {str(path.parent)!r} does not exist", path)
     return path
 
 
@@ -91,12 +90,3 @@ def atomic_folder(target: str | Path) -> Iterator[Path]:
     finally:
         shutil.rmtree(partial, ignore_errors=True)  # still there only when something failed
 
-
-def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> int:
-    """Write ``records`` as JSONL (UTF-8, one object per line) atomically; returns the count."""
-    count = 0
-    with atomic_outputs([path]) as (handle,):
-        for record in records:
-            handle.write(json.dumps(record, ensure_ascii=False) + "\n")
-            count += 1
-    return count

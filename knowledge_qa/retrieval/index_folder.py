@@ -1,4 +1,4 @@
-"""Index folders: build a retriever by kind name, save one crash-safely, load any saved one.
+"""Index folders: what a saved retriever's folder holds, written crash-safely and read back checked.
 
 An index folder holds
 
@@ -24,21 +24,11 @@ from typing import Any, Protocol
 
 from knowledge_qa.corpus import Passage, read_corpus, write_corpus
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.retrieval.base import Retriever
-from nagner.atomic import atomic_folder, atomic_outputs
+from nagner.common.atomic import atomic_folder, atomic_outputs
 
 SETTINGS_FILE = "retriever.json"
 PASSAGES_FILE = "passages.jsonl"
 FORMAT_VERSION = 1
-
-# build_retriever kind → (class kind in retriever.json, scorer of two-level search or None)
-BUILD_KINDS: dict[str, tuple[str, str | None]] = {
-    "bm25": ("bm25", None),
-    "dense": ("dense", None),
-    "two_level-bm25": ("two_level", "bm25"),
-    "two_level-dense": ("two_level", "dense"),
-}
-LOAD_KINDS = ("bm25", "dense", "two_level")
 
 
 class IndexFiles(Protocol):
@@ -119,10 +109,6 @@ def read_settings(directory: str | Path) -> dict[str, Any]:
             f"index format {settings.get('format')!r} is not supported (this version reads {FORMAT_VERSION})",
             path,
         )
-    if settings["kind"] not in LOAD_KINDS:
-        raise QAInputError(
-            f"unknown retriever kind {settings['kind']!r}; expected one of {', '.join(LOAD_KINDS)}", path
-        )
     return settings
 
 
@@ -147,56 +133,3 @@ def read_index(directory: str | Path, kind: str) -> tuple[dict[str, Any], list[P
             corpus_path,
         )
     return settings, passages
-
-
-def build_retriever(passages: Sequence[Passage], kind: str, **options: Any) -> Retriever:
-    """A new retriever of ``kind`` over ``passages``.
-
-    Kinds: ``"bm25"`` (options of `BM25Retriever`: k1, b, title_weight), ``"dense"`` (options of
-    `DenseRetriever`: encoder, batch_size, device, use_faiss, max_length), ``"two_level-bm25"`` and
-    ``"two_level-dense"`` (two-level search scoring documents and passages with BM25 / dense; options:
-    ``documents`` plus those of the scorer). Unknown kinds or options raise QAInputError.
-    """
-    # Imported here: the retriever modules import this one for its folder helpers.
-    from knowledge_qa.retrieval.bm25 import BM25Retriever
-    from knowledge_qa.retrieval.dense import DenseRetriever
-    from knowledge_qa.retrieval.two_level import TwoLevelRetriever
-
-    if kind not in BUILD_KINDS:
-        raise QAInputError(f"unknown retriever kind {kind!r}; expected one of {', '.join(BUILD_KINDS)}")
-    class_kind, scorer = BUILD_KINDS[kind]
-    allowed = {"bm25": BM25Retriever.OPTIONS, "dense": DenseRetriever.OPTIONS}[scorer or class_kind]
-    if scorer is not None:
-        allowed = allowed | {"documents"}
-    unknown = sorted(set(options) - allowed)
-    if unknown:
-        raise QAInputError(
-            f"unknown option(s) {', '.join(unknown)} for a {kind!r} retriever; "
-            f"expected {', '.join(sorted(allowed))}"
-        )
-    if class_kind == "bm25":
-        return BM25Retriever(passages, **options)
-    if class_kind == "dense":
-        return DenseRetriever(passages, **options)
-    return TwoLevelRetriever.build(passages, kind=scorer, **options)
-
-
-def load_retriever(
-    directory: str | Path, *, device: str | None = None, use_faiss: bool | None = None
-) -> Retriever:
-    """The retriever saved in ``directory``, whatever its kind (read from retriever.json).
-
-    ``device`` and ``use_faiss`` choose how a dense index searches (see `DenseRetriever`); BM25 ignores
-    them. Raises QAInputError naming the path when the folder or retriever.json is missing, the kind
-    is unknown, or the corpus or index files are corrupt or do not match.
-    """
-    from knowledge_qa.retrieval.bm25 import BM25Retriever
-    from knowledge_qa.retrieval.dense import DenseRetriever
-    from knowledge_qa.retrieval.two_level import TwoLevelRetriever
-
-    kind = read_settings(directory)["kind"]
-    if kind == "bm25":
-        return BM25Retriever.load(directory)
-    if kind == "dense":
-        return DenseRetriever.load(directory, device=device, use_faiss=use_faiss)
-    return TwoLevelRetriever.load(directory, device=device, use_faiss=use_faiss)

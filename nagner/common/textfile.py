@@ -2,7 +2,7 @@
 
 Every reader goes through here: a leading byte order mark is dropped; lines come without their
 ``\\n`` or ``\\r\\n``, whole texts keep their line ends (offsets into them are offsets into the
-file's text); and a byte that is not UTF-8 or a NUL byte (a binary file) raises NagNerInputError
+file's text); and a byte that is not UTF-8 or a NUL byte (a binary file) raises InputError
 with the file, the line and the column, instead of a UnicodeDecodeError.
 """
 
@@ -13,22 +13,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
-from nagner.errors import NagNerInputError
+from nagner.common.errors import InputError
 
 BOM = "\ufeff"
 
 
 def decode_line(raw: bytes, source: str, number: int) -> str:
-    """One line's bytes as text; NagNerInputError at ``source:number`` for a NUL or non-UTF-8 byte."""
+    """One line's bytes as text; InputError at ``source:number`` for a NUL or non-UTF-8 byte."""
     nul = raw.find(b"\0")
     if nul >= 0:
-        raise NagNerInputError(
+        raise InputError(
             f"a NUL byte at column {nul + 1}: this looks like a binary file, not UTF-8 text", source, number
         )
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise NagNerInputError(
+        raise InputError(
             f"not UTF-8 text: byte {raw[error.start]:#04x} at column {error.start + 1}", source, number
         ) from None
 
@@ -37,7 +37,7 @@ def iter_lines(stream: IO[Any], source: str) -> Iterator[str]:
     """Lines of a text or binary stream without their line end (``\\n`` or ``\\r\\n``), read lazily.
 
     Bytes are decoded line by line (see :func:`decode_line`), so a bad byte is reported at its
-    own line; a leading byte order mark is dropped. Raises NagNerInputError (``source``, line)
+    own line; a leading byte order mark is dropped. Raises InputError (``source``, line)
     for text that is not UTF-8, and for a stream without any line (an empty input is taken as a
     mistake).
     """
@@ -46,7 +46,7 @@ def iter_lines(stream: IO[Any], source: str) -> Iterator[str]:
         empty = False
         yield line
     if empty:
-        raise NagNerInputError("no input lines (empty input?)", source)
+        raise InputError("no input lines (empty input?)", source)
 
 
 def _numbered(stream: IO[Any], source: str) -> Iterator[tuple[int, str]]:
@@ -60,10 +60,10 @@ def _numbered(stream: IO[Any], source: str) -> Iterator[tuple[int, str]]:
 
 
 def check_file(path: str | Path) -> Path:
-    """``path`` as a Path; NagNerInputError when it is missing or not a file."""
+    """``path`` as a Path; InputError when it is missing or not a file."""
     path = Path(path)
     if not path.is_file():
-        raise NagNerInputError("no such file" if not path.exists() else "not a file", path)
+        raise InputError("no such file" if not path.exists() else "not a file", path)
     return path
 
 
@@ -88,7 +88,7 @@ def numbered_lines(path: str | Path) -> Iterator[tuple[int, str]]:
 
 def read_text(path: str | Path, source: str | None = None) -> str:
     """A whole UTF-8 file as text, a leading byte order mark dropped and line ends kept (character
-    offsets into it are offsets into the file's text); NagNerInputError with the line of a NUL or
+    offsets into it are offsets into the file's text); InputError with the line of a NUL or
     non-UTF-8 byte. ``path`` None or "-" reads standard input."""
     if path is None or str(path) == "-":
         stream = getattr(sys.stdin, "buffer", sys.stdin)

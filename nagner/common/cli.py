@@ -1,10 +1,14 @@
-"""Argument types shared by the sub-commands."""
+"""What the command-line tools share: argument types, and how a sub-command's failure becomes an
+exit code (a user mistake: one clear line and exit 2, no traceback)."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from typing import Any
+
+from nagner.common.errors import InputError
 
 
 def positive_int(value: str) -> int:
@@ -28,3 +32,17 @@ def key_value(value: str) -> tuple[str, Any]:
     except json.JSONDecodeError:
         parsed = text
     return key.strip().replace("-", "_"), parsed
+
+
+def run_command(prog: str, args: argparse.Namespace, user_errors: tuple[type[Exception], ...] = ()) -> int:
+    """Run the parsed sub-command ``args.run(args)`` and return its exit code: 2 with one line
+    ``<prog> <command>: error: …`` on stderr for an `InputError` or one of ``user_errors``
+    (mistakes the user can fix), 130 on Ctrl-C; anything else is a bug and keeps its traceback."""
+    try:
+        return int(args.run(args) or 0)
+    except (InputError, *user_errors) as error:
+        print(f"{prog} {args.command}: error: {error}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{prog} {args.command}: interrupted", file=sys.stderr)
+        return 130

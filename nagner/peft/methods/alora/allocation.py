@@ -35,7 +35,8 @@ from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from nagner.peft.attach import DEFAULT_NAME, adapter_config
-from nagner.peft.methods.alora import AloraAdapter, ablated_ranks, alora_adapters, module_pattern
+from nagner.peft.methods.alora.adapter import AloraAdapter, ablated_ranks, alora_adapters
+from nagner.peft.methods.lora import module_pattern
 
 LossFn = Callable[[nn.Module, Mapping[str, Any]], torch.Tensor]
 

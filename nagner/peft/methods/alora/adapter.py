@@ -1,4 +1,4 @@
-"""ALoRA (Liu et al., NAACL 2024, *Allocating* LoRA; not `peft`'s Activated LoRA): LoRA with binary
+"""The ALoRA adapter: ALoRA (Liu et al., NAACL 2024, *Allocating* LoRA; not `peft`'s Activated LoRA): LoRA with binary
 rank gates, whose ranks are re-allocated between modules during training.
 
     y = W0·x + b + s · B·(m ⊙ A·dropout(x))        m: (r,) in {0, 1}, all 1 at init, s = α/r₀
@@ -7,7 +7,7 @@ The gates are a buffer ``rank_mask`` (saved with the adapter, never trained). Wi
 the adapter is exactly LoRA. The scaling is fixed per module at α/r₀ with r₀ = the config's ``r``
 (the initial per-module rank, R_target / N_mod in the paper), whatever rank the module holds
 later, so moving ranks between modules never rescales the ranks that stay. Allocation rounds
-(`nagner.peft.methods.alora_allocation`) prune the lowest-importance ranks and give them to other
+(`nagner.peft.methods.alora.allocation`) prune the lowest-importance ranks and give them to other
 modules, writing every module's rank into the config's ``rank_pattern``.
 
 For the importance scores many gate settings run in one forward pass: `ablated_ranks` sets a
@@ -23,49 +23,21 @@ allocation round resizes the parameters and is seen) is missed by a bank built b
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
-from typing import TypeVar
 
 import torch
 from torch import nn
 
 from nagner.peft.attach import DEFAULT_NAME, adapted_layers, adapter_config
-from nagner.peft.config import register_method
-from nagner.peft.layer import AdaptedLayer
 from nagner.peft.methods.lora import LoraAdapter, LoraConfig
-
-V = TypeVar("V")
-
-
-def module_pattern(values: dict[str, V]) -> dict[str, V]:
-    """A ``rank_pattern`` / ``alpha_pattern`` naming each module exactly: escaped full names,
-    longest first (a pattern also matches longer names ending in it, and the first match wins)."""
-    return {re.escape(name): values[name] for name in sorted(values, key=lambda n: (-len(n), n))}
-
-
-@register_method
-@dataclass
-class AloraConfig(LoraConfig):
-    """ALoRA: the LoRA fields; ``r`` is the initial rank of every module (r₀, also the scaling's
-    denominator) and ``rank_pattern`` holds the per-module ranks after allocation rounds."""
-
-    method = "alora"
-    peft_type = "ALORA"
-    peft_native = False
-
-    def build_adapter(self, layer: AdaptedLayer, module_name: str) -> AloraAdapter:
-        r, alpha = self.rank_and_alpha(module_name)
-        return AloraAdapter(layer.in_features, layer.out_features, r, alpha, self)
 
 
 class AloraAdapter(LoraAdapter):
     """LoRA plus the gate buffer ``rank_mask`` (r,) and, while `ablated_ranks` runs, ``ablation``
     (K, r): one gate setting per copy of the batch."""
 
-    def __init__(self, d_in: int, d_out: int, r: int, alpha: float, config: AloraConfig):
+    def __init__(self, d_in: int, d_out: int, r: int, alpha: float, config: LoraConfig):  # an `AloraConfig` (its LoRA fields)
         super().__init__(d_in, d_out, r, alpha, config)
         self.scaling = (
             alpha / math.sqrt(config.r) if config.use_rslora else (alpha / config.r if config.r else 0.0)
@@ -102,12 +74,11 @@ class AloraAdapter(LoraAdapter):
 
 def alora_adapters(model: nn.Module, name: str = DEFAULT_NAME) -> dict[str, AloraAdapter]:
     """The ALoRA adapters named ``name`` by module name; TypeError when ``name`` is not ALoRA."""
-    config = adapter_config(model, name)
-    if not isinstance(config, AloraConfig):
-        raise TypeError(f"adapter {name!r} is {type(config).__name__}, not ALoRA")
     adapters = {
         m: layer.adapters[name] for m, layer in adapted_layers(model).items() if name in layer.adapters
     }
+    if not adapters or not all(isinstance(adapter, AloraAdapter) for adapter in adapters.values()):
+        raise TypeError(f"adapter {name!r} is {type(adapter_config(model, name)).__name__}, not ALoRA")
     merged = [m for m, layer in adapted_layers(model).items() if name in layer.merged]
     if merged:
         raise RuntimeError(

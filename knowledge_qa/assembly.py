@@ -1,0 +1,137 @@
+"""Building a GEEK agent from a description of its parts: which models (local transformers models
+or one OpenAI-compatible server), which extractor, which index, and the loop's switches.
+
+The command line (`knowledge-qa ask`, `evaluate`) and the benchmark describe an agent the same way,
+as an `AgentSpec`, and get the same agent:
+
+    agent = build_agent(AgentSpec(core="out/core", index="out/index", sentence_extractor=True))
+
+`load_parts` loads the models and the index once; `assemble` puts an agent together from them, so
+that ablations (``AgentOptions``) can share one set of loaded models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from knowledge_qa.agent import AgentOptions, GeekAgent
+from knowledge_qa.errors import QAInputError
+from knowledge_qa.extraction import Extractor
+from knowledge_qa.models.base import TextModel
+from knowledge_qa.retrieval.base import Retriever
+
+
+@dataclass
+class AgentSpec:
+    """What an agent is made of (each field is the `knowledge-qa ask` flag of the same name; errors
+    name the flags).
+
+    Local models: ``core`` (a transformers name or folder, or an adapter folder from
+    `knowledge-qa train`), ``extractor`` (default: the core model), ``answerer`` (a separate
+    FinalAnswer model; default: the core model), ``adapter`` (a `nagner.peft` folder put on the
+    core model), on ``device`` with ``model_batch_size`` rows per forward pass. Or a ``server``
+    (OpenAI-compatible) serving ``server_model`` (and ``server_extractor_model``), scored by
+    ``score_mode``, with ``timeout`` seconds per request and ``concurrency`` requests in flight.
+    ``sentence_extractor``: extract the passage sentence closest to the sub-question instead of
+    generating a fact. ``index``: a folder from `knowledge-qa index` (needed when retrieval is on).
+    """
+
+    core: str | None = None
+    extractor: str | None = None
+    answerer: str | None = None
+    adapter: str | None = None
+    sentence_extractor: bool = False
+    server: str | None = None
+    server_model: str | None = None
+    server_extractor_model: str | None = None
+    score_mode: str = "echo"
+    timeout: float = 60.0
+    concurrency: int = 8
+    device: str | None = None
+    model_batch_size: int = 16
+    index: str | None = None
+    options: AgentOptions = field(default_factory=AgentOptions)
+
+
+@dataclass
+class AgentParts:
+    """The loaded parts of an agent: models and, when retrieval is on, the retriever."""
+
+    core: TextModel
+    extractor: TextModel | Extractor
+    answerer: TextModel | None
+    retriever: Retriever | None
+
+
+def load_parts(spec: AgentSpec) -> AgentParts:
+    """Load what ``spec`` names; QAInputError for a contradictory or incomplete spec."""
+    retriever = None
+    if spec.options.retrieval:
+        if not spec.index:
+            raise QAInputError("retrieval needs an index: --index FOLDER (build one with `knowledge-qa index`), or --no-retrieval")
+        from knowledge_qa.retrieval import load_retriever
+
+        retriever = load_retriever(spec.index)
+    core, extractor = _models(spec, retriever)
+    answerer = None
+    if spec.answerer:
+        if spec.server:
+            raise QAInputError("--answerer is a local model; with --server, serve it and use --server-model for both")
+        answerer = local_model(spec, spec.answerer)
+    return AgentParts(core, extractor, answerer, retriever)
+
+
+def assemble(parts: AgentParts, options: AgentOptions) -> GeekAgent:
+    """An agent over loaded ``parts`` with the loop's switches ``options`` (retrieval off: no retriever)."""
+    retriever = parts.retriever if options.retrieval else None
+    return GeekAgent(parts.core, extractor=parts.extractor, retriever=retriever, answerer=parts.answerer, options=options)
+
+
+def build_agent(spec: AgentSpec) -> GeekAgent:
+    """The agent ``spec`` describes (see `load_parts` and `assemble`)."""
+    return assemble(load_parts(spec), spec.options)
+
+
+def _models(spec: AgentSpec, retriever: Retriever | None) -> tuple[TextModel, TextModel | Extractor]:
+    """(core, extractor); a dense ``retriever`` lends the sentence extractor its encoder."""
+    if spec.sentence_extractor and (spec.extractor or spec.server_extractor_model):
+        raise QAInputError("give either --sentence-extractor or an extractor model, not both")
+    if spec.server:
+        from knowledge_qa.models.http_model import OpenAICompatibleModel
+
+        if not spec.server_model:
+            raise QAInputError("--server needs --server-model NAME (the model the server serves)")
+        if spec.core or spec.extractor:
+            raise QAInputError("give either --server or --core/--extractor, not both")
+
+        def remote(name: str) -> TextModel:
+            return OpenAICompatibleModel(
+                spec.server, name, timeout=spec.timeout, max_concurrency=spec.concurrency, score_mode=spec.score_mode
+            )
+
+        core = remote(spec.server_model)
+        extractor = remote(spec.server_extractor_model) if spec.server_extractor_model else core
+        return core, sentence_extractor(retriever) if spec.sentence_extractor else extractor
+    if not spec.core:
+        raise QAInputError("no model: give --core MODEL (a name, a folder or an adapter folder) or --server URL")
+    core = local_model(spec, spec.core, spec.adapter)
+    if spec.sentence_extractor:
+        return core, sentence_extractor(retriever)
+    return core, local_model(spec, spec.extractor) if spec.extractor else core
+
+
+def local_model(spec: AgentSpec, name: str, adapter: str | None = None) -> TextModel:
+    """A local transformers model on ``spec.device`` with ``spec.model_batch_size``."""
+    from knowledge_qa.models.transformers_model import TransformersModel
+
+    return TransformersModel.from_pretrained(name, adapter=adapter, device=spec.device, batch_size=spec.model_batch_size)
+
+
+def sentence_extractor(retriever: Retriever | None = None) -> Extractor:
+    """The sentence extractor; it shares a dense retriever's encoder when that is its own default
+    (all-MiniLM-L6-v2), instead of loading the same model twice."""
+    from knowledge_qa.extraction import SentenceExtractor
+    from knowledge_qa.retrieval.dense import DEFAULT_ENCODER
+
+    encoder = getattr(retriever, "encoder", None)
+    return SentenceExtractor(encoder if getattr(encoder, "name", None) == DEFAULT_ENCODER else None)
