@@ -7,8 +7,9 @@ import copy
 
 import pytest
 import torch
+from tiny_prompt_models import VOCAB, ids, randomize, tiny_llama
 from torch import nn
-from transformers import BertConfig, BertModel, LlamaConfig, LlamaForCausalLM
+from transformers import BertConfig, BertModel
 
 from nagner.peft import adapter_batch, adapter_parameters, attach, auxiliary_loss, detach, set_active
 from nagner.peft.methods.milora import MiLoraConfig
@@ -22,34 +23,6 @@ from nagner.peft.prompt import (
     prompt_extras,
     prompt_mask,
 )
-
-VOCAB = 64
-
-
-def tiny_llama() -> LlamaForCausalLM:
-    torch.manual_seed(0)
-    config = LlamaConfig(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        num_key_value_heads=1,
-        pad_token_id=0,
-    )
-    return LlamaForCausalLM(config).eval()
-
-
-@torch.no_grad()
-def randomize(model: nn.Module, name: str, seed: int) -> None:
-    """Give adapter ``name`` (experts, routers / generators) non-zero random weights."""
-    generator = torch.Generator().manual_seed(seed)
-    for _, parameter in adapter_parameters(model, name):
-        parameter.add_(torch.randn(parameter.shape, generator=generator) * 0.5)
-
-
-def ids(batch: int, length: int, seed: int = 1) -> torch.Tensor:
-    return torch.randint(3, VOCAB, (batch, length), generator=torch.Generator().manual_seed(seed))
 
 
 # ------------------------------------------------------------------------------- components
