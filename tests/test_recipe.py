@@ -180,10 +180,11 @@ def test_an_adapter_merged_at_load_gives_the_unmerged_outputs(tiny_encoder, tmp_
         base = tiny_model(tiny_encoder).encode_words(**inputs)
     assert torch.allclose(a, b, atol=1e-5) and not torch.allclose(a, base, atol=1e-3)
     assert merged.predict_sentences(SENTENCES) == unmerged.predict_sentences(SENTENCES)
-    merged.train()  # training takes the delta out of the weights again, bit for bit
+    merged.train()  # training takes the delta out of the weights again (to a rounding step)
     assert not merged._adapter_merged
     unmerged_state = unmerged.encoder.state_dict()
-    assert all(torch.equal(v, unmerged_state[k]) for k, v in merged.encoder.state_dict().items())
+    for key, value in merged.encoder.state_dict().items():
+        torch.testing.assert_close(value, unmerged_state[key], rtol=0, atol=1e-6, msg=key)
 
 
 # ------------------------------------------------------------------------------------ tuning

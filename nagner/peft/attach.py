@@ -187,7 +187,7 @@ def disable(model: nn.Module) -> Iterator[None]:
     """Run the base model: every adapter off (merged ones are taken out of the weights for the
     duration and put back after)."""
     layers = list(adapted_layers(model).values())
-    remerge = {id(layer): list(layer.merged) for layer in layers}
+    remerge = {id(layer): (list(layer.merged), layer.keeps_original) for layer in layers}
     for layer in layers:
         layer.unmerge()
         layer.disabled = True
@@ -196,12 +196,16 @@ def disable(model: nn.Module) -> Iterator[None]:
     finally:
         for layer in layers:
             layer.disabled = False
-            layer.merge(remerge[id(layer)])
+            names, keep_original = remerge[id(layer)]
+            layer.merge(names, keep_original=keep_original)
 
 
-def merge(model: nn.Module, names: list[str] | None = None) -> None:
-    """Add the ΔW of ``names`` (default: the active adapters) to the host weights; `unmerge`
-    restores them exactly. Prompt-conditioned and non-linear adapters raise TypeError."""
+def merge(model: nn.Module, names: list[str] | None = None, keep_original: bool = False) -> None:
+    """Add the ΔW of ``names`` (default: the active adapters) to the host weights, in place: no
+    copy of a weight is held, and `unmerge` subtracts ΔW again (exact to a rounding step of the
+    weights' dtype). ``keep_original=True`` keeps a copy of each merged weight, so that `unmerge`
+    restores it bit for bit (one weight's memory per merged layer). Prompt-conditioned and
+    non-linear adapters raise TypeError."""
     state = _require_state(model)
     names = list(state.active) if names is None else names
     _check_names(state, names)
@@ -209,11 +213,12 @@ def merge(model: nn.Module, names: list[str] | None = None) -> None:
     if inactive:
         raise ValueError(f"cannot merge inactive adapters {inactive}: activate them first")
     for layer in adapted_layers(model).values():
-        layer.merge([n for n in names if n in layer.adapters])
+        layer.merge([n for n in names if n in layer.adapters], keep_original=keep_original)
 
 
 def unmerge(model: nn.Module, names: list[str] | None = None) -> None:
-    """Take ``names`` (default: all merged) out of the host weights, restoring them bit for bit."""
+    """Take ``names`` (default: all merged) out of the host weights (bit for bit where `merge` kept
+    the originals)."""
     for layer in adapted_layers(model).values():
         layer.unmerge(names)
 

@@ -2,8 +2,11 @@
 
 The host module is kept whole as ``base_layer`` (detaching puts it back), the adapters live in
 ``adapters[name]``. Forward: ``y = base_layer(x)``, then every active, unmerged adapter in turn.
-Merging adds an adapter's ΔW to the host weight; the first merge keeps a copy of the original
-weight, so unmerging restores it bit for bit (not ``W + ΔW − ΔW``, which rounds).
+Merging adds an adapter's ΔW to the host weight in place and unmerging subtracts it again (half
+precision weights are updated through float32, so each takes one rounding: ``W + ΔW − ΔW`` is W to
+within a rounding step of its dtype). No copy of the weight is held: for a 7B model in bf16 a copy
+would be 13 GB. ``keep_original=True`` keeps one per layer instead, for an unmerge that restores
+the weight bit for bit.
 """
 
 from __future__ import annotations
@@ -63,32 +66,51 @@ class AdaptedLayer(nn.Module):
         return y
 
     # ------------------------------------------------------------------------------------ merging
+    @property
+    def keeps_original(self) -> bool:
+        """Whether a copy of the unmerged weight is held (``merge(..., keep_original=True)``)."""
+        return self._original_weight is not None
+
     @torch.no_grad()
-    def merge(self, names: list[str]) -> None:
-        """Add the ΔW of ``names`` (mergeable, not yet merged) to the host weight."""
+    def merge(self, names: list[str], keep_original: bool = False) -> None:
+        """Add the ΔW of ``names`` (mergeable, not yet merged) to the host weight; with
+        ``keep_original``, first keep a copy of the unmerged weight (see the module docstring)."""
         for name in names:
             if name in self.merged:
                 continue
             adapter: Adapter = self.adapters[name]
             if not adapter.mergeable:
                 raise TypeError(f"adapter {name!r} ({type(adapter).__name__}) cannot be merged into weights")
-            if self._original_weight is None:
+            if keep_original and self._original_weight is None and not self.merged:
                 self._original_weight = self.weight.detach().clone()
-            self.weight.add_(self._as_stored(adapter.delta_weight()).to(self.weight.dtype))
+            self._add_delta(adapter.delta_weight(), 1.0)
             self.merged.append(name)
 
     @torch.no_grad()
     def unmerge(self, names: list[str] | None = None) -> None:
-        """Take ``names`` (default: all) out of the host weight: the original weight is restored
-        exactly and the adapters that stay merged are added again."""
+        """Take ``names`` (default: all) out of the host weight: subtract their ΔW, or, when the
+        original weight was kept, restore it exactly and add the adapters that stay merged again."""
         names = list(self.merged) if names is None else [n for n in names if n in self.merged]
         if not names:
             return
-        keep = [n for n in self.merged if n not in names]
-        self.weight.copy_(self._original_weight)
-        self.merged = []
-        self._original_weight = None
-        self.merge(keep)
+        if self._original_weight is not None:
+            keep = [n for n in self.merged if n not in names]
+            self.weight.copy_(self._original_weight)
+            self.merged = []
+            self._original_weight = None
+            self.merge(keep, keep_original=bool(keep))
+            return
+        for name in reversed(names):
+            self._add_delta(self.adapters[name].delta_weight(), -1.0)
+            self.merged.remove(name)
+
+    def _add_delta(self, delta: torch.Tensor, sign: float) -> None:
+        """W ← W + sign·ΔW (delta (out, in)), rounded once to W's dtype."""
+        weight, delta = self.weight, self._as_stored(delta)
+        if weight.dtype in (torch.float32, torch.float64):
+            weight.add_(delta.to(weight.dtype), alpha=sign)
+        else:  # bf16 / fp16: add in float32, one rounding, one layer's float32 copy at a time
+            weight.copy_(weight.float().add_(delta.float(), alpha=sign).to(weight.dtype))
 
     def forget_original(self) -> None:
         """Drop the kept original weight (merged adapters become permanent)."""
