@@ -24,12 +24,8 @@ from nagner.peft import (
     unmerge,
 )
 from nagner.peft.methods.alora import AloraAdapter, AloraConfig, alora_adapters
-from nagner.peft.methods.alora.allocation import (
-    AloraCallback,
-    alora_allocation_round,
-    per_example_loss,
-    rank_importance,
-)
+from nagner.peft.methods.alora.allocation import AloraCallback, alora_allocation_round, rank_importance
+from nagner.peft.procedures import per_example_loss
 from nagner.peft.trainer import AdapterTrainer
 
 TARGETS = ["query", "value"]

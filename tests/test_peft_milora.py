@@ -14,7 +14,17 @@ from transformers import (
     TrainingArguments,
 )
 
-from nagner.peft import adapter_parameters, attach, auxiliary_loss, load_adapter, merge, save_adapter
+from nagner.peft import (
+    LoraConfig,
+    adapted_layers,
+    adapter_parameters,
+    attach,
+    auxiliary_loss,
+    config_from_dict,
+    load_adapter,
+    merge,
+    save_adapter,
+)
 from nagner.peft.methods.milora import MiLoraConfig, balance_loss, top_k_gates
 from nagner.peft.prompt import prompt_extras, prompt_mask
 from nagner.peft.trainer import AdapterTrainer
@@ -58,9 +68,20 @@ def test_parameter_count_is_the_closed_form():
 
 def test_top_k_gates_and_balance_loss_by_hand():
     probabilities = torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.7, 0.2, 0.1], [0.2, 0.2, 0.6]])
-    gates = top_k_gates(probabilities, 2)
+    gates = top_k_gates(probabilities, 2, weighting="probability")
     assert torch.allclose(gates[0], torch.tensor([0.5 / 0.8, 0.3 / 0.8, 0.0]))
     assert torch.allclose(gates[1], torch.tensor([0.0, 0.6 / 0.9, 0.3 / 0.9]))
+    # "selection" (the default): the selected experts run at full strength (value 1) and the gradient
+    # is that of the renormalised probabilities (straight through)
+    logits = probabilities.log().requires_grad_(True)
+    selected = top_k_gates(logits.softmax(-1), 2)
+    assert torch.equal(selected.detach(), torch.tensor([[1.0, 1, 0], [0, 1, 1], [1, 1, 0], [1, 0, 1]]))
+    weights = torch.arange(12.0).view(4, 3)
+    (grad_selection,) = torch.autograd.grad((selected * weights).sum(), logits)
+    (grad_probability,) = torch.autograd.grad(
+        (top_k_gates(logits.softmax(-1), 2, weighting="probability") * weights).sum(), logits
+    )
+    assert torch.allclose(grad_selection, grad_probability) and grad_selection.abs().sum() > 0
     # top-1: experts 0, 1, 0, 2 → f = (1/2, 1/4, 1/4); p̂ = (0.375, 0.325, 0.3)
     expected = 3 * (0.5 * 0.375 + 0.25 * 0.325 + 0.25 * 0.3)
     assert balance_loss(probabilities).item() == pytest.approx(expected)
@@ -77,7 +98,83 @@ def test_auxiliary_loss_is_lambda_times_the_layer_sum_and_top_k_is_capped():
     assert routing.top_k == [2, 2]
     expected = 0.1 * sum(balance_loss(p) for p in routing._probabilities)
     assert torch.allclose(auxiliary_loss(model), expected)
-    assert all(torch.allclose(g.sum(-1), torch.ones(3)) for g in routing.last_gates())
+    assert all(torch.equal(g.sum(-1), torch.full((3,), 2.0)) for g in routing.last_gates())  # k = 2 selected
+
+
+def bert_modules_in_order(model: nn.Module, layer: int) -> list[str]:
+    """The six linear modules of a BERT layer in model order: the experts of its router."""
+    prefix = f"encoder.layer.{layer}."
+    return [name for name in adapted_layers(model) if name.startswith(prefix)]
+
+
+@torch.no_grad()
+def test_k_equal_to_the_number_of_experts_is_plain_lora():
+    """The paper: with every expert active MiLoRA reduces to vanilla LoRA (review B5: it differed by
+    0.52 when the experts were weighted by their probabilities)."""
+    model = tiny_bert()
+    attach(model, MiLoraConfig(r=4, lora_alpha=8, top_k=6))
+    randomize(model)
+    names = list(adapted_layers(model))
+    lora = tiny_bert()
+    attach(lora, LoraConfig(r=4, lora_alpha=8, target_modules=names))
+    for name, layer in adapted_layers(model).items():
+        expert, twin = layer.adapters["default"], adapted_layers(lora)[name].adapters["default"]
+        twin.lora_A.weight.copy_(expert.lora_A.weight)
+        twin.lora_B.weight.copy_(expert.lora_B.weight)
+    inputs = ids(3, 7)
+    torch.testing.assert_close(model(inputs).last_hidden_state, lora(inputs).last_hidden_state, rtol=0, atol=1e-5)
+
+
+@torch.no_grad()
+def test_each_router_column_feeds_its_module_by_hand():
+    """Expert j of layer l is the j-th adapted module of that layer in model order: y = W x + b +
+    gate[:, j] · s · B A x, with the gates of that layer's router; only the k selected experts run."""
+    model = tiny_bert()
+    attach(model, MiLoraConfig(r=4, lora_alpha=12, top_k=2, balance_loss_weight=0.0))
+    randomize(model, seed=3)
+    seen = {}
+    for name, layer in adapted_layers(model).items():
+        layer.register_forward_hook(lambda module, args, out, name=name: seen.__setitem__(name, (args[0], out)))
+    model(ids(4, 6))
+    routing = prompt_extras(model)[0]
+    for index, gates in enumerate(routing.last_gates()):  # (4, 6) per layer
+        probabilities = routing._probabilities[index]
+        chosen = probabilities.topk(2, dim=-1).indices
+        assert torch.equal(gates, torch.zeros(4, 6).scatter(-1, chosen, 1.0))
+        for position, name in enumerate(bert_modules_in_order(model, index)):
+            x, y = seen[name]
+            layer = adapted_layers(model)[name]
+            expert = layer.adapters["default"]
+            delta = (x @ expert.lora_A.weight.T @ expert.lora_B.weight.T) * (12 / 4)
+            expected = layer.base_layer(x) + gates[:, position, None, None] * delta
+            torch.testing.assert_close(y, expected, rtol=0, atol=1e-5)
+
+
+def test_an_expert_runs_only_on_the_rows_that_selected_it():
+    model = tiny_bert()
+    attach(model, MiLoraConfig(r=4, top_k=1))
+    randomize(model, seed=5)
+    rows = {}
+    for name, layer in adapted_layers(model).items():
+        layer.adapters["default"].lora_A.register_forward_hook(
+            lambda module, args, out, name=name: rows.__setitem__(name, args[0].shape[0])
+        )
+    with torch.no_grad():
+        model(ids(6, 5))
+    routing = prompt_extras(model)[0]
+    for index, gates in enumerate(routing.last_gates()):
+        for position, name in enumerate(bert_modules_in_order(model, index)):
+            selecting = int(gates[:, position].ne(0).sum())
+            assert rows.get(name, 0) == selecting, name
+
+
+def test_the_router_learns_from_the_task_loss_through_the_selection():
+    model = tiny_bert()
+    attach(model, MiLoraConfig(r=4, top_k=2, balance_loss_weight=0.0))
+    randomize(model, seed=6)
+    model(ids(3, 5)).last_hidden_state.pow(2).sum().backward()
+    routers = prompt_extras(model)[0].routers
+    assert all(router.gate.weight.grad.abs().sum() > 0 for router in routers)
 
 
 def test_merge_raises_a_clear_type_error():
@@ -88,6 +185,15 @@ def test_merge_raises_a_clear_type_error():
 
 
 @torch.no_grad()
+def test_files_written_before_gate_weighting_existed_load_as_probability_weighted():
+    saved = MiLoraConfig(r=4).to_dict()
+    del saved["gate_weighting"]
+    assert config_from_dict(saved).gate_weighting == "probability"
+    assert config_from_dict(MiLoraConfig(r=4).to_dict()).gate_weighting == "selection"
+    with pytest.raises(ValueError, match="gate_weighting"):
+        MiLoraConfig(gate_weighting="soft")
+
+
 def test_save_and_load_give_identical_outputs(tmp_path):
     model = tiny_llama()
     attach(model, MiLoraConfig(r=2, top_k=2, pooler="last"))

@@ -11,7 +11,7 @@ from transformers import (
     T5ForConditionalGeneration,
 )
 
-from nagner.peft import adapter_parameters, attach, load_adapter, merge, save_adapter
+from nagner.peft import adapted_layers, adapter_parameters, attach, load_adapter, merge, save_adapter
 from nagner.peft.methods.para import ParaConfig
 from nagner.peft.prompt import prompt_extras
 
@@ -62,6 +62,28 @@ def test_parameter_count_is_the_closed_form():
     assert sum(p.numel() for _, p in adapter_parameters(model, "default")) == 2 * (
         (d * r + r) + (r * width + width)
     )
+
+
+@torch.no_grad()
+def test_each_module_reads_its_slice_of_the_layer_vector_by_hand():
+    """Layer l's generated vector is the targets' output widths side by side in model order
+    (query, value, intermediate.dense of BERT: 32 + 32 + 64), and y_m = (W_m x + b_m) ⊙ v[slice_m]."""
+    model = tiny_bert()
+    attach(model, ParaConfig(r=4))
+    randomize(model, seed=2)
+    seen = {}
+    for name, layer in adapted_layers(model).items():
+        layer.register_forward_hook(lambda module, args, out, name=name: seen.__setitem__(name, (args[0], out)))
+    model(ids(3, 5))
+    vectors = [signal.value for signal in prompt_extras(model)[0].signals]
+    for index, vector in enumerate(vectors):
+        assert vector.shape == (3, 32 + 32 + 64)
+        layout = {"attention.self.query": (0, 32), "attention.self.value": (32, 64), "intermediate.dense": (64, 128)}
+        for module, (start, end) in layout.items():
+            name = f"encoder.layer.{index}.{module}"
+            x, y = seen[name]
+            expected = adapted_layers(model)[name].base_layer(x) * vector[:, None, start:end]
+            torch.testing.assert_close(y, expected, rtol=0, atol=1e-6)
 
 
 def test_merge_raises_a_clear_type_error():

@@ -15,6 +15,7 @@ from nagner.peft import (
     AloraConfig,
     LoraConfig,
     MiLoraConfig,
+    MosLoraConfig,
     SoraConfig,
     TrainingContext,
     attach,
@@ -23,8 +24,9 @@ from nagner.peft import (
     is_adapter_parameter,
     training_callbacks,
 )
-from nagner.peft.methods.alora.allocation import AloraCallback, per_example_loss
+from nagner.peft.methods.alora.allocation import AloraCallback
 from nagner.peft.methods.sora.schedule import SoraCallback
+from nagner.peft.procedures import per_example_loss
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH = {"input_ids": torch.tensor([[5, 6, 7, 8]]), "labels": torch.tensor([0])}
@@ -71,7 +73,7 @@ def test_alora_without_a_possible_round_warns_and_declares_nothing(context, reas
     assert reason in caplog.text and "stays plain LoRA" in caplog.text
 
 
-@pytest.mark.parametrize("config", [LoraConfig(r=4, target_modules=["query"]), MiLoraConfig(r=4)])
+@pytest.mark.parametrize("config", [LoraConfig(r=4, target_modules=["query"]), MosLoraConfig(r=4, target_modules=["query"])])
 def test_methods_without_a_procedure_declare_none(config):
     assert callbacks_for(config) == []
 
@@ -120,3 +122,61 @@ def test_no_code_outside_nagner_peft_names_a_method_or_an_adapter_parameter():
                 if PEFT_INTERNALS.search(line):
                     offenders.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
     assert offenders == []
+
+
+# ------------------------------------------------------------------------- MiLoRA's bi-level
+def classifier_batch(rows: int, seed: int) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    return {
+        "input_ids": torch.randint(3, 60, (rows, 6), generator=generator),
+        "labels": torch.randint(0, 2, (rows,), generator=generator),
+    }
+
+
+def tiny_classifier():
+    from transformers import BertConfig, BertForSequenceClassification
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=64, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)
+    return BertForSequenceClassification(config)
+
+
+def test_milora_declares_bilevel_steps_that_train_theta_on_the_validation_batch_only(tmp_path):
+    """Review B5: the paper trains the rational activations Θ on the dev split (lr 1e-6), the rest
+    Ω on the train split; `bilevel_parameters` had no caller."""
+    from transformers import TrainingArguments
+
+    from nagner.peft import AdapterTrainer, bilevel_parameters
+    from nagner.peft.bilevel import BilevelCallback
+
+    def trained(learning_rate: float):
+        model = tiny_classifier()
+        attach(model, MiLoraConfig(r=4, top_k=2, bilevel_learning_rate=learning_rate))
+        model.classifier.requires_grad_(True)
+        omega, theta = bilevel_parameters(model, "default")
+        start = [p.detach().clone() for p in (*omega, *theta)]
+        context = TrainingContext(steps_per_epoch=4, total_steps=4, validation_batch=classifier_batch(4, seed=9))
+        (callback,) = training_callbacks(model, context)
+        assert isinstance(callback, BilevelCallback) and not any(p.requires_grad for p in theta)
+        args = TrainingArguments(
+            output_dir=str(tmp_path / str(learning_rate)), per_device_train_batch_size=4, max_steps=4,
+            learning_rate=1e-2, report_to=[], save_strategy="no", logging_strategy="no", use_cpu=True,
+            disable_tqdm=True,
+        )
+        data = [{k: v[i] for k, v in classifier_batch(16, seed=1).items()} for i in range(16)]
+        AdapterTrainer(model=model, args=args, train_dataset=data, callbacks=[callback]).train()
+        moved = [not torch.equal(p, q) for p, q in zip((*omega, *theta), start, strict=True)]
+        return moved[: len(omega)], moved[len(omega) :], callback
+
+    omega_moved, theta_moved, callback = trained(0.0)
+    assert any(omega_moved) and not any(theta_moved)  # the Trainer's optimizer never touched Θ
+    assert len(callback.history) == 4  # one step on the validation batch per optimizer step
+    omega_moved, theta_moved, _ = trained(1e-2)
+    assert any(omega_moved) and all(theta_moved)
+
+
+def test_milora_without_a_validation_batch_warns_and_declares_nothing(caplog):
+    with caplog.at_level(logging.WARNING):
+        assert callbacks_for(MiLoraConfig(r=4)) == []
+    assert "rational activations train on the training data" in caplog.text
+    assert callbacks_for(MiLoraConfig(r=4, activation="gelu"), validation_batch=BATCH) == []

@@ -68,7 +68,8 @@ def test_modules_are_grouped_by_their_layer():
 
 
 # ------------------------------------------------------------------------------ the prompt
-@pytest.mark.parametrize("config", [MiLoraConfig(r=2, top_k=2), ParaConfig(r=4)])
+# (MiLoRA gates weighted by probability, so that any change of routing shows in the values)
+@pytest.mark.parametrize("config", [MiLoraConfig(r=2, top_k=2, gate_weighting="probability"), ParaConfig(r=4)])
 def test_teacher_forcing_routes_on_the_prompt_tokens_only(config):
     model = tiny_llama()
     attach(model, config)

@@ -228,8 +228,13 @@ class _QATrainer(AdapterTrainer):
 def sequence_losses(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
     """Per-example loss (n,): the mean cross entropy over each example's labelled tokens, of a
     seq2seq model (logits aligned with labels) or a causal LM (logits predict the next token).
-    The ``loss_fn`` of ALoRA's rank ablations."""
-    inputs = {k: v for k, v in batch.items() if k != "prompt_mask"}
+    The ``loss_fn`` of the adapters' training procedures (ALoRA's rank ablations, MiLoRA's bi-level
+    steps); a ``prompt_mask`` in the batch scopes prompt-conditioned routing to the prompt tokens."""
+    mask = batch.get("prompt_mask")
+    if mask is not None:
+        with prompt_mask(model, mask):
+            return sequence_losses(model, {k: v for k, v in batch.items() if k != "prompt_mask"})
+    inputs = dict(batch)
     labels = inputs["labels"]  # (n, T)
     if model.config.is_encoder_decoder:
         logits = model(**inputs).logits  # (n, T, V); labels given so the model builds decoder inputs

@@ -13,11 +13,13 @@ balancing) are not procedures: `AdapterTrainer` adds them, once per optimizer st
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from nagner.peft.attach import DEFAULT_NAME, adapter_config
@@ -50,9 +52,26 @@ class TrainingContext:
     max_batch_copies: int = 32
 
 
+def per_example_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
+    """Per-example loss (n,) of a `transformers` model on ``batch`` (with ``labels``): cross
+    entropy for classification (logits (n, C)), its mean over each example's labelled tokens for
+    token classification (logits (n, t, C), label −100 ignored), squared error for regression
+    (one output, float labels). Causal LMs (shifted labels) need their own ``loss_fn``."""
+    labels = batch["labels"]
+    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
+    if labels.is_floating_point():
+        return (logits.reshape(labels.shape) - labels).pow(2).reshape(labels.shape[0], -1).mean(1)
+    if logits.dim() == 2:
+        return F.cross_entropy(logits, labels, reduction="none")  # (n,)
+    losses = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="none")  # (n·t,)
+    losses = losses.view(labels.shape)  # (n, t)
+    counted = (labels != -100).sum(-1).clamp_min(1)
+    return losses.sum(-1) / counted
+
+
 def training_callbacks(model: nn.Module, context: TrainingContext, name: str = DEFAULT_NAME) -> list[Any]:
     """The `transformers.TrainerCallback`s that adapter ``name`` needs during training (empty for
     methods without a procedure). ``model`` is the Trainer's model; the adapter is looked up on
     ``context.adapted_module`` when given."""
     adapted = context.adapted_module if context.adapted_module is not None else model
-    return adapter_config(adapted, name).training_callbacks(context, name)
+    return adapter_config(adapted, name).training_callbacks(dataclasses.replace(context, adapted_module=adapted), name)

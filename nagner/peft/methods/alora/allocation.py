@@ -25,20 +25,18 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
 
 from nagner.peft.attach import DEFAULT_NAME, adapter_config
 from nagner.peft.methods.alora.adapter import AloraAdapter, ablated_ranks, alora_adapters
 from nagner.peft.methods.lora import module_pattern
-
-LossFn = Callable[[nn.Module, Mapping[str, Any]], torch.Tensor]
+from nagner.peft.procedures import LossFn, per_example_loss
 
 
 def paper_allocation_steps(steps_per_epoch: int, total_steps: int, rounds: int = 8) -> list[int]:
@@ -47,23 +45,6 @@ def paper_allocation_steps(steps_per_epoch: int, total_steps: int, rounds: int =
     shorter than one epoch (callers should warn: the adapter then stays plain LoRA)."""
     quarter = max(1, steps_per_epoch // 4)
     return [s for s in (steps_per_epoch + k * quarter for k in range(rounds)) if s < total_steps]
-
-
-def per_example_loss(model: nn.Module, batch: Mapping[str, Any]) -> torch.Tensor:
-    """Per-example loss (n,) of a `transformers` model on ``batch`` (with ``labels``): cross
-    entropy for classification (logits (n, C)), its mean over each example's labelled tokens for
-    token classification (logits (n, t, C), label −100 ignored), squared error for regression
-    (one output, float labels). Causal LMs (shifted labels) need their own ``loss_fn``."""
-    labels = batch["labels"]
-    logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits
-    if labels.is_floating_point():
-        return (logits.reshape(labels.shape) - labels).pow(2).reshape(labels.shape[0], -1).mean(1)
-    if logits.dim() == 2:
-        return F.cross_entropy(logits, labels, reduction="none")  # (n,)
-    losses = F.cross_entropy(logits.flatten(0, -2), labels.flatten(), reduction="none")  # (n·t,)
-    losses = losses.view(labels.shape)  # (n, t)
-    counted = (labels != -100).sum(-1).clamp_min(1)
-    return losses.sum(-1) / counted
 
 
 def repeat_batch(batch: Mapping[str, Any], copies: int) -> dict[str, Any]:

@@ -32,11 +32,8 @@ class AloraConfig(LoraConfig):
         """Allocation rounds as in the paper (after one epoch, then every quarter epoch, at most 8),
         scored on ``context.validation_batch``; none, with a warning, when training is shorter than
         one epoch or there is no validation batch (the adapter then stays plain LoRA)."""
-        from nagner.peft.methods.alora.allocation import (
-            AloraCallback,
-            paper_allocation_steps,
-            per_example_loss,
-        )
+        from nagner.peft.methods.alora.allocation import AloraCallback, paper_allocation_steps
+        from nagner.peft.procedures import per_example_loss
 
         at_steps = paper_allocation_steps(context.steps_per_epoch, context.total_steps)
         if not at_steps or context.validation_batch is None:
