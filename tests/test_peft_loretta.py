@@ -41,10 +41,9 @@ def tiny_bert(seed: int = 0) -> BertModel:
 
 
 def tt_count(layer) -> int:
-    """Σ r_{i-1}·k_i·r_i, k_i = m_i·n_i."""
+    """Σ r_{k-1}·n_k·r_k over the modes n_k."""
     r = layer.ranks
-    k = [m * n for m, n in zip(layer.out_factors, layer.in_factors, strict=True)]
-    return sum(r[i] * k[i] * r[i + 1] for i in range(len(k)))
+    return sum(r[k] * n * r[k + 1] for k, n in enumerate(layer.shape))
 
 
 def randomize(model: torch.nn.Module, name: str) -> None:
@@ -145,8 +144,9 @@ def test_rep_parameter_count_is_the_closed_form() -> None:
     adapter = adapted_layers(model)["encoder.layer.0.attention.self.query"].adapters["default"]
     count = sum(p.numel() for p in adapter.parameters())
     assert count == tt_count(adapter.lora_A) + tt_count(adapter.lora_B)
-    # A: 64 = 8·8 in, 8 = 4·2 out → k = 32, 16: 1·32·5 + 5·16·1 = 240; B the same: 480 (LoRA: 1,024)
-    assert count == 480
+    # 64×8 is not in the official table: 512 = 8·8·8 (16² < 512), 5·8 + 25·8 + 5·8 = 280 per
+    # train, 560 for A and B (a dense LoRA: 1,024)
+    assert adapter.lora_A.shape == [8, 8, 8] and count == 560
 
 
 # ----------------------------------------------------------------------------------- LoRETTA_adp
@@ -180,14 +180,72 @@ def test_adp_output_placement_formula() -> None:
     assert "encoder.layer.0.attention.output.dense" in adapted_layers(model)  # both output denses
 
 
+def test_adp_input_side_placement_formula_and_deep_copies() -> None:
+    """The official Llama "mh_adapter": y' = W·(x + s·Up(act(Down(x)))) + b on the host's input."""
+    model = tiny_bert()
+    config = LorettaAdpConfig(target_modules=["intermediate.dense", "output.dense"], input_side_modules=["intermediate.dense"], bottleneck=16)
+    attach(model, config)
+    randomize(model, "default")
+    layer = adapted_layers(model)["encoder.layer.0.intermediate.dense"]  # 64 → 128, adapter of width 64
+    adapter = layer.adapters["default"]
+    assert adapter.input_side and (adapter.down.in_features, adapter.up.out_features) == (64, 64)
+    assert not adapted_layers(model)["encoder.layer.0.output.dense"].adapters["default"].input_side
+    x = torch.randn(3, 64)
+    with torch.no_grad():
+        changed = x + adapter.up(torch.relu(adapter.down(x)))
+        torch.testing.assert_close(layer(x), layer.base_layer(changed), rtol=0, atol=1e-5)
+    assert not any("base_layer" in name for name, _ in adapter.named_parameters())  # the host is not its part
+    twin = copy.deepcopy(model)
+    twin_layer = adapted_layers(twin)["encoder.layer.0.intermediate.dense"]
+    with torch.no_grad():
+        twin_layer.base_layer.weight.mul_(2.0)
+        torch.testing.assert_close(twin_layer(x), twin_layer.base_layer(changed), rtol=0, atol=1e-5)
+
+
+def test_official_placements_and_the_papers_llama_2_7b_budgets() -> None:
+    """Built on the meta device (no weights): LoRETTA_adp for_llama at bottleneck 64, TT rank 5 has
+    3 adapters × 32 blocks × (1,100 + 64 + 1,100 + 4,096) = 610,560 parameters; LoRETTA_rep at
+    r = 16, TT rank 8 on q and v: 64 × (1,888 + 1,888) = 241,664. With the 65 RMSNorm weights of 4,096
+    the paper also trains (266,240): 876,800 ("0.88M") and 507,904 ("0.51M")."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    llama_2_7b = LlamaConfig(
+        hidden_size=4096, intermediate_size=11008, num_hidden_layers=32, num_attention_heads=32, vocab_size=32000
+    )
+
+    def counts(config):
+        with torch.device("meta"):
+            model = LlamaForCausalLM(llama_2_7b)
+        attach(model, config)
+        adapter = sum(p.numel() for n, p in model.named_parameters() if ".adapters." in n)
+        norms = sum(p.numel() for n, p in model.named_parameters() if n.endswith("norm.weight"))
+        return model, adapter, norms
+
+    model, adapter, norms = counts(LorettaAdpConfig.for_llama())
+    assert norms == 266_240
+    assert adapter == 610_560 and adapter + norms == 876_800
+    block = model.model.layers[0].mlp
+    assert [block.gate_proj.adapters["default"].input_side, block.up_proj.adapters["default"].input_side] == [True, True]
+    assert not block.down_proj.adapters["default"].input_side
+    assert len(adapted_layers(model)) == 3 * 32
+    _, adapter, norms = counts(LorettaRepConfig(r=16, tensor_rank=8, target_modules=["q_proj", "v_proj"]))
+    assert adapter == 241_664 and adapter + norms == 507_904
+
+    bert = tiny_bert()
+    attach(bert, LorettaAdpConfig.for_bert(bottleneck=16))
+    assert sorted(adapted_layers(bert)) == [
+        f"encoder.layer.{i}.{m}" for i in (0, 1) for m in ("attention.output.dense", "output.dense")
+    ]
+
+
 def test_adp_parameter_count_is_the_closed_form() -> None:
     model = tiny_bert()
     attach(model, LorettaAdpConfig(target_modules=["0.output.dense"], bottleneck=16, scaling="learned"))
     adapter = adapted_layers(model)["encoder.layer.0.output.dense"].adapters["default"]
     count = sum(p.numel() for p in adapter.parameters())
     assert count == tt_count(adapter.down) + 16 + tt_count(adapter.up) + 64 + 1
-    # 64 = 8·8, 16 = 4·4: k = 32, 32 → 1·32·5 + 5·32·1 = 320 per train
-    assert count == 320 + 16 + 320 + 64 + 1
+    # 64·16 = 1,024 = 16·8·8 (16² < 1,024): 5·16 + 25·8 + 5·8 = 320 per train
+    assert adapter.down.shape == [16, 8, 8] and count == 320 + 16 + 320 + 64 + 1
 
 
 def test_adp_trains_the_zero_core_and_the_learned_scale() -> None:

@@ -135,6 +135,17 @@ def test_l1_term_is_normalised_over_all_gate_entries_as_the_official_trainer() -
         torch.testing.assert_close(g.grad, 0.01 * g.detach().sign() / 12)
 
 
+def test_a_deep_copy_penalises_its_own_gates() -> None:
+    model = sora_model(l1_weight=0.01)
+    twin = copy.deepcopy(model)
+    before = float(auxiliary_loss(model))
+    with torch.no_grad():
+        for layer in adapted_layers(twin).values():
+            layer.adapters["default"].lora_gate.mul_(3.0)
+    assert float(auxiliary_loss(twin)) == pytest.approx(3 * before, rel=1e-6)
+    assert float(auxiliary_loss(model)) == pytest.approx(before, rel=1e-6)
+
+
 def test_l1_term_is_off_at_zero_weight_and_gone_after_pruning() -> None:
     model = tiny_bert()
     attach(model, SoraConfig(r=4, target_modules=["query"], l1_weight=0.0))

@@ -71,7 +71,7 @@ from nagner.peft.registry import (
 from nagner.peft.serialization import adapter_state_dict, export_peft_lora, load_adapter, save_adapter
 from nagner.peft.summary import parameter_counts, summary
 from nagner.peft.targets import TargetError, find_targets
-from nagner.peft.tensor_train import TTMatrix
+from nagner.peft.tensor_train import TensorTrainLinear
 
 # Training-time helpers stand on transformers' Trainer (which pulls in datasets, accelerate, ...):
 # they load on first use, so inference with adapters does not pay for those imports.
@@ -153,8 +153,8 @@ __all__ = [
     "STATE_ATTR",
     "summary",
     "TargetError",
+    "TensorTrainLinear",
     "training_callbacks",
     "TrainingContext",
-    "TTMatrix",
     "unmerge",
 ]

@@ -12,9 +12,10 @@ batch mixing many adapters runs nearly as fast as one adapter. With a few tokens
 (decoding) the gather would dominate; there every adapter's A is applied at once and the other
 adapters' ranks are masked out (``DENSE_LIMIT``). The bank is built once per layer and rebuilt
 only when an adapter is added, replaced or changed (module identity, tensor versions and data);
-the per-row bank index is built once per `adapter_batch` block. Other adapters (bottleneck,
-prompt-conditioned) run per adapter on their samples. Inference only: the bank holds no
-gradients and adapter dropout is not applied.
+that check runs once per layer when an `adapter_batch` block opens, not at every forward pass or
+decoding step inside it, and the per-row bank index is built once per block too. Other adapters
+(bottleneck, prompt-conditioned) run per adapter on their samples. Inference only: the bank holds
+no gradients, adapter dropout is not applied, and adapters must not change inside a block.
 """
 
 from __future__ import annotations
@@ -95,7 +96,7 @@ class MixedBatch:
         if layer.merged:
             raise RuntimeError("mixed-adapter batches need unmerged adapters: call unmerge(model) first")
         names = [n for n in self.model_adapters if n in layer.adapters]
-        lora = [n for n in names if layer.adapters[n].lora_family]
+        lora = self.lora_names(layer)
         if lora:
             y = self._batched_lora(layer, x, y, lora)
         for name in names:
@@ -106,15 +107,24 @@ class MixedBatch:
                 y = y.index_copy(0, rows, layer.adapters[name](x.index_select(0, rows), y.index_select(0, rows)))
         return y
 
+    def lora_names(self, layer: AdaptedLayer) -> list[str]:
+        """This layer's LoRA-family adapters, in the model's adapter order."""
+        return [n for n in self.model_adapters if n in layer.adapters and layer.adapters[n].lora_family]
+
+    def prepare(self, layer: AdaptedLayer) -> None:
+        """Make sure the layer's bank holds its current LoRA-family adapters (built or rebuilt here,
+        once per block)."""
+        names = self.lora_names(layer)
+        bank = getattr(layer, "_mixed_bank", None)
+        if names and (bank is None or not bank.fits(layer, names)):
+            with torch.no_grad():
+                layer._mixed_bank = _LayerBank(layer, names)
+
     def _batched_lora(
         self, layer: AdaptedLayer, x: torch.Tensor, y: torch.Tensor, names: list[str]
     ) -> torch.Tensor:
         """y + each row's ΔW·x, for the LoRA-family adapters ``names`` of this layer."""
-        bank = getattr(layer, "_mixed_bank", None)
-        if bank is None or not bank.fits(layer, names):
-            with torch.no_grad():
-                bank = _LayerBank(layer, names)
-            layer._mixed_bank = bank
+        bank = layer._mixed_bank  # checked when the block opened (`prepare`)
         rows = self.bank_rows(names, x.shape[0], x.device)  # (b,)
         b, d_out = x.shape[0], y.shape[-1]
         x = x.reshape(b, -1, x.shape[-1]).to(bank.At.dtype)  # (b, t, d_in)
@@ -144,6 +154,7 @@ def adapter_batch(model: nn.Module, names: Sequence[str | None]) -> Iterator[Non
     plan = MixedBatch(list(names), known)
     layers = list(adapted_layers(model).values())
     for layer in layers:
+        plan.prepare(layer)
         layer.mixed_batch = plan
     try:
         yield

@@ -35,7 +35,8 @@ def _suffix_match(name: str, entry: str) -> bool:
     return name == entry or name.endswith("." + entry)
 
 
-def _matches(name: str, pattern: list[str] | str) -> bool:
+def matches(name: str, pattern: list[str] | str) -> bool:
+    """Whether module ``name`` is named by ``pattern`` (a list of names or suffixes, or a regex)."""
     if isinstance(pattern, str):
         return re.fullmatch(pattern, name) is not None
     return any(_suffix_match(name, entry) for entry in pattern)
@@ -122,13 +123,13 @@ def find_targets(model: nn.Module, config: AdapterConfig) -> list[str]:
         if isinstance(target, list) and not target:
             raise TargetError("target_modules is an empty list")
         _check_every_entry_matches("target_modules", target, all_names)
-        chosen = [n for n in all_names if _matches(n, target)]
+        chosen = [n for n in all_names if matches(n, target)]
         wrong = [n for n in chosen if not isinstance(modules[n], ADAPTABLE_TYPES)]
         if wrong:
             kinds = ", ".join(f"{n} ({type(modules[n]).__name__})" for n in wrong[:3])
             raise TargetError(f"target_modules matched modules that are not linear layers: {kinds}")
     if config.exclude_modules:
-        chosen = [n for n in chosen if not _matches(n, config.exclude_modules)]
+        chosen = [n for n in chosen if not matches(n, config.exclude_modules)]
     if config.layers_to_transform is not None:
         layers = config.layers_to_transform
         wanted = {layers} if isinstance(layers, int) else set(layers)  # peft allows one index as an int

@@ -1,21 +1,28 @@
-"""`TTMatrix`: a linear map whose weight is stored in tensor-train (TT-matrix) form.
+"""`TensorTrainLinear`: a linear map whose weight is a tensor train, in LoRETTA's format.
 
-A weight W (out, in) with out = m_1···m_d and in = n_1···n_d is kept as d cores
+As in the official LoRETTA code, the weight W (in, out) is the row-major reshape of a d-way tensor
+with modes n_1 … n_d (n_1···n_d = in·out) held as a tensor train:
 
-    G_i: (r_{i-1}, m_i, n_i, r_i)        r_0 = r_d = 1, every inner TT rank r_i = ``rank``
-    W[(i_1…i_d), (j_1…j_d)] = G_1[:, i_1, j_1, :] · G_2[:, i_2, j_2, :] ··· G_d[:, i_d, j_d, :]
+    G_k: (r_{k-1}, n_k, r_k)        r_0 = r_d = 1, every inner TT rank r_k = ``rank``
+    T[a_1, …, a_d] = G_1[:, a_1, :] · G_2[:, a_2, :] ··· G_d[:, a_d, :]        W = T.reshape(in, out)
+    y = x·W + b
 
-(row index i_1 most significant, as in a row-major reshape). Parameters: Σ_i r_{i-1}·k_i·r_i with
-k_i = m_i·n_i (plus ``out`` for the bias): for 768×768 at rank 5, 2,640 instead of 589,824.
+Parameters: Σ_k r_{k-1}·n_k·r_k = R·(n_1 + n_d) + R²·(n_2 + … + n_{d-1}); 4096×64 at R = 5 with
+modes [16, 16, 16, 4, 4, 4]: 1,100 (a dense 4096×64 has 262,144).
 
-Factor rule (`tt_factors`): d is the fewest cores, at least 2, with 16^d ≥ max(in, out), so mode
-sizes stay around 16 or below (768 → 3 cores, 4096 → 3, 64 → 2); each of in and out is split into d
-balanced factors (`balanced_factors`: prime factors, largest first, each to the currently smallest
-part; sorted descending): 768 → [12, 8, 8], 64 → [8, 8], 8 → [4, 2], 5 → [5, 1]. A dimension with a
-large prime factor keeps it as one mode (no padding).
+Modes (`tt_shape`): the official code's table for a narrow side r and a wide side h
+(``TT_SHAPES[r][h]``, the wide side's modes first; for (16, 4096) the modes of the paper's LLaMA
+experiments, the February 2024 code, where the current table differs), listed for the wide→narrow
+direction and reversed for narrow→wide so that the row modes come first either way (the official
+code uses one list for both; the parameter count is the same). Shapes outside the table — the
+official code raises there — take the fewest modes d ≥ 2 with 16^d ≥ in·out, sizes as equal as the
+prime factors allow, largest first (`balanced_factors`).
 
-Init (LoRETTA's): core i ~ N(0, 1)/√r_i · σ^{1/d} with σ = √(1/(in + out)), so every entry of the
-contracted W has variance σ² (a Glorot-like scale); the bias starts at 0.
+Init (the official one): core k ~ N(0, 1)/√r_k · σ^{1/d} with σ = √(1/(in + out)), so each entry of
+W has variance about σ²; a bias ~ U(−1/√out, 1/√out).
+
+In eval mode (or under ``torch.no_grad``) the contracted W is kept and reused until a core changes,
+so decoding does not rebuild it for every token.
 """
 
 from __future__ import annotations
@@ -26,7 +33,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-MAX_MODE = 16  # the largest mode size the core count aims for
+MAX_MODE = 16  # the largest mode size the fallback rule aims for
+
+# narrow side r → wide side h → modes (wide side first), from the official LoRETTA code; the entry
+# (16, 4096) is the one of the paper's LLaMA experiments. Entries whose product is not r·h (a few
+# in the official table) are left out: those shapes use the fallback rule.
+TT_SHAPES: dict[int, dict[int, list[int]]] = {
+    5: {768: [5, 8, 12, 8], 1024: [4, 8, 5, 8, 4], 1280: [4, 8, 5, 8, 5], 1536: [4, 8, 5, 8, 6],
+        1600: [5, 8, 5, 8, 5], 2304: [5, 8, 8, 4, 9], 4096: [16, 16, 5, 4, 4], 5120: [5, 8, 10, 8, 8],
+        8192: [4, 16, 16, 10, 4]},
+    8: {768: [8, 8, 12, 8], 1024: [4, 8, 8, 8, 4], 1280: [4, 8, 8, 8, 5], 1536: [4, 8, 8, 8, 6],
+        1600: [5, 8, 8, 8, 5], 2304: [8, 8, 8, 4, 9], 4096: [16, 16, 8, 4, 4], 5120: [8, 8, 10, 8, 8],
+        8192: [4, 16, 16, 16, 4]},
+    16: {768: [8, 16, 12, 8], 1024: [4, 8, 16, 8, 4], 1280: [4, 8, 16, 8, 5], 1536: [4, 8, 16, 8, 6],
+         1600: [5, 8, 16, 8, 5], 2304: [8, 8, 8, 8, 9], 4096: [4, 4, 8, 8, 8, 8], 5120: [8, 16, 10, 8, 8],
+         8192: [4, 16, 16, 16, 8]},
+    32: {768: [4, 8, 12, 8, 8], 2304: [8, 8, 16, 8, 9]},
+    64: {768: [8, 8, 12, 8, 8], 1024: [4, 8, 8, 8, 8, 4], 1280: [4, 8, 8, 8, 8, 5], 1536: [4, 8, 8, 8, 8, 6],
+         1600: [5, 8, 8, 8, 8, 5], 4096: [16, 16, 16, 4, 4, 4], 5120: [5, 8, 8, 16, 8, 8],
+         8192: [4, 16, 16, 16, 8, 4]},
+    128: {768: [8, 16, 12, 8, 8], 1024: [4, 8, 16, 8, 8, 4], 1280: [4, 8, 16, 8, 8, 5],
+          1536: [4, 8, 16, 8, 8, 6], 1600: [5, 8, 16, 8, 8, 5], 4096: [16, 16, 16, 8, 4, 4],
+          5120: [5, 8, 16, 16, 8, 8], 8192: [4, 16, 16, 16, 16, 4]},
+}
 
 
 def balanced_factors(n: int, parts: int) -> list[int]:
@@ -49,77 +78,78 @@ def balanced_factors(n: int, parts: int) -> list[int]:
     return sorted(factors, reverse=True)
 
 
-def tt_factors(in_features: int, out_features: int) -> tuple[list[int], list[int]]:
-    """(in factors, out factors), d of each: the fewest cores d ≥ 2 with 16^d ≥ max(in, out)."""
+def tt_shape(in_features: int, out_features: int) -> list[int]:
+    """The modes of the tensor whose reshape is W (in, out): the official table's entry when there
+    is one (reversed for a narrow input), else the fallback rule (see the module docstring)."""
+    narrow, wide = min(in_features, out_features), max(in_features, out_features)
+    modes = TT_SHAPES.get(narrow, {}).get(wide)
+    if modes is not None:
+        return list(modes) if in_features >= out_features else list(reversed(modes))
     cores = 2
-    while MAX_MODE**cores < max(in_features, out_features):
+    while MAX_MODE**cores < in_features * out_features:
         cores += 1
-    return balanced_factors(in_features, cores), balanced_factors(out_features, cores)
+    return balanced_factors(in_features * out_features, cores)
 
 
-class TTMatrix(nn.Module):
-    """y = x·Wᵀ + b with W (out, in) a TT-matrix of rank ``rank`` (see the module docstring).
+class TensorTrainLinear(nn.Module):
+    """y = x·W + b with W (in, out) the reshape of a tensor train of rank ``rank`` (module docstring).
 
-    ``cores[i]``: (r_{i-1}, m_i, n_i, r_i); parameter count Σ_i r_{i-1}·m_i·n_i·r_i (+ out with bias).
+    ``cores[k]``: (r_{k-1}, n_k, r_k); ``shape``: the modes (default `tt_shape`).
     """
 
-    def __init__(self, in_features: int, out_features: int, rank: int, bias: bool = False):
+    def __init__(
+        self, in_features: int, out_features: int, rank: int, bias: bool = False, shape: list[int] | None = None
+    ):
         super().__init__()
         if rank < 1:
             raise ValueError(f"TT rank must be >= 1, got {rank}")
         self.in_features, self.out_features = in_features, out_features
-        self.in_factors, self.out_factors = tt_factors(in_features, out_features)
-        d = len(self.in_factors)
+        self.shape = list(shape) if shape is not None else tt_shape(in_features, out_features)
+        if math.prod(self.shape) != in_features * out_features:
+            raise ValueError(f"modes {self.shape} do not multiply to {in_features}·{out_features}")
+        d = len(self.shape)
         self.ranks = [1] + [rank] * (d - 1) + [1]
         self.cores = nn.ParameterList(
-            nn.Parameter(
-                torch.empty(self.ranks[i], self.out_factors[i], self.in_factors[i], self.ranks[i + 1])
-            )
-            for i in range(d)
+            nn.Parameter(torch.empty(self.ranks[k], self.shape[k], self.ranks[k + 1])) for k in range(d)
         )
-        self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
+        self.bias = nn.Parameter(torch.empty(out_features)) if bias else None
+        self._cache: tuple[tuple, torch.Tensor] | None = None  # (core versions, W) outside training
         self.reset_parameters()
 
     @torch.no_grad()
     def reset_parameters(self) -> None:
-        """Cores ~ N(0, 1)/√r_i · σ^{1/d} (entries of W then have std σ = √(1/(in+out))); bias 0."""
+        """Cores ~ N(0, 1)/√r_k · σ^{1/d} (entries of W then have std about σ = √(1/(in+out)));
+        the bias ~ U(−1/√out, 1/√out)."""
         d = len(self.cores)
         core_scale = (1.0 / (self.in_features + self.out_features)) ** (0.5 / d)
         for core in self.cores:
             nn.init.normal_(core, std=core_scale / math.sqrt(core.shape[-1]))
         if self.bias is not None:
-            nn.init.zeros_(self.bias)
+            bound = 1.0 / math.sqrt(self.out_features)
+            nn.init.uniform_(self.bias, -bound, bound)
 
     def full(self) -> torch.Tensor:
-        """The contracted weight W: (out, in)."""
-        first = self.cores[0]
-        weight = first.reshape(first.shape[1], first.shape[2], first.shape[3])  # (M, N, r); r_0 = 1 dropped
-        for core in self.cores[1:]:  # (r, m, n, s)
-            rows, cols = weight.shape[0] * core.shape[1], weight.shape[1] * core.shape[2]
-            weight = torch.einsum("abr,rcds->acbds", weight, core).reshape(rows, cols, core.shape[3])
-        return weight.squeeze(-1)  # (out, in); r_d = 1
+        """The contracted weight W: (in, out)."""
+        weight = self.cores[0]  # (1, n_1, r_1)
+        for core in self.cores[1:]:  # (r, n, s)
+            weight = torch.tensordot(weight, core, dims=([-1], [0]))  # (1, n_1, …, n_k, s)
+        return weight.reshape(self.in_features, self.out_features)
+
+    def weight(self) -> torch.Tensor:
+        """W (in, out), reused from the last call while no core has changed and no gradient is
+        being recorded for the cores (eval, decoding)."""
+        if torch.is_grad_enabled() and any(core.requires_grad for core in self.cores):
+            self._cache = None
+            return self.full()
+        key = tuple((core._version, core.data_ptr(), core.dtype, core.device) for core in self.cores)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, self.full())
+        return self._cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """x (…, in) → (…, out), through the contracted W (one contraction per call, then a GEMM:
-        cheaper than `matvec` unless there are only a few rows)."""
-        return F.linear(x, self.full(), self.bias)
-
-    def matvec(self, x: torch.Tensor) -> torch.Tensor:
-        """The same map core by core, never forming W: x (…, in) → (…, out)."""
-        lead = x.shape[:-1]
-        rows = x.reshape(-1, self.in_features).shape[0]
-        # state: (P, r_{i-1}, n_i, Q), P = rows·m_1···m_{i-1} (output modes so far), Q = n_{i+1}···n_d
-        state = x.reshape(rows, 1, self.in_features)
-        for i, core in enumerate(self.cores):  # core (r, m, n, s)
-            n = self.in_factors[i]
-            state = state.reshape(state.shape[0], core.shape[0], n, -1)
-            state = torch.einsum("prnq,rmns->pmsq", state, core)  # (P, m, s, Q)
-            state = state.reshape(state.shape[0] * state.shape[1], core.shape[3], -1)
-        out = state.reshape(*lead, self.out_features)
-        return out + self.bias if self.bias is not None else out
+        """x (…, in) → (…, out)."""
+        return F.linear(x, self.weight().T, self.bias)
 
     def extra_repr(self) -> str:
-        return (
-            f"in={self.in_features} {self.in_factors}, out={self.out_features} {self.out_factors}, "
-            f"ranks={self.ranks}, bias={self.bias is not None}"
-        )
+        return f"in={self.in_features}, out={self.out_features}, modes={self.shape}, ranks={self.ranks}, bias={self.bias is not None}"

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import weakref
-
 import torch
 from torch import nn
 
@@ -48,15 +46,17 @@ class SoraPenalty(AdapterExtras):
     def __init__(self, l1_weight: float):
         super().__init__()
         self.l1_weight = l1_weight
-        self._target: tuple[weakref.ref, str] | None = None  # (the model, the adapter's name)
+        self._target: tuple[nn.Module, str] | None = None  # (the model, the adapter's name)
 
     def install(self, model: nn.Module, name: str) -> list:
-        self._target = (weakref.ref(model), name)  # a weak reference: no module cycle, no state-dict copy
+        # A plain attribute, not a submodule: no module cycle, no state-dict copy, and a deep copy
+        # of the model points the copied penalty at the copied model.
+        object.__setattr__(self, "_target", (model, name))
         return []
 
     def auxiliary_loss(self) -> torch.Tensor | None:
         """η·Σ|g| / #g over the adapter's gates; None when η = 0 or no gate is left."""
-        model = self._target[0]() if self._target is not None else None
+        model = self._target[0] if self._target is not None else None
         if self.l1_weight == 0 or model is None:
             return None
         name = self._target[1]
