@@ -193,7 +193,7 @@ def test_our_lora_folder_loads_in_peft_with_identical_outputs(tmp_path, build, c
     save_adapter(model, tmp_path)
     theirs = peft_load(build, tmp_path)
     assert sum(".lora_A." in n for n, _ in theirs.named_parameters()) == len(adapted_layers(model))
-    torch.testing.assert_close(run(theirs), run(model), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(run(theirs), run(model), rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(
@@ -214,7 +214,7 @@ def test_our_lora_folder_loads_in_peft_with_identical_outputs(tmp_path, build, c
 def test_a_peft_saved_lora_loads_with_ours_with_identical_outputs(tmp_path, build, config):
     theirs = _peft_saved(build, config, tmp_path, seed=4)
     ours = our_load(build, tmp_path)
-    torch.testing.assert_close(run(ours), run(theirs), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(run(ours), run(theirs), rtol=1e-5, atol=1e-5)
 
 
 # -------------------------------------------------------------------------------------- export
@@ -347,7 +347,7 @@ def test_peft_folders_with_valid_options_load_with_identical_outputs(tmp_path, c
     theirs = _peft_saved(tiny_llama, config, tmp_path)
     ours = tiny_llama()
     load_adapter(ours, tmp_path)
-    torch.testing.assert_close(run(ours), run(theirs), rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(run(ours), run(theirs), rtol=1e-5, atol=1e-5)
     adapted_names = sorted(adapted_layers(ours))
     expected = sorted(n for n, m in theirs.base_model.model.named_modules() if hasattr(m, "lora_A"))
     assert adapted_names == expected and adapted_names  # the same modules, not more, not none
