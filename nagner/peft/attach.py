@@ -49,8 +49,23 @@ def _require_state(model: nn.Module) -> PeftState:
 
 
 def adapted_layers(model: nn.Module) -> dict[str, AdaptedLayer]:
-    """Every `AdaptedLayer` of the model by module name."""
-    return {name: m for name, m in model.named_modules() if isinstance(m, AdaptedLayer)}
+    """Every `AdaptedLayer` of the model by module name, in model order. The walk does not enter
+    adapted layers (with hundreds of adapters, their own modules are most of the model's)."""
+    found: dict[str, AdaptedLayer] = {}
+    seen: set[int] = set()
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module._modules.items():
+            if child is None or id(child) in seen:
+                continue
+            seen.add(id(child))
+            if isinstance(child, AdaptedLayer):
+                found[prefix + name] = child
+            else:
+                walk(child, f"{prefix}{name}.")
+
+    walk(model, "")
+    return found
 
 
 def adapter_names(model: nn.Module) -> list[str]:

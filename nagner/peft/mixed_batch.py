@@ -51,18 +51,25 @@ class _LayerBank:
         self.A_all = self.At.permute(1, 0, 2).reshape(layer.in_features, -1)
         self.slot_owner = torch.arange(len(names) + 1, device=like["device"]).repeat_interleave(rank)
         self.names = list(names)
+        self.position = {n: i for i, n in enumerate(names)}
         self.adapters = [layer.adapters[n] for n in names]
-        self.tensors = [t for a in self.adapters for t in (*a.parameters(), *a.buffers())]
-        self.versions = _versions(self.tensors)
+        self.tensors = [[*a.parameters(), *a.buffers()] for a in self.adapters]
+        self.versions = [_versions(tensors) for tensors in self.tensors]
 
-    def fits(self, layer: AdaptedLayer, names: list[str]) -> bool:
-        """False once an adapter is added, removed or replaced (a new one under an old name), or
-        one of its tensors is written in place (a training step, a load) or given new data."""
-        return (
-            names == self.names
-            and all(layer.adapters[n] is a for n, a in zip(names, self.adapters))
-            and _versions(self.tensors) == self.versions
-        )
+    def fits(self, layer: AdaptedLayer, names: list[str], used: set[str]) -> bool:
+        """Whether the bank still holds ``names`` and, for the adapters a batch ``used``, their
+        current weights: False once an adapter is added, removed or replaced (a new one under an old
+        name), or one of a used adapter's tensors is written in place (a training step, a load) or
+        given new data. Rows the batch does not use are checked when a batch uses them."""
+        if names != self.names:
+            return False
+        for name in used:
+            i = self.position.get(name)
+            if i is not None and (
+                layer.adapters[name] is not self.adapters[i] or _versions(self.tensors[i]) != self.versions[i]
+            ):
+                return False
+        return True
 
 
 def _versions(tensors: list[torch.Tensor]) -> list[tuple[int, int]]:
@@ -74,8 +81,10 @@ class MixedBatch:
 
     def __init__(self, names: list[str | None], model_adapters: list[str]):
         self.sample_names = names
+        self.used = {n for n in names if n is not None}
         self.model_adapters = model_adapters
         self._rows: dict[tuple, torch.Tensor] = {}  # (layer's adapters, batch rows, device) → bank rows
+        self._names: dict[int, tuple[list[str], list[str]]] = {}  # layer → (LoRA-family, other) adapters
 
     def bank_rows(self, names: list[str], rows: int, device: torch.device) -> torch.Tensor:
         """Each batch row's row in a bank of ``names`` (0 = no adapter there); cached, as every
@@ -95,28 +104,23 @@ class MixedBatch:
     def apply(self, layer: AdaptedLayer, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         if layer.merged:
             raise RuntimeError("mixed-adapter batches need unmerged adapters: call unmerge(model) first")
-        names = [n for n in self.model_adapters if n in layer.adapters]
-        lora = self.lora_names(layer)
+        lora, others = self._names[id(layer)]
         if lora:
             y = self._batched_lora(layer, x, y, lora)
-        for name in names:
-            if name in lora:
-                continue
+        for name in others:
             rows = self.bank_rows([name], x.shape[0], x.device).nonzero().squeeze(1)
             if rows.numel():
                 y = y.index_copy(0, rows, layer.adapters[name](x.index_select(0, rows), y.index_select(0, rows)))
         return y
 
-    def lora_names(self, layer: AdaptedLayer) -> list[str]:
-        """This layer's LoRA-family adapters, in the model's adapter order."""
-        return [n for n in self.model_adapters if n in layer.adapters and layer.adapters[n].lora_family]
-
     def prepare(self, layer: AdaptedLayer) -> None:
-        """Make sure the layer's bank holds its current LoRA-family adapters (built or rebuilt here,
-        once per block)."""
-        names = self.lora_names(layer)
+        """Note the layer's adapters (LoRA family, others; in the model's order) and make sure its
+        bank holds its current LoRA-family adapters (built or rebuilt here): once per block."""
+        present = [n for n in self.model_adapters if n in layer.adapters]
+        names = [n for n in present if layer.adapters[n].lora_family]
+        self._names[id(layer)] = (names, [n for n in present if n not in names])
         bank = getattr(layer, "_mixed_bank", None)
-        if names and (bank is None or not bank.fits(layer, names)):
+        if names and (bank is None or not bank.fits(layer, names, self.used)):
             with torch.no_grad():
                 layer._mixed_bank = _LayerBank(layer, names)
 
