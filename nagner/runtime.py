@@ -40,7 +40,6 @@ from nagner.modeling.predictor import NagNerPredictor
 logger = logging.getLogger(__name__)
 
 FORMAT = 1
-RUNTIME_FILES = ("encoder.pt", "heads.safetensors", "tokenizer.json", "runtime.json")
 
 
 class RuntimeConfig:

@@ -9,7 +9,7 @@ import math
 import pytest
 import torch
 
-from nagner.peft.tensor_train import TensorTrainLinear, balanced_factors, tt_shape
+from nagner.peft.methods.loretta.tensor_train import TensorTrainLinear, balanced_factors, tt_shape
 
 
 @pytest.mark.parametrize(

@@ -20,11 +20,6 @@ class Detection:
     count_logits: torch.Tensor
     word_type_logits: torch.Tensor | None = None
 
-    def select(self, rows: torch.Tensor) -> Detection:
-        """The rows ``rows`` of every output."""
-        word_types = None if self.word_type_logits is None else self.word_type_logits[rows]
-        return Detection(self.start_logits[rows], self.end_logits[rows], self.count_logits[rows], word_types)
-
 
 class MentionDetector(nn.Module):
     """Per-word heads on the pooled word states.

@@ -47,6 +47,7 @@ from nagner.peft.layer import AdaptedLayer
 from nagner.peft.methods import LoraConfig
 from nagner.peft.methods.alora import AloraConfig
 from nagner.peft.methods.loretta import LorettaAdpConfig, LorettaRepConfig
+from nagner.peft.methods.loretta.tensor_train import TensorTrainLinear
 from nagner.peft.methods.milora import MiLoraConfig
 from nagner.peft.methods.moslora import MosLoraConfig
 from nagner.peft.methods.para import ParaConfig
@@ -71,7 +72,6 @@ from nagner.peft.registry import (
 from nagner.peft.serialization import adapter_state_dict, export_peft_lora, load_adapter, save_adapter
 from nagner.peft.summary import parameter_counts, summary
 from nagner.peft.targets import TargetError, find_targets
-from nagner.peft.tensor_train import TensorTrainLinear
 
 # Training-time helpers stand on transformers' Trainer (which pulls in datasets, accelerate, ...):
 # they load on first use, so inference with adapters does not pay for those imports.

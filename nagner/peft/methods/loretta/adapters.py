@@ -46,8 +46,8 @@ from nagner.peft.adapter import Adapter
 from nagner.peft.config import AdapterConfig, register_method
 from nagner.peft.layer import AdaptedLayer
 from nagner.peft.methods.lora import LoraAdapter, LoraConfig
+from nagner.peft.methods.loretta.tensor_train import TensorTrainLinear
 from nagner.peft.targets import matches
-from nagner.peft.tensor_train import TensorTrainLinear
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 
