@@ -30,6 +30,7 @@ def test_the_dependency_contracts_hold():
     [
         ("nagner.common", ("nagner.peft", "nagner.data", "nagner.modeling", "nagner.cli", "knowledge_qa")),
         ("nagner.peft", ("nagner.data", "nagner.modeling", "nagner.training", "nagner.cli", "knowledge_qa")),
+        ("nagner.compression", ("nagner.peft", "nagner.data", "nagner.modeling", "nagner.cli", "knowledge_qa")),
         ("knowledge_qa", ("nagner.modeling", "nagner.data", "nagner.cli", "nagner.errors", "nagner.training")),
     ],
 )
