@@ -5,6 +5,8 @@ with ``AutoModel.from_pretrained``."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from transformers import AutoModel
@@ -153,3 +155,31 @@ def test_a_trainer_run_grows_the_masks_on_schedule_and_squeezes_the_masked_rows(
     Trainer(model=model, args=args, train_dataset=data, callbacks=[callback], optimizers=(optimizer, None)).train()
     assert callback.history == [(4, 24), (8, 16)]  # half the cut after one w_step, all of it after two
     assert squeezed_fraction(plan) < 0.05  # masked rows driven to (nearly) zero (about 0.02; without the squeeze about 1)
+
+
+def test_nagner_compress_end_to_end_and_bad_input(encoder_dir, tmp_path, capsys):
+    from nagner.cli import main
+
+    text = tmp_path / "text.txt"
+    text.write_text("\n".join(f"the university of paris {i} and berlin in london" for i in range(12)) + "\n\n")
+    out = tmp_path / "student"
+    argv = ["compress", "--encoder", str(encoder_dir), "--text", str(text), "--output", str(out), "--target-hidden", "16",
+            "--target-intermediate", "32", "--steps", "18", "--w-step", "1", "--head-steps", "2", "--batch-size", "4"]
+    assert main(argv) == 0
+    student = AutoModel.from_pretrained(str(out))
+    assert (student.config.hidden_size, student.config.intermediate_size) == (16, 32)
+    report = json.loads((out / "wid.json").read_text())
+    assert report["texts"] == 12 and report["student"]["hidden_size"] == 16
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "wid.json"} <= names
+    assert not any((out / scratch).exists() for scratch in ("head", "wid"))  # no Trainer scratch left
+    capsys.readouterr()
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n")
+    assert main([*argv[:3], "--text", str(empty), *argv[5:]]) == 2
+    assert "no text lines" in capsys.readouterr().err
+    assert main([*argv[:7], "--target-hidden", "15", *argv[9:]]) == 2  # not a multiple of the 2 heads
+    err = capsys.readouterr().err
+    assert "multiple of the 2 heads" in err and "Traceback" not in err
+    assert main([*argv[:11], "--steps", "10", *argv[13:]]) == 2
+    assert "16 steps" in capsys.readouterr().err
