@@ -55,12 +55,14 @@ class WidTraining:
 
 
 def mlm_model(encoder: str) -> BertForMaskedLM:
-    """A BERT MLM model whose encoder is ``encoder``'s pretrained weights (the head is new)."""
+    """A BERT MLM model whose encoder (and pooler) are ``encoder``'s pretrained weights; the MLM
+    head is new."""
     path = resolve_encoder(encoder)
     config = BertConfig.from_pretrained(path)
     model = BertForMaskedLM(config)
-    loaded = type(model.bert).from_pretrained(path, add_pooling_layer=False)
+    loaded = type(model.bert).from_pretrained(path)
     model.bert.load_state_dict(loaded.state_dict(), strict=False)
+    model.bert.pooler = loaded.pooler  # not used by the MLM loss; carried so the student has the teacher's
     model.tie_weights()
     return model
 

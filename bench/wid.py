@@ -1,0 +1,160 @@
+"""WID on all-MiniLM-L6-v2 (384 → 192 hidden, FFN 1536 → 768, 12 heads of 16) against same-size
+students made without training, each fine-tuned as a token classifier on CoNLL-2003.
+
+    python bench/wid.py --texts 4000 --steps 600 --w-step 25 --train-limit 3000 --epochs 2
+
+Students (all 6 layers × 192, converted to plain BERT folders):
+* WID: `nagner.compression.wid.compress_with_wid` with the MLM loss on CoNLL-2003 *training*
+  sentences (one per line, ``--texts`` of them), MLM head fitted first on the frozen teacher;
+* truncation: the first 192 hidden dimensions (first 16 of each head), first 768 FFN units;
+* norm selection: the dimensions with the largest teacher weight norms, no training.
+Then the teacher and each student get the same token-classification fine-tuning
+(`nagner.token_classification`, ``--train-limit`` training sentences, ``--epochs``) and are scored on
+CoNLL-2003 test. Latency: encoder forward at batch 1 on test sentences, 1 and 2 threads, the
+systems interleaved, median over ``--latency-sentences``. Parameters with and without embeddings.
+Not measured here: a same-size student trained by logit distillation (issue 10 asks for it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from transformers import AutoModel, AutoTokenizer
+
+from nagner.common.encoders import resolve_encoder
+from nagner.compression.wid import WidConfig, attach_compactors, convert_to_student
+from nagner.compression.wid.recipe import WidTraining, compress_with_wid
+from nagner.data import read_sentences
+from nagner.evaluation import evaluate_entities
+from nagner.token_classification import TokenClassificationBaseline
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "conll2003"
+TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@torch.no_grad()
+def untrained_student(kind: str, hidden: int, intermediate: int, folder: Path) -> Path:
+    """Truncation or norm selection: masks chosen from the teacher, identity compactors."""
+    model = AutoModel.from_pretrained(resolve_encoder(TEACHER)).eval()
+    plan = attach_compactors(model, WidConfig(target_hidden=hidden, target_intermediate=intermediate))
+    heads, head_size = model.config.num_attention_heads, plan.head_size
+    per_head = hidden // heads
+
+    def first(size: int, keep: int) -> torch.Tensor:
+        mask = torch.zeros(size, dtype=torch.bool)
+        mask[:keep] = True
+        return mask
+
+    def largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
+        mask = torch.zeros_like(scores, dtype=torch.bool)
+        mask[scores.topk(keep).indices] = True
+        return mask
+
+    def per_head_mask(scores: torch.Tensor | None) -> torch.Tensor:
+        rows = [first(head_size, per_head) if scores is None else largest(chunk, per_head) for chunk in
+                (scores.view(heads, head_size) if scores is not None else [None] * heads)]
+        return torch.cat(rows)
+
+    embeddings = model.embeddings.word_embeddings.base_layer.weight  # (V, H)
+    plan.masks.set("hidden", per_head_mask(None if kind == "truncation" else embeddings.norm(dim=0)))
+    for index, layer in enumerate(model.encoder.layer):
+        attention_in = layer.attention.output.dense.base_layer.weight.norm(dim=0)  # per attention dimension
+        ffn_in = layer.output.dense.base_layer.weight.norm(dim=0)  # per FFN unit
+        plan.masks.set(f"attention.{index}", per_head_mask(None if kind == "truncation" else attention_in))
+        plan.masks.set(f"ffn.{index}", first(ffn_in.numel(), intermediate) if kind == "truncation" else largest(ffn_in, intermediate))
+    plan.masks.active = plan.masks.hard = True
+    student = convert_to_student(model, plan)
+    student.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(resolve_encoder(TEACHER)).save_pretrained(folder)
+    return folder
+
+
+def parameters(folder: str) -> tuple[int, int]:
+    model = AutoModel.from_pretrained(folder)
+    total = sum(p.numel() for p in model.parameters())
+    embeddings = sum(p.numel() for p in model.embeddings.parameters())
+    return total, total - embeddings
+
+
+@torch.no_grad()
+def latency(folders: dict[str, str], sentences, threads: int) -> dict[str, float]:
+    torch.set_num_threads(threads)
+    models = {name: AutoModel.from_pretrained(folder).eval() for name, folder in folders.items()}
+    tokenizer = AutoTokenizer.from_pretrained(next(iter(folders.values())))
+    batches = [tokenizer(" ".join(s.words), return_tensors="pt") for s in sentences]
+    times: dict[str, list[float]] = {name: [] for name in models}
+    for model in models.values():
+        model(**batches[0])
+    for batch in batches:
+        for name, model in models.items():
+            start = time.perf_counter()
+            model(**batch)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) * 1000 for name, values in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--texts", type=int, default=4000)
+    parser.add_argument("--steps", type=int, default=600)
+    parser.add_argument("--w-step", type=int, default=25)
+    parser.add_argument("--train-limit", type=int, default=3000)
+    parser.add_argument("--epochs", type=float, default=2.0)
+    parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--latency-sentences", type=int, default=200)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=str(REPO / "bench" / "out" / "wid"))
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    train = read_sentences(str(DATA / "eng.train"))
+    test = read_sentences(str(DATA / "eng.testb"))
+    folders = {"teacher (384)": resolve_encoder(TEACHER)}
+    wid = out / "student-wid"
+    if not (wid / "config.json").exists():
+        texts = [" ".join(s.words) for s in train[: args.texts]]
+        began = time.perf_counter()
+        report = compress_with_wid(
+            TEACHER, texts, WidConfig(192, 768, w_step=args.w_step),
+            WidTraining(steps=args.steps, batch_size=32, max_length=64), wid,
+        )
+        print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
+    folders["WID (192)"] = str(wid)
+    for kind in ("truncation", "norm selection"):
+        folder = out / f"student-{kind.replace(' ', '-')}"
+        if not (folder / "config.json").exists():
+            untrained_student(kind, 192, 768, folder)
+        folders[f"{kind} (192)"] = str(folder)
+    results = {}
+    for name, folder in folders.items():
+        baseline = TokenClassificationBaseline(folder)
+        began = time.perf_counter()
+        baseline.train(train[: args.train_limit], epochs=args.epochs, lr=args.lr, seed=42)
+        seconds = time.perf_counter() - began
+        scores = evaluate_entities([s.entities for s in test], baseline.predict(test))
+        total, without = parameters(folder)
+        results[name] = {"f1": 100 * scores.f1, "train_seconds": round(seconds), "parameters": total,
+                         "parameters_without_embeddings": without}
+        print(name, json.dumps(results[name]), flush=True)
+    sample = test[: args.latency_sentences]
+    for threads in (1, 2):
+        for name, ms in latency(folders, sample, threads).items():
+            results[name][f"ms_batch1_{threads}t"] = ms
+    (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
+    teacher = results["teacher (384)"]
+    print("| encoder | CoNLL-03 test F1 | params (without embeddings) | ms, batch 1, 1 thread | 2 threads | speed-up (2 t) |")
+    print("|---|---|---|---|---|---|")
+    for name, r in results.items():
+        print(f"| {name} | {r['f1']:.2f} | {r['parameters'] / 1e6:.1f} M ({r['parameters_without_embeddings'] / 1e6:.1f} M) "
+              f"| {r['ms_batch1_1t']:.2f} | {r['ms_batch1_2t']:.2f} | {teacher['ms_batch1_2t'] / r['ms_batch1_2t']:.2f}× |")
+
+
+if __name__ == "__main__":
+    main()
