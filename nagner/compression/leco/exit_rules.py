@@ -1,0 +1,105 @@
+"""When a multi-exit model may stop: exit rules over the class probabilities of the exits passed so
+far, for one input at a time (``step`` after each layer, as inference runs) or for recorded outputs
+of every exit (`decide`, to sweep thresholds on the same weights).
+
+* `MaxProbabilityRule` (Shallow-Deep Nets): exit once the largest probability is ≥ τ.
+* `EntropyRule` (DeeBERT; normalised as PCEE-BERT): exit once H(p) / log C < τ.
+* `PatienceRule` (PABEE): exit once the argmax has stayed the same for ``patience`` exits in a row
+  after the first (the HF PABEE example's counter).
+* `ComparisonRule` (COBEE, LECO): the prediction of each exit is compared with those of all exits
+  before it, not only the previous one; exit once some class has been predicted by ``threshold``
+  exits, consecutive or not, and answer that class. The paper's text is not available to us; this is
+  our reading of "comparison-based" (documented in ``../shared/research/compression.md``): unlike
+  patience, one dissenting exit does not reset the count.
+
+Every rule answers with the last exit's prediction when it never fires.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class ExitRule:
+    """Feed the probabilities (C,) of exits 1, 2, … to `step`; it returns the class to answer when
+    the input may exit there, else None. `reset` before each input."""
+
+    def reset(self) -> None:
+        """Forget the exits of the previous input."""
+
+    def step(self, probabilities: torch.Tensor) -> int | None:
+        raise NotImplementedError
+
+
+class MaxProbabilityRule(ExitRule):
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def step(self, probabilities: torch.Tensor) -> int | None:
+        top, index = probabilities.max(-1)
+        return int(index) if float(top) >= self.threshold else None
+
+
+class EntropyRule(ExitRule):
+    def __init__(self, threshold: float):
+        self.threshold = threshold
+
+    def step(self, probabilities: torch.Tensor) -> int | None:
+        p = probabilities.clamp_min(1e-12)
+        normalised = float(-(p * p.log()).sum()) / math.log(p.numel())
+        return int(probabilities.argmax()) if normalised < self.threshold else None
+
+
+class PatienceRule(ExitRule):
+    def __init__(self, patience: int):
+        if patience < 1:
+            raise ValueError(f"patience must be >= 1, got {patience}")
+        self.patience = patience
+        self.reset()
+
+    def reset(self) -> None:
+        self.previous: int | None = None
+        self.count = 0
+
+    def step(self, probabilities: torch.Tensor) -> int | None:
+        prediction = int(probabilities.argmax())
+        self.count = self.count + 1 if prediction == self.previous else 0
+        self.previous = prediction
+        return prediction if self.count >= self.patience else None
+
+
+class ComparisonRule(ExitRule):
+    def __init__(self, threshold: int):
+        if threshold < 1:
+            raise ValueError(f"threshold must be >= 1, got {threshold}")
+        self.threshold = threshold
+        self.reset()
+
+    def reset(self) -> None:
+        self.votes: dict[int, int] = {}
+
+    def step(self, probabilities: torch.Tensor) -> int | None:
+        prediction = int(probabilities.argmax())
+        self.votes[prediction] = self.votes.get(prediction, 0) + 1
+        return prediction if self.votes[prediction] >= self.threshold else None
+
+
+def decide(rule: ExitRule, probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Run ``rule`` over recorded exit outputs: probabilities (B, L, C) of L exits for B inputs →
+    (exit layer (B,), 1-based; predicted class (B,))."""
+    layers, predictions = [], []
+    for row in probabilities:  # (L, C)
+        rule.reset()
+        answer, layer = None, row.shape[0]
+        for index, p in enumerate(row):
+            answer = rule.step(p)
+            if answer is not None:
+                layer = index + 1
+                break
+        if answer is None:
+            answer = int(row[-1].argmax())
+        layers.append(layer)
+        predictions.append(answer)
+    return torch.tensor(layers), torch.tensor(predictions)
