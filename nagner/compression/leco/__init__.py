@@ -1,6 +1,7 @@
 """LECO (Zhang, Tan, Dai, Zhu; ACL 2023 SRW): early exiting with searched exit architectures and a
-comparison-based exit rule. Built so far: the exit rules (`exit_rules`). Not built yet: multi-exit
-training, the exit search, the applications and their benchmarks."""
+comparison-based exit rule. Built: the exit rules (`exit_rules`), the exit search space
+(`exits`), the multi-exit classifier with early-exit inference (`multi_exit`) and the first-order
+DARTS search (`search`). Not built yet: the NER application, the CLI and the benchmarks."""
 
 from nagner.compression.leco.exit_rules import (
     ComparisonRule,
@@ -10,5 +11,22 @@ from nagner.compression.leco.exit_rules import (
     PatienceRule,
     decide,
 )
+from nagner.compression.leco.exits import EXIT_TYPES, ExitHead, MixedExit
+from nagner.compression.leco.multi_exit import MultiExitClassifier
+from nagner.compression.leco.search import SearchResult, discretize, search_exits
 
-__all__ = ["ComparisonRule", "EntropyRule", "ExitRule", "MaxProbabilityRule", "PatienceRule", "decide"]
+__all__ = [
+    "EXIT_TYPES",
+    "ComparisonRule",
+    "EntropyRule",
+    "ExitHead",
+    "ExitRule",
+    "MaxProbabilityRule",
+    "MixedExit",
+    "MultiExitClassifier",
+    "PatienceRule",
+    "SearchResult",
+    "decide",
+    "discretize",
+    "search_exits",
+]

@@ -1,0 +1,106 @@
+"""A multi-exit classifier over any transformers encoder whose layers are ``encoder.layer`` (BERT
+family): an exit after every layer, trained jointly, and early-exit inference that really stops.
+
+Training loss: the weighted mean of the exits' cross entropies, weight ∝ layer number (PABEE's and
+PCEE-BERT's default ``asc`` schema). Inference (`predict_early`): forward hooks read each layer's
+output, run its exit and the `ExitRule`; when the rule fires the forward pass is abandoned there, so
+the layers after the exit never run (batch 1, as early exiting is measured).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from nagner.compression.leco.exit_rules import ExitRule
+from nagner.compression.leco.exits import ExitHead, MixedExit
+
+
+class _Exited(Exception):
+    """Raised from a layer hook to stop the forward pass at an exit."""
+
+    def __init__(self, layer: int, answer: int):
+        self.layer, self.answer = layer, answer
+
+
+class MultiExitClassifier(nn.Module):
+    """``encoder`` plus one exit per layer: ``exits`` given as type names (one per layer, or one for
+    all), or None for a searchable `MixedExit` at every layer."""
+
+    def __init__(self, encoder: nn.Module, classes: int, exits: Sequence[str] | str | None = None):
+        super().__init__()
+        self.encoder = encoder
+        self.classes = classes
+        layers = len(encoder.encoder.layer)
+        hidden = encoder.config.hidden_size
+        if exits is None:
+            self.exits = nn.ModuleList(MixedExit(hidden, classes) for _ in range(layers))
+        else:
+            kinds = [exits] * layers if isinstance(exits, str) else list(exits)
+            if len(kinds) != layers:
+                raise ValueError(f"{len(kinds)} exit types for {layers} layers")
+            self.exits = nn.ModuleList(ExitHead(kind, hidden, classes) for kind in kinds)
+
+    @property
+    def layers(self) -> int:
+        return len(self.exits)
+
+    def exit_logits(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Every exit's logits: (B, L, C)."""
+        states = self.encoder(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True).hidden_states
+        return torch.stack([head(states[i + 1], attention_mask) for i, head in enumerate(self.exits)], dim=1)
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, labels: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """``{"logits": (B, L, C), "loss": weighted mean of the exits' CE}`` (loss with labels)."""
+        logits = self.exit_logits(input_ids, attention_mask)
+        output = {"logits": logits}
+        if labels is not None:
+            weights = torch.arange(1, self.layers + 1, dtype=logits.dtype, device=logits.device)  # (L,)
+            losses = torch.stack([F.cross_entropy(logits[:, i], labels) for i in range(self.layers)])
+            output["loss"] = (weights * losses).sum() / weights.sum()
+        return output
+
+    def exit_architecture_parameters(self) -> list[nn.Parameter]:
+        """The α of every `MixedExit` (empty once the exits are discrete)."""
+        return [head.alpha for head in self.exits if isinstance(head, MixedExit)]
+
+    def chosen_exits(self) -> list[str]:
+        """Each layer's exit type: the discrete one, or a mixture's best."""
+        return [head.best() if isinstance(head, MixedExit) else head.kind for head in self.exits]
+
+    @torch.no_grad()
+    def predict_early(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, rule: ExitRule) -> tuple[int, int]:
+        """(class, exit layer 1-based) for one input (batch 1), stopping at the first exit where
+        ``rule`` fires (the last layer's answer otherwise)."""
+        if input_ids.shape[0] != 1:
+            raise ValueError("early exiting runs one input at a time (batch 1)")
+        rule.reset()
+        handles = []
+
+        def hook(index: int):
+            def run(module: nn.Module, args: tuple, output) -> None:
+                hidden = output[0] if isinstance(output, tuple) else output
+                probabilities = self.exits[index](hidden, attention_mask).softmax(-1)[0]  # (C,)
+                answer = rule.step(probabilities)
+                if answer is None and index == self.layers - 1:
+                    answer = int(probabilities.argmax())
+                if answer is not None:
+                    raise _Exited(index + 1, answer)
+
+            return run
+
+        for index, layer in enumerate(self.encoder.encoder.layer):
+            handles.append(layer.register_forward_hook(hook(index)))
+        try:
+            self.encoder(input_ids=input_ids, attention_mask=attention_mask)
+        except _Exited as exited:
+            return exited.answer, exited.layer
+        finally:
+            for handle in handles:
+                handle.remove()
+        raise RuntimeError("the encoder ran no layer")
