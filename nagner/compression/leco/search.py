@@ -50,14 +50,14 @@ def search_exits(
         for alpha, gradient in zip(alphas, torch.autograd.grad(loss, alphas), strict=True):
             alpha.grad = gradient
         alpha_optimizer.step()
-        result.held_out_losses.append(float(loss))
+        result.held_out_losses.append(float(loss.detach()))
         loss = model(**next(train_batches))["loss"]
         weight_optimizer.zero_grad(set_to_none=True)
         loss.backward()
         for alpha in alphas:
             alpha.grad = None  # α moves on held-out data only
         weight_optimizer.step()
-        result.train_losses.append(float(loss))
+        result.train_losses.append(float(loss.detach()))
     model.eval()
     result.exits = model.chosen_exits()
     return result
