@@ -61,11 +61,11 @@ def untrained_student(kind: str, hidden: int, intermediate: int, folder: Path) -
                 (scores.view(heads, head_size) if scores is not None else [None] * heads)]
         return torch.cat(rows)
 
-    embeddings = model.embeddings.word_embeddings.base_layer.weight  # (V, H)
+    embeddings = model.embeddings.word_embeddings.teacher.weight  # (V, H)
     plan.masks.set("hidden", per_head_mask(None if kind == "truncation" else embeddings.norm(dim=0)))
     for index, layer in enumerate(model.encoder.layer):
-        attention_in = layer.attention.output.dense.base_layer.weight.norm(dim=0)  # per attention dimension
-        ffn_in = layer.output.dense.base_layer.weight.norm(dim=0)  # per FFN unit
+        attention_in = layer.attention.output.dense.teacher.weight.norm(dim=0)  # per attention dimension
+        ffn_in = layer.output.dense.teacher.weight.norm(dim=0)  # per FFN unit
         plan.masks.set(f"attention.{index}", per_head_mask(None if kind == "truncation" else attention_in))
         plan.masks.set(f"ffn.{index}", first(ffn_in.numel(), intermediate) if kind == "truncation" else largest(ffn_in, intermediate))
     plan.masks.active = plan.masks.hard = True

@@ -44,12 +44,12 @@ def _buffer(name: str) -> str:
 
 
 class CompactedLinear(nn.Module):
-    """``base`` (an nn.Linear, kept whole as ``base_layer``) between a row compactor ``row`` (in × in)
+    """``base`` (an nn.Linear, kept whole as ``teacher``) between a row compactor ``row`` (in × in)
     and a column compactor ``column`` (out × out); ``in_mask`` / ``out_mask`` name their masks."""
 
     def __init__(self, base: nn.Linear, in_mask: str, out_mask: str, masks: WidMasks):
         super().__init__()
-        self.base_layer = base
+        self.teacher = base
         self.in_mask, self.out_mask = in_mask, out_mask
         like = {"dtype": base.weight.dtype, "device": base.weight.device}
         self.row = nn.Parameter(torch.eye(base.in_features, **like))  # (in, in)
@@ -64,7 +64,7 @@ class CompactedLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         row, column = self.compactors()
-        y = F.linear(x @ row, self.base_layer.weight, self.base_layer.bias)  # (…, out)
+        y = F.linear(x @ row, self.teacher.weight, self.teacher.bias)  # (…, out)
         return y @ column
 
 
@@ -73,19 +73,19 @@ class CompactedEmbedding(nn.Module):
 
     def __init__(self, base: nn.Embedding, column: nn.Parameter, masks: WidMasks):
         super().__init__()
-        self.base_layer = base
+        self.teacher = base
         object.__setattr__(self, "column", column)  # one compactor for the three tables
         object.__setattr__(self, "masks", masks)
 
     @property
     def weight(self) -> torch.Tensor:  # what transformers reads (e.g. to tie an LM head)
-        return self.base_layer.weight
+        return self.teacher.weight
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
         column = self.column
         if self.masks.hard:
             column = column * self.masks.keep("hidden")[None, :]
-        return self.base_layer(ids) @ column
+        return self.teacher(ids) @ column
 
 
 class MaskedLayerNorm(nn.Module):
@@ -95,15 +95,15 @@ class MaskedLayerNorm(nn.Module):
 
     def __init__(self, base: nn.LayerNorm, masks: WidMasks):
         super().__init__()
-        self.base_layer = base
+        self.teacher = base
         object.__setattr__(self, "masks", masks)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.masks.active:
-            return self.base_layer(x)
+            return self.teacher(x)
         keep = self.masks.keep("hidden")
         kept = x[..., keep]  # (…, H')
         mean = kept.mean(-1, keepdim=True)
         var = kept.var(-1, unbiased=False, keepdim=True)
-        out = (x - mean) / torch.sqrt(var + self.base_layer.eps) * self.base_layer.weight + self.base_layer.bias
+        out = (x - mean) / torch.sqrt(var + self.teacher.eps) * self.teacher.weight + self.teacher.bias
         return out * keep if self.masks.hard else out

@@ -46,13 +46,13 @@ def convert_to_student(model: nn.Module, plan: WidPlan) -> nn.Module:
     for name in ("word_embeddings", "position_embeddings", "token_type_embeddings"):
         table = getattr(embeddings, name, None)
         if table is not None:
-            getattr(student.embeddings, name).weight.copy_(table.base_layer.weight @ column)
+            getattr(student.embeddings, name).weight.copy_(table.teacher.weight @ column)
     for path, linear in plan.linears.items():
         target = student.get_submodule(path)
         keep_in, keep_out = plan.masks.keep(linear.in_mask), plan.masks.keep(linear.out_mask)
         row, col = linear.row[keep_in, :], linear.column[:, keep_out]  # (D, in), (out, E)
-        weight = (row @ linear.base_layer.weight.T @ col).T  # (E, D)
-        bias = linear.base_layer.bias @ col if linear.base_layer.bias is not None else None
+        weight = (row @ linear.teacher.weight.T @ col).T  # (E, D)
+        bias = linear.teacher.bias @ col if linear.teacher.bias is not None else None
         if path.endswith("attention.self.query"):
             weight, bias = weight * query_scale, (bias * query_scale if bias is not None else None)
         target.weight.copy_(weight)
@@ -61,6 +61,6 @@ def convert_to_student(model: nn.Module, plan: WidPlan) -> nn.Module:
     for name, module in model.named_modules():
         if type(module).__name__ == "MaskedLayerNorm":
             target = student.get_submodule(name)
-            target.weight.copy_(module.base_layer.weight[keep_hidden])
-            target.bias.copy_(module.base_layer.bias[keep_hidden])
+            target.weight.copy_(module.teacher.weight[keep_hidden])
+            target.bias.copy_(module.teacher.bias[keep_hidden])
     return student
