@@ -29,6 +29,7 @@ from transformers import AutoModel, AutoTokenizer
 from nagner.common.encoders import resolve_encoder
 from nagner.compression.wid import WidConfig, attach_compactors, convert_to_student
 from nagner.compression.wid.recipe import WidTraining, compress_with_wid
+from nagner.compression.wid.schedule import mask_lowest, mask_lowest_per_head
 from nagner.data import read_sentences
 from nagner.evaluation import evaluate_entities
 from nagner.token_classification import TokenClassificationBaseline
@@ -43,31 +44,24 @@ def untrained_student(kind: str, hidden: int, intermediate: int, folder: Path) -
     """Truncation or norm selection: masks chosen from the teacher, identity compactors."""
     model = AutoModel.from_pretrained(resolve_encoder(TEACHER)).eval()
     plan = attach_compactors(model, WidConfig(target_hidden=hidden, target_intermediate=intermediate))
-    heads, head_size = model.config.num_attention_heads, plan.head_size
-    per_head = hidden // heads
+    truncate = kind == "truncation"
 
-    def first(size: int, keep: int) -> torch.Tensor:
-        mask = torch.zeros(size, dtype=torch.bool)
-        mask[:keep] = True
-        return mask
+    def head_dims(scores: torch.Tensor) -> torch.Tensor:
+        """Hidden or attention dimensions: the same number kept in every head."""
+        if truncate:  # the first dimensions of each head
+            return torch.arange(scores.numel()).remainder(plan.head_size) < hidden // model.config.num_attention_heads
+        everything = torch.ones_like(scores, dtype=torch.bool)
+        return mask_lowest_per_head(scores, everything, scores.numel() - hidden, plan.head_size, "dim")
 
-    def largest(scores: torch.Tensor, keep: int) -> torch.Tensor:
-        mask = torch.zeros_like(scores, dtype=torch.bool)
-        mask[scores.topk(keep).indices] = True
-        return mask
+    def ffn_units(scores: torch.Tensor) -> torch.Tensor:
+        if truncate:
+            return torch.arange(scores.numel()) < intermediate
+        return mask_lowest(scores, torch.ones_like(scores, dtype=torch.bool), scores.numel() - intermediate)
 
-    def per_head_mask(scores: torch.Tensor | None) -> torch.Tensor:
-        rows = [first(head_size, per_head) if scores is None else largest(chunk, per_head) for chunk in
-                (scores.view(heads, head_size) if scores is not None else [None] * heads)]
-        return torch.cat(rows)
-
-    embeddings = model.embeddings.word_embeddings.teacher.weight  # (V, H)
-    plan.masks.set("hidden", per_head_mask(None if kind == "truncation" else embeddings.norm(dim=0)))
+    plan.masks.set("hidden", head_dims(model.embeddings.word_embeddings.teacher.weight.norm(dim=0)))
     for index, layer in enumerate(model.encoder.layer):
-        attention_in = layer.attention.output.dense.teacher.weight.norm(dim=0)  # per attention dimension
-        ffn_in = layer.output.dense.teacher.weight.norm(dim=0)  # per FFN unit
-        plan.masks.set(f"attention.{index}", per_head_mask(None if kind == "truncation" else attention_in))
-        plan.masks.set(f"ffn.{index}", first(ffn_in.numel(), intermediate) if kind == "truncation" else largest(ffn_in, intermediate))
+        plan.masks.set(f"attention.{index}", head_dims(layer.attention.output.dense.teacher.weight.norm(dim=0)))
+        plan.masks.set(f"ffn.{index}", ffn_units(layer.output.dense.teacher.weight.norm(dim=0)))
     plan.masks.active = plan.masks.hard = True
     student = convert_to_student(model, plan)
     student.save_pretrained(folder)

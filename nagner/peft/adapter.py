@@ -58,3 +58,12 @@ class AdapterExtras(nn.Module):
         """A term to add to the training loss, from the last forward pass (e.g. MiLoRA's
         load-balancing loss); None when there is none."""
         return None
+
+
+def add_to_output(y: torch.Tensor, h: torch.Tensor, B: torch.Tensor, alpha: float = 1.0) -> torch.Tensor:
+    """y + alpha·h·B for matrices (addmm) or batches of them (baddbmm), accumulated by the GEMM
+    itself, no separate product and add. In place under no_grad, where y is the host layer's fresh
+    output (inference); out of place when gradients are recorded."""
+    if y.dim() == 2:
+        return torch.addmm(y, h, B, alpha=alpha) if torch.is_grad_enabled() else y.addmm_(h, B, alpha=alpha)
+    return torch.baddbmm(y, h, B, alpha=alpha) if torch.is_grad_enabled() else y.baddbmm_(h, B, alpha=alpha)

@@ -18,7 +18,7 @@ from torch.utils.hooks import RemovableHandle
 
 from nagner.peft.config import AdapterConfig
 from nagner.peft.layer import AdaptedLayer
-from nagner.peft.targets import find_targets
+from nagner.peft.targets import find_targets, model_modules
 
 STATE_ATTR = "nagner_peft"
 DEFAULT_NAME = "default"
@@ -49,23 +49,8 @@ def _require_state(model: nn.Module) -> PeftState:
 
 
 def adapted_layers(model: nn.Module) -> dict[str, AdaptedLayer]:
-    """Every `AdaptedLayer` of the model by module name, in model order. The walk does not enter
-    adapted layers (with hundreds of adapters, their own modules are most of the model's)."""
-    found: dict[str, AdaptedLayer] = {}
-    seen: set[int] = set()
-
-    def walk(module: nn.Module, prefix: str) -> None:
-        for name, child in module._modules.items():
-            if child is None or id(child) in seen:
-                continue
-            seen.add(id(child))
-            if isinstance(child, AdaptedLayer):
-                found[prefix + name] = child
-            else:
-                walk(child, f"{prefix}{name}.")
-
-    walk(model, "")
-    return found
+    """Every `AdaptedLayer` of the model by module name, in model order (`targets.model_modules`)."""
+    return {name: m for name, m in model_modules(model).items() if isinstance(m, AdaptedLayer)}
 
 
 def adapter_names(model: nn.Module) -> list[str]:

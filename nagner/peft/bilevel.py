@@ -6,7 +6,7 @@ After each optimizer step of the Trainer, `BilevelCallback` takes one Adam step 
 loss of the validation batch (model in eval mode, so dropout does not blur it); the Trainer's own
 optimizer never sees Θ (it is frozen for it when the callback is made). Use it through
 `nagner.peft.training_callbacks` with a `TrainingContext` that has a validation batch; in a custom
-loop, call `BilevelCallback.step(model)` after each optimizer step.
+loop, call `BilevelCallback.step()` after each optimizer step.
 """
 
 from __future__ import annotations
@@ -26,19 +26,18 @@ from nagner.peft.prompt import bilevel_parameters
 class BilevelCallback(TrainerCallback):
     """One Adam step on adapter ``name``'s Θ (`bilevel_parameters`) per optimizer step of the
     Trainer, on ``loss_fn(adapted_module, batch).mean()`` (per-example losses of the validation
-    ``batch``). ``adapted_module``: the module the adapter is attached to when that is not the
-    Trainer's model (a task model around an encoder). ``history`` gets each step's validation loss."""
+    ``batch``). ``adapted_module``: the module the adapter is attached to (the Trainer's model, or
+    e.g. the encoder inside a task model). ``history`` gets each step's validation loss."""
 
     def __init__(
         self,
-        model: nn.Module,
+        adapted_module: nn.Module,
         batch: Mapping[str, Any],
         loss_fn: LossFn,
         learning_rate: float,
         name: str = DEFAULT_NAME,
-        adapted_module: nn.Module | None = None,
     ):
-        self.adapted_module = adapted_module if adapted_module is not None else model
+        self.adapted_module = adapted_module
         self.batch = batch
         self.loss_fn = loss_fn
         _, self.theta = bilevel_parameters(self.adapted_module, name)
@@ -47,7 +46,7 @@ class BilevelCallback(TrainerCallback):
         self.optimizer = torch.optim.Adam(self.theta, lr=learning_rate)
         self.history: list[float] = []
 
-    def step(self, model: nn.Module | None = None) -> float:
+    def step(self) -> float:
         """One step on Θ now; returns the validation loss before it."""
         module = self.adapted_module
         device = next(module.parameters()).device

@@ -26,6 +26,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from nagner.peft.adapter import add_to_output
 from nagner.peft.attach import adapted_layers, adapter_names
 from nagner.peft.layer import AdaptedLayer
 
@@ -139,21 +140,13 @@ class MixedBatch:
             h = torch.matmul(x, bank.A_all) * mask.unsqueeze(1)  # (b, t, (N+1)·r)
             factors = (h.reshape(-1, h.shape[-1]), bank.Bt.reshape(-1, d_out))  # B stacked to match
             if y.dtype == bank.Bt.dtype:
-                return _add_product(y.reshape(-1, d_out), *factors).reshape(y.shape)
+                return add_to_output(y.reshape(-1, d_out), *factors).reshape(y.shape)
             return y + (factors[0] @ factors[1]).reshape(y.shape).to(y.dtype)
         h = torch.bmm(x, bank.At.index_select(0, rows))  # (b, t, r)
         B = bank.Bt.index_select(0, rows)  # (b, r, d_out)
         if y.dtype == bank.Bt.dtype:  # add in the same kernel
-            return _add_product(y.reshape(b, -1, d_out), h, B).reshape(y.shape)
+            return add_to_output(y.reshape(b, -1, d_out), h, B).reshape(y.shape)
         return y + torch.bmm(h, B).reshape(y.shape).to(y.dtype)
-
-
-def _add_product(y: torch.Tensor, h: torch.Tensor, B: torch.Tensor) -> torch.Tensor:
-    """y + h·B (matrices, or batches of them) in one kernel; in place under no_grad, where y is the
-    host layer's fresh output."""
-    if y.dim() == 2:
-        return y.addmm_(h, B) if not torch.is_grad_enabled() else torch.addmm(y, h, B)
-    return y.baddbmm_(h, B) if not torch.is_grad_enabled() else torch.baddbmm(y, h, B)
 
 
 @contextmanager

@@ -94,15 +94,22 @@ def _check_every_entry_matches(kind: str, pattern: list[str] | str, names: list[
 
 
 def model_modules(model: nn.Module) -> dict[str, nn.Module]:
-    """Named modules, with an already adapted layer seen as one module (not its insides)."""
+    """Named modules in model order (as ``named_modules``, without the model itself), with an
+    adapted layer seen as one module: the walk does not enter it (with hundreds of adapters, their
+    own modules are most of the model's)."""
     modules: dict[str, nn.Module] = {}
-    inside: list[str] = []
-    for name, module in model.named_modules():
-        if not name or any(name.startswith(prefix) for prefix in inside):
-            continue
-        modules[name] = module
-        if isinstance(module, AdaptedLayer):
-            inside.append(name + ".")
+    seen = {id(model)}
+
+    def walk(module: nn.Module, prefix: str) -> None:
+        for name, child in module._modules.items():
+            if child is None or id(child) in seen:
+                continue
+            seen.add(id(child))
+            modules[prefix + name] = child
+            if not isinstance(child, AdaptedLayer):
+                walk(child, f"{prefix}{name}.")
+
+    walk(model, "")
     return modules
 
 

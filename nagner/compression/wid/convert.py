@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from transformers import AutoModel
 
+from nagner.compression.wid.compactors import MaskedLayerNorm
 from nagner.compression.wid.plan import WidPlan
 
 
@@ -59,7 +60,7 @@ def convert_to_student(model: nn.Module, plan: WidPlan) -> nn.Module:
         if bias is not None:
             target.bias.copy_(bias)
     for name, module in model.named_modules():
-        if type(module).__name__ == "MaskedLayerNorm":
+        if isinstance(module, MaskedLayerNorm):
             target = student.get_submodule(name)
             target.weight.copy_(module.teacher.weight[keep_hidden])
             target.bias.copy_(module.teacher.bias[keep_hidden])

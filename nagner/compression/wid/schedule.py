@@ -48,9 +48,9 @@ def update_masks(plan: WidPlan, step: int) -> bool:
             continue
         norms = plan.rankers[name].row.norm(dim=1)  # (size,): one per input dimension of the ranker
         if name.startswith("ffn."):
-            new = _lowest(norms, keep, count)
+            new = mask_lowest(norms, keep, count)
         else:
-            new = _lowest_per_head(norms, keep, count, plan.head_size, plan.config.strategy)
+            new = mask_lowest_per_head(norms, keep, count, plan.head_size, plan.config.strategy)
         plan.masks.set(name, new)
         changed = True
     if changed:
@@ -58,8 +58,8 @@ def update_masks(plan: WidPlan, step: int) -> bool:
     return changed
 
 
-def _lowest(norms: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor:
-    """``keep`` with the lowest-norm kept dimensions masked until ``count`` are masked."""
+def mask_lowest(norms: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor:
+    """``keep`` (True = kept) with the lowest-norm kept dimensions masked until ``count`` are masked."""
     scores = norms.masked_fill(~keep, float("-inf"))  # masked first, so they stay masked
     masked = scores.topk(count, largest=False).indices
     new = torch.ones_like(keep)
@@ -67,7 +67,9 @@ def _lowest(norms: torch.Tensor, keep: torch.Tensor, count: int) -> torch.Tensor
     return new
 
 
-def _lowest_per_head(norms: torch.Tensor, keep: torch.Tensor, count: int, head_size: int, strategy: str) -> torch.Tensor:
+def mask_lowest_per_head(norms: torch.Tensor, keep: torch.Tensor, count: int, head_size: int, strategy: str) -> torch.Tensor:
+    """`mask_lowest` over chunks of ``head_size``: the same number in every chunk (``dim``), or
+    whole chunks by their summed norm (``head``)."""
     chunks = norms.view(-1, head_size)  # (heads, head_size)
     kept = keep.view(-1, head_size)
     if strategy == "head":
@@ -77,7 +79,7 @@ def _lowest_per_head(norms: torch.Tensor, keep: torch.Tensor, count: int, head_s
         new[dropped] = False
         return new.view(-1)
     per_head = count // chunks.shape[0]
-    rows = [_lowest(chunk, k, per_head) for chunk, k in zip(chunks, kept, strict=True)]
+    rows = [mask_lowest(chunk, k, per_head) for chunk, k in zip(chunks, kept, strict=True)]
     return torch.stack(rows).view(-1)
 
 

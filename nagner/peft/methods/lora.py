@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nagner.peft.adapter import Adapter
+from nagner.peft.adapter import Adapter, add_to_output
 from nagner.peft.config import AdapterConfig, dict_field, register_method
 from nagner.peft.layer import AdaptedLayer
 
@@ -135,11 +135,7 @@ class LoraAdapter(Adapter):
             return torch.add(y, F.linear(h, B).to(y.dtype), alpha=self.scaling)
         y2 = y.reshape(-1, y.shape[-1])  # (n, d_out)
         h2 = h.reshape(y2.shape[0], h.shape[-1])  # (n, r); r may be 0 (an ALoRA module whose ranks left)
-        if not torch.is_grad_enabled():
-            # Inference: y is the host's fresh output, so s·B·h is accumulated into it by the GEMM
-            # itself (no delta tensor, no separate add: 1.1–1.3× faster per layer on CPU).
-            return y2.addmm_(h2, B.T, alpha=self.scaling).view(y.shape)
-        return torch.addmm(y2, h2, B.T, alpha=self.scaling).view(y.shape)  # y + s·B·h in one kernel
+        return add_to_output(y2, h2, B.T, self.scaling).view(y.shape)  # y + s·B·h in one kernel
 
     def as_lora(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(A (r, d_in), B (d_out, r)), rank map folded into A and scaling into B."""

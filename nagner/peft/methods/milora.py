@@ -121,9 +121,9 @@ class MiLoraConfig(AdapterConfig):
         from nagner.peft.bilevel import BilevelCallback  # stands on transformers' Trainer
         from nagner.peft.procedures import per_example_loss
 
-        model = context.adapted_module
         callback = BilevelCallback(
-            model, context.validation_batch, context.loss_fn or per_example_loss, self.bilevel_learning_rate, name, model
+            context.adapted_module, context.validation_batch, context.loss_fn or per_example_loss,
+            self.bilevel_learning_rate, name,
         )
         return [callback]
 
