@@ -1,18 +1,22 @@
 """WID on all-MiniLM-L6-v2 (384 → 192 hidden, FFN 1536 → 768, 12 heads of 16) against same-size
 students made without training, each fine-tuned as a token classifier on CoNLL-2003.
 
-    python bench/wid.py --texts 4000 --steps 600 --w-step 25 --train-limit 3000 --epochs 2
+    python bench/wid.py --texts 4000 --steps 200 --w-step 10 --train-limit 3000 --epochs 2
 
 Students (all 6 layers × 192, converted to plain BERT folders):
 * WID: `nagner.compression.wid.compress_with_wid` with the MLM loss on CoNLL-2003 *training*
   sentences (one per line, ``--texts`` of them), MLM head fitted first on the frozen teacher;
 * truncation: the first 192 hidden dimensions (first 16 of each head), first 768 FFN units;
 * norm selection: the dimensions with the largest teacher weight norms, no training.
+* logit distillation: the truncated student with an MLM head (transform new, decoder tied to its
+  embeddings, the teacher's output bias), trained for the same ``--steps`` on the same batches of
+  the same text with KL(teacher ‖ student) at T = 2 on the masked positions plus the MLM loss
+  (DistilBERT's pair of losses, equal weights), AdamW at ``--kd-lr``, every weight trainable.
+WID and logit distillation start from the same teacher with the same fitted MLM head (saved once).
 Then the teacher and each student get the same token-classification fine-tuning
 (`nagner.token_classification`, ``--train-limit`` training sentences, ``--epochs``) and are scored on
 CoNLL-2003 test. Latency: encoder forward at batch 1 on test sentences, 1 and 2 threads, the
 systems interleaved, median over ``--latency-sentences``. Parameters with and without embeddings.
-Not measured here: a same-size student trained by logit distillation (issue 10 asks for it).
 """
 
 from __future__ import annotations
@@ -24,11 +28,18 @@ import time
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoTokenizer
+import torch.nn.functional as F
+from transformers import (
+    AutoModel,
+    AutoTokenizer,
+    BertConfig,
+    BertForMaskedLM,
+    DataCollatorForLanguageModeling,
+)
 
 from nagner.common.encoders import resolve_encoder
 from nagner.compression.wid import WidConfig, attach_compactors, convert_to_student
-from nagner.compression.wid.recipe import WidTraining, compress_with_wid
+from nagner.compression.wid.recipe import WidTraining, compress_with_wid, fit_mlm_head
 from nagner.compression.wid.schedule import mask_lowest, mask_lowest_per_head
 from nagner.data import read_sentences
 from nagner.evaluation import evaluate_entities
@@ -69,6 +80,52 @@ def untrained_student(kind: str, hidden: int, intermediate: int, folder: Path) -
     return folder
 
 
+def distill_logits(teacher: BertForMaskedLM, start: Path, texts, training: WidTraining, lr: float, folder: Path) -> dict:
+    """The logit-distillation baseline: the student encoder at ``start`` plus an MLM head, trained
+    on ``teacher``'s MLM logits (KL at T = 2, × T²) and the MLM labels, same batches as WID."""
+    torch.manual_seed(training.seed)
+    tokenizer = AutoTokenizer.from_pretrained(str(start))
+    encoder = AutoModel.from_pretrained(str(start))
+    student = BertForMaskedLM(BertConfig.from_pretrained(str(start)))
+    student.bert.load_state_dict(encoder.state_dict(), strict=False)
+    student.bert.pooler = encoder.pooler
+    student.tie_weights()
+    with torch.no_grad():
+        student.cls.predictions.bias.copy_(teacher.cls.predictions.bias)
+    teacher.eval()
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=training.mlm_probability)
+    encoded = tokenizer(list(texts), truncation=True, max_length=training.max_length, return_special_tokens_mask=True)
+    features = [{k: encoded[k][i] for k in encoded} for i in range(len(texts))]
+    generator = torch.Generator().manual_seed(training.seed)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=lr, weight_decay=0.01)
+    student.train()
+    temperature, losses = 2.0, []
+    for step in range(training.steps):
+        if step % (len(features) // training.batch_size) == 0:
+            order = torch.randperm(len(features), generator=generator).tolist()
+        offset = step % (len(features) // training.batch_size) * training.batch_size
+        batch = collator([features[i] for i in order[offset : offset + training.batch_size]])
+        batch.pop("special_tokens_mask", None)
+        masked = batch["labels"] != -100  # (B, T)
+        with torch.no_grad():
+            target = teacher(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[masked]
+        output = student(**batch)
+        kl = F.kl_div(
+            F.log_softmax(output.logits[masked] / temperature, -1), F.log_softmax(target / temperature, -1),
+            log_target=True, reduction="batchmean",
+        ) * temperature**2
+        loss = kl + output.loss
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    student.bert.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    report = {"steps": training.steps, "lr": lr, "final_loss_mean_last_50": statistics.mean(losses[-50:])}
+    (folder / "distillation.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return report
+
+
 def parameters(folder: str) -> tuple[int, int]:
     model = AutoModel.from_pretrained(folder)
     total = sum(p.numel() for p in model.parameters())
@@ -96,11 +153,14 @@ def latency(folders: dict[str, str], sentences, threads: int) -> dict[str, float
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=4000)
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--w-step", type=int, default=25)
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--w-step", type=int, default=10)
     parser.add_argument("--train-limit", type=int, default=3000)
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
+    parser.add_argument("--kd-lr", type=float, default=1e-4)
+    parser.add_argument("--head-steps", type=int, default=200)
+    parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test sentences (smoke runs)")
     parser.add_argument("--latency-sentences", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "wid"))
@@ -109,23 +169,38 @@ def main() -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     train = read_sentences(str(DATA / "eng.train"))
-    test = read_sentences(str(DATA / "eng.testb"))
+    test = read_sentences(str(DATA / "eng.testb"))[: args.test_limit]
     folders = {"teacher (384)": resolve_encoder(TEACHER)}
-    wid = out / "student-wid"
-    if not (wid / "config.json").exists():
-        texts = [" ".join(s.words) for s in train[: args.texts]]
+    texts = [" ".join(s.words) for s in train[: args.texts]]
+    training = WidTraining(steps=args.steps, batch_size=32, max_length=64, head_steps=args.head_steps)
+    teacher_mlm = out / "teacher-mlm"
+    if not (teacher_mlm / "config.json").exists():
         began = time.perf_counter()
-        report = compress_with_wid(
-            TEACHER, texts, WidConfig(192, 768, w_step=args.w_step),
-            WidTraining(steps=args.steps, batch_size=32, max_length=64), wid,
-        )
-        print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
-    folders["WID (192)"] = str(wid)
+        model, loss = fit_mlm_head(TEACHER, texts, training, out / "scratch")
+        model.save_pretrained(teacher_mlm)
+        print(json.dumps({"mlm_head_fit_loss": loss, "seconds": round(time.perf_counter() - began)}), flush=True)
     for kind in ("truncation", "norm selection"):
         folder = out / f"student-{kind.replace(' ', '-')}"
         if not (folder / "config.json").exists():
             untrained_student(kind, 192, 768, folder)
         folders[f"{kind} (192)"] = str(folder)
+    wid = out / "student-wid"
+    if not (wid / "config.json").exists():
+        began = time.perf_counter()
+        report = compress_with_wid(
+            TEACHER, texts, WidConfig(192, 768, w_step=args.w_step), training, wid,
+            teacher=BertForMaskedLM.from_pretrained(teacher_mlm),
+        )
+        report.pop("mask_history")
+        print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
+    folders["WID (192)"] = str(wid)
+    distilled = out / "student-logit-distillation"
+    if not (distilled / "config.json").exists():
+        began = time.perf_counter()
+        report = distill_logits(BertForMaskedLM.from_pretrained(teacher_mlm), out / "student-truncation", texts,
+                                training, args.kd_lr, distilled)
+        print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
+    folders["logit distillation (192)"] = str(distilled)
     results = {}
     for name, folder in folders.items():
         baseline = TokenClassificationBaseline(folder)

@@ -85,11 +85,39 @@ def _train(model, data, collator, steps, batch_size, optimizer, output: Path, se
     return float(trainer.train().training_loss)
 
 
+def fit_mlm_head(
+    encoder: str, texts: Sequence[str], training: WidTraining, scratch_dir: str | Path
+) -> tuple[BertForMaskedLM, float]:
+    """``encoder`` with a new MLM head fitted on ``texts`` for ``training.head_steps`` with the
+    encoder frozen (the decoder stays tied to the word embeddings), and the fit's mean loss;
+    everything is trainable again on return. ``scratch_dir``: the Trainer's output folder (nothing
+    is saved in it)."""
+    torch.manual_seed(training.seed)
+    tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(encoder))
+    model = mlm_model(encoder)
+    data = _features(texts, tokenizer, training.max_length)
+    collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=training.mlm_probability)
+    head = [p for n, p in model.named_parameters() if n.startswith("cls.") and "decoder.weight" not in n]
+    model.bert.requires_grad_(False)
+    loss = _train(
+        model, data, collator, training.head_steps, training.batch_size,
+        torch.optim.AdamW(head, lr=training.head_lr), Path(scratch_dir), training.seed,
+    )
+    model.requires_grad_(True)
+    return model, loss
+
+
 def compress_with_wid(
-    encoder: str, texts: Sequence[str], config: WidConfig, training: WidTraining, output_dir: str | Path
+    encoder: str,
+    texts: Sequence[str],
+    config: WidConfig,
+    training: WidTraining,
+    output_dir: str | Path,
+    teacher: BertForMaskedLM | None = None,
 ) -> dict[str, Any]:
-    """Fit the MLM head, run WID, write the student (and the teacher's tokenizer) to ``output_dir``
-    atomically with a ``wid.json`` report; returns the report."""
+    """Fit the MLM head (unless ``teacher``, an encoder with a fitted MLM head from
+    `fit_mlm_head`, is given; it is compacted in place), run WID, write the student (and the
+    teacher's tokenizer) to ``output_dir`` atomically with a ``wid.json`` report; returns the report."""
     if not texts:
         raise ValueError("no text to train on")
     if training.steps < config.w_step * config.increments:
@@ -97,19 +125,15 @@ def compress_with_wid(
             f"the masks reach their targets after w_step × increments = {config.w_step * config.increments} steps; "
             f"{training.steps} steps would stop short"
         )
-    torch.manual_seed(training.seed)
     tokenizer = AutoTokenizer.from_pretrained(resolve_encoder(encoder))
-    model = mlm_model(encoder)
     data = _features(texts, tokenizer, training.max_length)
     collator = DataCollatorForLanguageModeling(tokenizer, mlm_probability=training.mlm_probability)
     with atomic_folder(output_dir) as folder:
-        head = [p for n, p in model.named_parameters() if n.startswith("cls.") and "decoder.weight" not in n]
-        model.bert.requires_grad_(False)
-        head_loss = _train(
-            model, data, collator, training.head_steps, training.batch_size,
-            torch.optim.AdamW(head, lr=training.head_lr), folder / "head", training.seed,
-        )
-        model.requires_grad_(True)
+        if teacher is None:
+            model, head_loss = fit_mlm_head(encoder, texts, training, folder / "head")
+        else:
+            model, head_loss = teacher, None  # fitted by the caller
+        torch.manual_seed(training.seed)
         plan = attach_compactors(model.bert, config)
         callback = WidCallback(plan)
         optimizer = torch.optim.AdamW(wid_param_groups(model, plan, training.compactor_lr, training.base_lr))
