@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nagner.checkpoint import check_checkpoint, default_model_path, load_checkpoint
+from nagner.cli.exit_options import add_exit_arguments, with_exits
 from nagner.cli.progress import progress_bar
 from nagner.common.atomic import atomic_outputs, check_output_path
 from nagner.common.cli import positive_int
@@ -50,6 +51,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=positive_int, default=32, help="sentences per model batch (default 32)")
     parser.add_argument("--output", "-o", metavar="FILE", help="also write the metrics as JSON here")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar (shown only on a terminal)")
+    add_exit_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -71,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
         check_output_path(args.output)
     folder = check_checkpoint(args.model if args.model is not None else default_model_path())
     gold = _read_gold(args, folder)
-    model = load_checkpoint(args.model)
+    model = with_exits(load_checkpoint(args.model), args)
     bar = progress_bar(not args.no_progress, total=len(gold))
     predicted: list[list[Entity]] = []
     try:
@@ -94,6 +96,13 @@ def run(args: argparse.Namespace) -> int:
         )
     print(f"{args.data}: {len(gold)} sentences, {metrics.micro.n_gold} gold and {metrics.micro.n_pred} predicted entities")
     print(format_report(metrics))
+    exit_layers = getattr(model, "exit_layers", None)
+    early_exit = None
+    if exit_layers:
+        mean = sum(exit_layers) / len(exit_layers)
+        early_exit = {"rule": repr(model.rule), "layers": model.layers, "mean_exit_layer": mean}
+        print(f"early exit ({model.rule!r}): mean exit layer {mean:.2f} of {model.layers} "
+              f"({model.layers / mean:.2f}× fewer encoder layers)")
     seqeval: dict[str, float] | None = None
     if _all_flat(gold_entities) and _all_flat(predicted):
         seqeval = seqeval_scores(gold, predicted)
@@ -111,6 +120,7 @@ def run(args: argparse.Namespace) -> int:
             "sentences": len(gold),
             "metrics": metrics.to_dict(),
             "seqeval": seqeval,
+            "early_exit": early_exit,
         }
         with atomic_outputs([args.output]) as (out,):
             out.write(json.dumps(report, indent=2, ensure_ascii=False) + "\n")

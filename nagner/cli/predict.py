@@ -18,6 +18,7 @@ import sys
 from collections.abc import Iterator
 
 from nagner.cli.allocator import fix_mmap_threshold
+from nagner.cli.exit_options import add_exit_arguments, with_exits
 from nagner.cli.progress import progress_bar
 from nagner.common.atomic import check_output_path
 from nagner.common.cli import positive_int
@@ -71,6 +72,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--threshold", type=float, default=None,
         help="drop entities scoring below this (0..1; default: the threshold the model was tuned to on dev)"
     )
+    add_exit_arguments(parser)
     parser.set_defaults(run=run)
 
 
@@ -112,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
     fix_mmap_threshold()  # flat memory on long inputs
     from nagner.runtime import load_predictor  # torch: after the cheap checks
 
-    model = load_predictor(args.model, use_cache=not args.no_runtime_cache)
+    # early exiting needs the encoder's layers (hooks), not the exported runtime
+    model = with_exits(load_predictor(args.model, use_cache=not args.no_runtime_cache and args.exits is None), args)
     bar = progress_bar(not args.no_progress and (args.input is not None or args.texts == ["-"]))
     sentences = predict_stream(
         model, lines, words=args.words, source=source, batch_size=args.batch_size, threshold=args.threshold,

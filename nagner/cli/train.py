@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from nagner.common.cli import key_value, positive_int
+from nagner.common.cli import key_value, positive_float, positive_int
 from nagner.data.example import Sentence
 from nagner.data.loading import HUB_PREFIX, READERS, read_annotations
 from nagner.errors import NagNerInputError
@@ -107,16 +107,6 @@ def _flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def _positive_float(value: str) -> float:
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
-
-
 def _columns(value: str) -> list[int]:
     """argparse type: "1,2" → [1, 2]; tag columns are >= 1 (column 0 is the word)."""
     try:
@@ -138,7 +128,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--config", metavar="FILE", help="JSON or TOML file with defaults for these options")
     types = {"str": str, "path": str, "int": int, "positive_int": positive_int, "float": float,
-             "positive_float": _positive_float}
+             "positive_float": positive_float}
     for option in OPTIONS:
         flag, help = _flag(option.name), option.help
         if option.kind in types:

@@ -291,6 +291,25 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         entity_starts (B, E) (−1 pad), entity_pointers (B, E, L), entity_types (B, E) (−100 pad).
         """
         words = self.encode_words(input_ids, attention_mask, word_first, word_last, token_type_ids)
+        return self.heads_forward(
+            words, word_mask, start_labels, end_labels, count_labels, entity_starts, entity_pointers, entity_types,
+            per_sentence,
+        )
+
+    def heads_forward(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        start_labels: torch.Tensor | None = None,
+        end_labels: torch.Tensor | None = None,
+        count_labels: torch.Tensor | None = None,
+        entity_starts: torch.Tensor | None = None,
+        entity_pointers: torch.Tensor | None = None,
+        entity_types: torch.Tensor | None = None,
+        per_sentence: bool = False,
+    ) -> NagNerOutput:
+        """`forward` from word states (B, n, d) on: the detector, and with targets the decoder and
+        the loss (early-exit training runs the heads on an intermediate layer's states)."""
         detection = self.detector(words)
         output = NagNerOutput(
             start_logits=detection.start_logits, end_logits=detection.end_logits,

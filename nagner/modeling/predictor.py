@@ -23,6 +23,15 @@ from nagner.modeling.span_typing import span_type_bias
 from nagner.modeling.targets import PointerGrammar, pointer_word_mask
 
 
+def pool_words(states: torch.Tensor, word_first: torch.Tensor, word_last: torch.Tensor) -> torch.Tensor:
+    """Sub-token states (B, T, d) → word states (B, n, d): the mean of each word's first and last
+    sub-token state (word_first / word_last: (B, n) token indices)."""
+    d = states.shape[-1]
+    first = states.gather(1, word_first.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
+    last = states.gather(1, word_last.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
+    return (first + last) / 2
+
+
 class NagNerPredictor:
     """Heads, word states, decoding and prediction of a NAG-NER model (a mixin for nn.Module classes)."""
 
@@ -66,10 +75,7 @@ class NagNerPredictor:
             inputs["token_type_ids"] = token_type_ids
         states = self.encoder(**inputs)
         states = getattr(states, "last_hidden_state", states)  # (B, T, d)
-        d = states.shape[-1]
-        first = states.gather(1, word_first.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
-        last = states.gather(1, word_last.unsqueeze(-1).expand(-1, -1, d))  # (B, n, d)
-        return self.dropout((first + last) / 2)
+        return self.dropout(pool_words(states, word_first, word_last))
 
     def _run_decoder(
         self,
