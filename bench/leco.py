@@ -1,13 +1,24 @@
-"""LECO on all-MiniLM-L6-v2 (6 layers) for a sentence task derived from CoNLL-2003: "does the sentence
-mention an organisation?". Multi-exit models with linear exits, mean-pool exits and searched exits
-(first-order DARTS, then retrained), the same training budget each; per-exit accuracy on CoNLL-2003
-test; accuracy against speed-up (6 / mean exit layer) for four exit rules on the same weights.
+"""LECO on all-MiniLM-L6-v2 (6 layers) for two sentence tasks from our data. Multi-exit models with
+linear exits, mean-pool exits and searched exits (first-order DARTS, then retrained), the same
+training budget each; per-exit accuracy on the test split; accuracy against speed-up (6 / mean exit
+layer) for four exit rules on the same weights; then, for each rule's operating points, the speed-up
+three ways: layers, FLOPs (exit heads included) and wall-clock at batch 1 with 1 and 2 threads.
 
-    python bench/leco.py --train 4000 --held-out 500 --epochs 1 --search-steps 125
+    python bench/leco.py --task conll-org --train 4000 --held-out 500 --epochs 1 --search-steps 125
+    python bench/leco.py --task strategyqa --held-out 200 --epochs 3 --search-steps 120
 
-Training data: the first ``--train`` sentences of eng.train; the search's held-out batches: the next
-``--held-out``; evaluation: eng.testb (3,453 sentences). Speed-up here counts layers (wall-clock and
-FLOPs rows are not measured yet).
+Tasks:
+* ``conll-org``: "does the sentence mention an organisation?" Training: the first ``--train``
+  sentences of CoNLL-2003 eng.train; the search's held-out batches: the next ``--held-out``;
+  test: eng.testb (3,453 sentences).
+* ``strategyqa``: the yes/no answer of a StrategyQA question from the question and its gold facts
+  ("question [SEP] facts", up to 128 sub-tokens). Training: train.json less its last ``--held-out``
+  questions (the search's held-out batches); test: dev.json (229 questions; one standard error is
+  about 3 points at that size).
+Operating points: for each rule, its most accurate setting with a layer speed-up of at least 1.5×
+(and 2×). FLOPs: FlopCounterMode over the first ``--speed-examples`` test inputs, early exit
+(`MultiExitClassifier.predict_early`, every exit head it passes included) against the same
+weights run to the last layer and its exit; wall-clock: the same two, interleaved input by input.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ import random
 from pathlib import Path
 
 import torch
+from exit_costs import interleaved_latency, total_flops
 from transformers import AutoModel, AutoTokenizer
 
 from nagner.common.encoders import resolve_encoder
@@ -43,13 +55,34 @@ RULES = {
 }
 
 
-def examples(sentences, tokenizer) -> list[dict[str, torch.Tensor]]:
+def conll_examples(sentences, tokenizer) -> list[dict[str, torch.Tensor]]:
     rows = []
     for sentence in sentences:
         encoded = tokenizer(" ".join(sentence.words), truncation=True, max_length=64, return_tensors="pt")
         label = int(any(entity.type == "ORG" for entity in sentence.entities))
         rows.append({"input_ids": encoded["input_ids"][0], "label": label})
     return rows
+
+
+def strategyqa_examples(records, tokenizer) -> list[dict[str, torch.Tensor]]:
+    rows = []
+    for record in records:
+        encoded = tokenizer(record["question"], " ".join(record["facts"]), truncation=True, max_length=128, return_tensors="pt")
+        rows.append({"input_ids": encoded["input_ids"][0], "label": int(bool(record["answer"]))})
+    return rows
+
+
+def task_rows(task: str, tokenizer, train: int, held_out: int):
+    """(training, held-out, test) examples of ``task``."""
+    if task == "conll-org":
+        sentences = read_sentences(str(DATA / "eng.train"))
+        return (conll_examples(sentences[:train], tokenizer), conll_examples(sentences[train : train + held_out], tokenizer),
+                conll_examples(read_sentences(str(DATA / "eng.testb")), tokenizer))
+    folder = DATA.parent / "strategyqa"
+    records = json.loads((folder / "train.json").read_text(encoding="utf-8"))
+    test = json.loads((folder / "dev.json").read_text(encoding="utf-8"))
+    return (strategyqa_examples(records[:-held_out], tokenizer), strategyqa_examples(records[-held_out:], tokenizer),
+            strategyqa_examples(test, tokenizer))
 
 
 def batches(rows, size: int, seed: int | None = None) -> list[dict[str, torch.Tensor]]:
@@ -87,17 +120,44 @@ def exit_probabilities(model: MultiExitClassifier, test_batches) -> tuple[torch.
     return torch.cat(probabilities), torch.cat([b["labels"] for b in test_batches])
 
 
-def curve(probabilities: torch.Tensor, labels: torch.Tensor, rules) -> list[tuple[float, float]]:
+def curve(probabilities: torch.Tensor, labels: torch.Tensor, rules) -> list[tuple[float, float, str]]:
+    """(layer speed-up, accuracy, setting) of every setting."""
     points = []
-    for rule in rules:
+    for index, rule in enumerate(rules):
         layers, answers = decide(rule, probabilities)
-        points.append((probabilities.shape[1] / layers.float().mean().item(), (answers == labels).float().mean().item()))
+        points.append((probabilities.shape[1] / layers.float().mean().item(), (answers == labels).float().mean().item(), index))
     return sorted(points)
+
+
+def operating_point(points, speed_up: float):
+    """The most accurate setting at least ``speed_up`` fast (None if none is)."""
+    fast = [(accuracy, index) for s, accuracy, index in points if s >= speed_up]
+    return max(fast)[1] if fast else None
+
+
+def speed_rows(model: MultiExitClassifier, rows, chosen: dict[str, object], threads: tuple[int, ...]) -> dict:
+    """FLOPs and wall-clock (batch 1) of early exit under each chosen rule vs the last exit."""
+    inputs = [(r["input_ids"][None], torch.ones(1, len(r["input_ids"]), dtype=torch.long)) for r in rows]
+
+    @torch.no_grad()
+    def full(item):
+        ids, mask = item
+        return model.exits[-1](model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state, mask).argmax(-1)
+
+    systems = {"last exit (no early exit)": full}
+    for name, rule in chosen.items():
+        systems[name] = lambda item, rule=rule: model.predict_early(item[0], item[1], rule)
+    base = total_flops(full, inputs)
+    report = {name: {"flops_speed_up": base / total_flops(run, inputs)} for name, run in systems.items()}
+    for count in threads:
+        for name, timing in interleaved_latency(systems, inputs, count).items():
+            report[name][f"wall_{count}t"] = timing
+    return report
 
 
 def accuracy_at(points: list[tuple[float, float]], speed_up: float) -> float | None:
     """The best accuracy among the settings at least ``speed_up`` fast (None if none is)."""
-    fast = [accuracy for s, accuracy in points if s >= speed_up]
+    fast = [accuracy for s, accuracy, _ in points if s >= speed_up]
     return max(fast) if fast else None
 
 
@@ -110,22 +170,21 @@ def area(points: list[tuple[float, float]]) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--train", type=int, default=4000)
+    parser.add_argument("--task", choices=("conll-org", "strategyqa"), default="conll-org")
+    parser.add_argument("--train", type=int, default=4000, help="conll-org: training sentences")
     parser.add_argument("--held-out", type=int, default=500)
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--search-steps", type=int, default=125)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--speed-examples", type=int, default=300)
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "leco"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     path = resolve_encoder(TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(path)
-    sentences = read_sentences(str(DATA / "eng.train"))
-    train_rows = examples(sentences[: args.train], tokenizer)
-    held_rows = examples(sentences[args.train : args.train + args.held_out], tokenizer)
-    test_rows = examples(read_sentences(str(DATA / "eng.testb")), tokenizer)
+    train_rows, held_rows, test_rows = task_rows(args.task, tokenizer, args.train, args.held_out)
     train_batches, held_batches = batches(train_rows, 32, seed=0), batches(held_rows, 32, seed=1)
     test_batches = batches(test_rows, 64)
     majority = max(sum(r["label"] for r in test_rows), len(test_rows) - sum(r["label"] for r in test_rows)) / len(test_rows)
@@ -142,8 +201,9 @@ def main() -> None:
     model = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2, exits=result.exits)
     train(model, train_batches, args.epochs, args.lr)
     systems[f"searched exits ({', '.join(result.exits)})"] = model
-    report = {"majority": majority, "searched": result.exits, "systems": {}}
-    print(f"test sentences {len(test_rows)}, majority class accuracy {100 * majority:.2f}\n")
+    report = {"task": args.task, "majority": majority, "searched": result.exits, "systems": {}}
+    print(f"task {args.task}: {len(train_rows)} training, {len(held_rows)} held-out, {len(test_rows)} test inputs; "
+          f"majority class accuracy {100 * majority:.2f}\n")
     print("| exits | " + " | ".join(f"layer {i}" for i in range(1, 7)) + " |")
     print("|---|" + "---|" * 6)
     curves = {}
@@ -160,8 +220,26 @@ def main() -> None:
             at15, at2 = accuracy_at(points, 1.5), accuracy_at(points, 2.0)
             fmt = lambda v: "–" if v is None else f"{100 * v:.2f}"  # noqa: E731
             print(f"| {name} | {rule} | {fmt(at15)} | {fmt(at2)} | {100 * area(points):.2f} |")
-    Path(args.out).mkdir(parents=True, exist_ok=True)
-    (Path(args.out) / "results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    searched_name = list(systems)[-1]
+    chosen = {}
+    for rule, points in curves[searched_name].items():
+        for target in (1.5, 2.0):
+            index = operating_point(points, target)
+            if index is not None:
+                chosen[f"{rule} @ ≥ {target:g}×: {RULES[rule][index]!r}"] = RULES[rule][index]
+    speed = speed_rows(systems[searched_name], test_rows[: args.speed_examples], chosen, (1, 2))
+    report["speed"] = speed
+    print(f"\nSpeed of the searched exits' operating points on the first {min(args.speed_examples, len(test_rows))} test "
+          "inputs, batch 1 (wall-clock: total-time ratio, and the median per-input ratio with quartiles):\n")
+    print("| rule @ layer speed-up | FLOPs speed-up | wall-clock 1 thread | 2 threads |")
+    print("|---|---|---|---|")
+    for name, row in speed.items():
+        walls = [f"{row[k]['speed_up_total']:.2f}× ({row[k]['speed_up_median']:.2f}×, {row[k]['speed_up_q1']:.2f}–"
+                 f"{row[k]['speed_up_q3']:.2f}; {row[k]['median_ms']:.1f} ms)" for k in ("wall_1t", "wall_2t")]
+        print(f"| {name} | {row['flops_speed_up']:.2f}× | {walls[0]} | {walls[1]} |")
+    out = Path(args.out) / args.task
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from nagner.compression.leco.structured_rules import (
     UncertaintyRule,
     VoteRule,
     decide_structured,
+    parse_structured_rule,
 )
 from nagner.data.example import Entity, Sentence
 from nagner.exit_training import train_exit_bridges
@@ -126,3 +127,12 @@ def test_training_lowers_the_exit_loss_and_leaves_the_model_unchanged(model):
     assert len(losses) >= 2 and losses[-1] < 0.9 * losses[0]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert all(not p.requires_grad for p in model.parameters())
+
+
+def test_rules_parse_from_their_command_line_form():
+    assert repr(parse_structured_rule("agreement:2")) == "AgreementRule(patience=2)"
+    assert repr(parse_structured_rule("vote:3")) == "VoteRule(threshold=3)"
+    assert repr(parse_structured_rule("uncertainty:0.25")) == "UncertaintyRule(threshold=0.25)"
+    for bad in ("agreement", "agreement:x", "agreement:0", "soon:1", ""):
+        with pytest.raises(ValueError, match="agreement:P, vote:K or uncertainty:T"):
+            parse_structured_rule(bad)

@@ -26,6 +26,10 @@ class ExitRule:
     """Feed the probabilities (C,) of exits 1, 2, … to `step`; it returns the class to answer when
     the input may exit there, else None. `reset` before each input."""
 
+    def __repr__(self) -> str:
+        setting = next(iter(k for k in ("threshold", "patience") if hasattr(self, k)), None)
+        return f"{type(self).__name__}({setting}={getattr(self, setting)!r})" if setting else f"{type(self).__name__}()"
+
     def reset(self) -> None:
         """Forget the exits of the previous input."""
 
