@@ -183,3 +183,16 @@ def test_nagner_compress_end_to_end_and_bad_input(encoder_dir, tmp_path, capsys)
     assert "multiple of the 2 heads" in err and "Traceback" not in err
     assert main([*argv[:11], "--steps", "10", *argv[13:]]) == 2
     assert "16 steps" in capsys.readouterr().err
+
+
+def test_the_masked_positions_loss_is_bert_for_masked_lms_loss(encoder_dir):
+    from nagner.compression.wid.recipe import MaskedPositionsLoss, mlm_model
+
+    torch.manual_seed(0)
+    model = mlm_model(str(encoder_dir)).eval()
+    labels = torch.full_like(IDS, -100)
+    labels[0, 2], labels[1, 5], labels[2, 1] = 7, 11, 13
+    with torch.no_grad():
+        expected = model(input_ids=IDS, attention_mask=MASK, labels=labels).loss
+        ours = MaskedPositionsLoss(model)(input_ids=IDS, attention_mask=MASK, labels=labels)["loss"]
+    assert torch.allclose(ours, expected, atol=1e-6)

@@ -63,9 +63,13 @@ class CompactedLinear(nn.Module):
         return self.row * self.masks.keep(self.in_mask)[:, None], self.column * self.masks.keep(self.out_mask)[None, :]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """((x·R)·Wᵀ + b)·K, computed as x·(R·Wᵀ·K) + b·K: the compactors are folded into the
+        weight once per call (in²·out + in·out² multiply-adds) instead of applied to every token
+        (tokens × (in² + out²)), several times cheaper at training batch sizes."""
         row, column = self.compactors()
-        y = F.linear(x @ row, self.teacher.weight, self.teacher.bias)  # (…, out)
-        return y @ column
+        weight = (row @ self.teacher.weight.T @ column).T  # (out, in)
+        bias = None if self.teacher.bias is None else self.teacher.bias @ column  # (out,)
+        return F.linear(x, weight, bias)
 
 
 class CompactedEmbedding(nn.Module):
