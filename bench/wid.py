@@ -13,6 +13,11 @@ Students (all 6 layers × 192, converted to plain BERT folders):
   the same text with KL(teacher ‖ student) at T = 2 on the masked positions plus the MLM loss
   (DistilBERT's pair of losses, equal weights), AdamW at ``--kd-lr``, every weight trainable.
 WID and logit distillation start from the same teacher with the same fitted MLM head (saved once).
+* with ``--task-wid STEPS/W_STEP/COMPACTOR_LR``, task-specific WID (a labelled deviation: the
+  token-classification loss instead of MLM): the teacher fine-tuned as a token classifier exactly
+  as in the table below, then compactors, masks and squeezing trained with that loss on the same
+  ``--train-limit`` sentences, the classifier at the base lr; the converted student is fine-tuned
+  again like every other encoder.
 Then the teacher and each student get the same token-classification fine-tuning
 (`nagner.token_classification`, ``--train-limit`` training sentences, ``--epochs``) and are scored on
 CoNLL-2003 test. Latency: encoder forward at batch 1 on test sentences, 1 and 2 threads, the
@@ -35,15 +40,24 @@ from transformers import (
     BertConfig,
     BertForMaskedLM,
     DataCollatorForLanguageModeling,
+    DataCollatorForTokenClassification,
+    Trainer,
+    TrainingArguments,
 )
 
 from nagner.common.encoders import resolve_encoder
-from nagner.compression.wid import WidConfig, attach_compactors, convert_to_student
+from nagner.compression.wid import (
+    WidCallback,
+    WidConfig,
+    attach_compactors,
+    convert_to_student,
+    wid_param_groups,
+)
 from nagner.compression.wid.recipe import WidTraining, compress_with_wid, fit_mlm_head
 from nagner.compression.wid.schedule import mask_lowest, mask_lowest_per_head
 from nagner.data import read_sentences
 from nagner.evaluation import evaluate_entities
-from nagner.token_classification import TokenClassificationBaseline
+from nagner.token_classification import TokenClassificationBaseline, iob2_tags
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "conll2003"
@@ -126,6 +140,33 @@ def distill_logits(teacher: BertForMaskedLM, start: Path, texts, training: WidTr
     return report
 
 
+def task_specific_wid(train, setting: str, epochs: float, lr: float, folder: Path) -> dict:
+    """WID with the token-classification loss on ``train`` (see the module docstring)."""
+    steps, w_step, compactor_lr = setting.split("/")
+    teacher = TokenClassificationBaseline(resolve_encoder(TEACHER))
+    teacher.train(train, epochs=epochs, lr=lr, seed=42)
+    model = teacher.model.train()
+    plan = attach_compactors(model.bert, WidConfig(192, 768, w_step=int(w_step)))
+    data = [teacher.encode(s.words, iob2_tags(s)).features for s in train]
+    callback = WidCallback(plan)
+    args = TrainingArguments(
+        output_dir=str(folder.parent / "scratch"), per_device_train_batch_size=32, max_steps=int(steps), seed=0,
+        lr_scheduler_type="constant", report_to=[], save_strategy="no", logging_strategy="no", disable_tqdm=True,
+        use_cpu=True,
+    )
+    optimizer = torch.optim.AdamW(wid_param_groups(model, plan, float(compactor_lr), 1e-6))
+    loss = Trainer(model=model, args=args, train_dataset=data, data_collator=DataCollatorForTokenClassification(teacher.tokenizer),
+                   optimizers=(optimizer, None), callbacks=[callback]).train().training_loss
+    from nagner.compression.wid.training import squeezed_fraction
+
+    report = {"setting": setting, "task_loss": loss, "squeezed_fraction": squeezed_fraction(plan)}
+    plan.masks.hard = True
+    convert_to_student(model.bert, plan).save_pretrained(folder)
+    teacher.tokenizer.save_pretrained(folder)
+    (folder / "task_wid.json").write_text(json.dumps(report, indent=1), encoding="utf-8")
+    return report
+
+
 def parameters(folder: str) -> tuple[int, int]:
     model = AutoModel.from_pretrained(folder)
     total = sum(p.numel() for p in model.parameters())
@@ -159,6 +200,11 @@ def main() -> None:
     parser.add_argument("--epochs", type=float, default=2.0)
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--kd-lr", type=float, default=1e-4)
+    parser.add_argument("--compactor-lr", type=float, default=5e-5, help="WID's compactor learning rate (official 5e-5)")
+    parser.add_argument("--wid-variants", default="", help="more WID students: NAME=STEPS/W_STEP/COMPACTOR_LR, comma-separated")
+    parser.add_argument("--task-wid", default="", metavar="STEPS/W_STEP/COMPACTOR_LR", help="also task-specific WID")
+    parser.add_argument("--reuse-scores", action="store_true",
+                        help="take the F1 of systems already scored in OUT/scores/ (same fine-tuning settings) instead of fine-tuning again")
     parser.add_argument("--head-steps", type=int, default=200)
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test sentences (smoke runs)")
     parser.add_argument("--latency-sentences", type=int, default=200)
@@ -172,7 +218,8 @@ def main() -> None:
     test = read_sentences(str(DATA / "eng.testb"))[: args.test_limit]
     folders = {"teacher (384)": resolve_encoder(TEACHER)}
     texts = [" ".join(s.words) for s in train[: args.texts]]
-    training = WidTraining(steps=args.steps, batch_size=32, max_length=64, head_steps=args.head_steps)
+    training = WidTraining(steps=args.steps, batch_size=32, max_length=64, head_steps=args.head_steps,
+                           compactor_lr=args.compactor_lr)
     teacher_mlm = out / "teacher-mlm"
     if not (teacher_mlm / "config.json").exists():
         began = time.perf_counter()
@@ -194,6 +241,19 @@ def main() -> None:
         report.pop("mask_history")
         print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
     folders["WID (192)"] = str(wid)
+    for variant in filter(None, args.wid_variants.split(",")):
+        name, _, setting = variant.partition("=")
+        steps, w_step, compactor_lr = setting.split("/")
+        folder = out / f"student-wid-{name}"
+        if not (folder / "config.json").exists():
+            began = time.perf_counter()
+            variant_training = WidTraining(steps=int(steps), batch_size=32, max_length=64, head_steps=args.head_steps,
+                                           compactor_lr=float(compactor_lr))
+            report = compress_with_wid(TEACHER, texts, WidConfig(192, 768, w_step=int(w_step)), variant_training, folder,
+                                       teacher=BertForMaskedLM.from_pretrained(teacher_mlm))
+            report.pop("mask_history")
+            print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
+        folders[f"WID {name}: {steps} steps, w_step {w_step}, compactor lr {compactor_lr} (192)"] = str(folder)
     distilled = out / "student-logit-distillation"
     if not (distilled / "config.json").exists():
         began = time.perf_counter()
@@ -201,8 +261,22 @@ def main() -> None:
                                 training, args.kd_lr, distilled)
         print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
     folders["logit distillation (192)"] = str(distilled)
+    if args.task_wid:
+        folder = out / "student-task-wid"
+        if not (folder / "config.json").exists():
+            began = time.perf_counter()
+            report = task_specific_wid(train[: args.train_limit], args.task_wid, args.epochs, args.lr, folder)
+            print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
+        steps, w_step, compactor_lr = args.task_wid.split("/")
+        folders[f"task-specific WID (NER loss; {steps} steps, w_step {w_step}, compactor lr {compactor_lr}) (192)"] = str(folder)
     results = {}
+    setting = {"train_limit": args.train_limit, "epochs": args.epochs, "lr": args.lr, "test_sentences": len(test)}
     for name, folder in folders.items():
+        cache = out / "scores" / (Path(folder).name + ".json")
+        if args.reuse_scores and cache.exists() and json.loads(cache.read_text())["setting"] == setting:
+            results[name] = json.loads(cache.read_text())["result"]
+            print(name, "(scores reused)", json.dumps(results[name]), flush=True)
+            continue
         baseline = TokenClassificationBaseline(folder)
         began = time.perf_counter()
         baseline.train(train[: args.train_limit], epochs=args.epochs, lr=args.lr, seed=42)
@@ -211,6 +285,8 @@ def main() -> None:
         total, without = parameters(folder)
         results[name] = {"f1": 100 * scores.f1, "train_seconds": round(seconds), "parameters": total,
                          "parameters_without_embeddings": without}
+        cache.parent.mkdir(exist_ok=True)
+        cache.write_text(json.dumps({"setting": setting, "result": results[name]}), encoding="utf-8")
         print(name, json.dumps(results[name]), flush=True)
     sample = test[: args.latency_sentences]
     for threads in (1, 2):
