@@ -7,6 +7,9 @@ three ways: layers, FLOPs (exit heads included) and wall-clock at batch 1 with 1
     python bench/leco.py --task conll-org --train 4000 --held-out 500 --epochs 1 --search-steps 125
     python bench/leco.py --task strategyqa --held-out 200 --epochs 3 --search-steps 120
 
+Systems: one exit type at every layer for each of ``--single-types`` and for the type the search
+chose most often, and the searched exits; each trained with the same budget from the same seed.
+
 Tasks:
 * ``conll-org``: "does the sentence mention an organisation?" Training: the first ``--train``
   sentences of CoNLL-2003 eng.train; the search's held-out batches: the next ``--held-out``;
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -178,6 +182,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-4)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--speed-examples", type=int, default=300)
+    parser.add_argument("--single-types", default="cls_linear,mean_linear",
+                        help="exit types trained as one type at every layer (the search's most frequent type is added)")
     parser.add_argument("--out", default=str(REPO / "bench" / "out" / "leco"))
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -189,14 +195,15 @@ def main() -> None:
     test_batches = batches(test_rows, 64)
     majority = max(sum(r["label"] for r in test_rows), len(test_rows) - sum(r["label"] for r in test_rows)) / len(test_rows)
     systems = {}
-    for name, exits in (("linear exits (CLS)", "cls_linear"), ("mean-pool exits", "mean_linear")):
-        torch.manual_seed(0)
-        model = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2, exits=exits)
-        train(model, train_batches, args.epochs, args.lr)
-        systems[name] = model
     torch.manual_seed(0)
     searched = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2)
     result = search_exits(searched, train_batches, held_batches, steps=args.search_steps, learning_rate=args.lr)
+    single = list(dict.fromkeys([*filter(None, args.single_types.split(",")), Counter(result.exits).most_common(1)[0][0]]))
+    for kind in single:  # the same exit type after every layer; the search's most frequent type always among them
+        torch.manual_seed(0)
+        model = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2, exits=kind)
+        train(model, train_batches, args.epochs, args.lr)
+        systems[f"{kind} at every layer"] = model
     torch.manual_seed(0)
     model = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2, exits=result.exits)
     train(model, train_batches, args.epochs, args.lr)
