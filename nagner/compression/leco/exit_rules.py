@@ -21,6 +21,8 @@ import math
 
 import torch
 
+from nagner.compression.leco.structured_rules import AgreementRule, VoteRule
+
 
 class ExitRule:
     """Feed the probabilities (C,) of exits 1, 2, … to `step`; it returns the class to answer when
@@ -57,37 +59,39 @@ class EntropyRule(ExitRule):
 
 
 class PatienceRule(ExitRule):
+    """`AgreementRule` over the exits' argmax."""
+
     def __init__(self, patience: int):
-        if patience < 1:
-            raise ValueError(f"patience must be >= 1, got {patience}")
-        self.patience = patience
-        self.reset()
+        self.counter = AgreementRule(patience)
+
+    @property
+    def patience(self) -> int:
+        return self.counter.patience
 
     def reset(self) -> None:
-        self.previous: int | None = None
-        self.count = 0
+        self.counter.reset()
 
     def step(self, probabilities: torch.Tensor) -> int | None:
         prediction = int(probabilities.argmax())
-        self.count = self.count + 1 if prediction == self.previous else 0
-        self.previous = prediction
-        return prediction if self.count >= self.patience else None
+        return prediction if self.counter.step(prediction, 0.0) else None
 
 
 class ComparisonRule(ExitRule):
+    """`VoteRule` over the exits' argmax."""
+
     def __init__(self, threshold: int):
-        if threshold < 1:
-            raise ValueError(f"threshold must be >= 1, got {threshold}")
-        self.threshold = threshold
-        self.reset()
+        self.counter = VoteRule(threshold)
+
+    @property
+    def threshold(self) -> int:
+        return self.counter.threshold
 
     def reset(self) -> None:
-        self.votes: dict[int, int] = {}
+        self.counter.reset()
 
     def step(self, probabilities: torch.Tensor) -> int | None:
         prediction = int(probabilities.argmax())
-        self.votes[prediction] = self.votes.get(prediction, 0) + 1
-        return prediction if self.votes[prediction] >= self.threshold else None
+        return prediction if self.counter.step(prediction, 0.0) else None
 
 
 def decide(rule: ExitRule, probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
