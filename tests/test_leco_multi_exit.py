@@ -103,3 +103,22 @@ def test_the_search_moves_alpha_on_held_out_data_only_and_discretizes():
     student = discretize(model)
     assert student.chosen_exits()[2] == "attention_pool" and student.exit_architecture_parameters() == []
     assert student.encoder is model.encoder
+
+
+def test_save_and_load_give_the_same_exits_and_refuse_a_search(tmp_path):
+    from nagner.common.errors import InputError
+
+    torch.manual_seed(3)
+    model = MultiExitClassifier(tiny_encoder(), classes=3, exits=["conv_max", "mean_linear", "attention_pool", "cls_linear"]).eval()
+    model.save_pretrained(tmp_path / "model")
+    loaded = MultiExitClassifier.from_pretrained(tmp_path / "model")
+    data = batch(3, seed=9)
+    with torch.no_grad():
+        expected = model.exit_logits(data["input_ids"], data["attention_mask"])
+        assert torch.equal(loaded.exit_logits(data["input_ids"], data["attention_mask"]), expected)
+    assert loaded.chosen_exits() == model.chosen_exits() and loaded.classes == 3
+    with pytest.raises(ValueError, match="discretize"):
+        MultiExitClassifier(tiny_encoder(), classes=2).save_pretrained(tmp_path / "searching")
+    assert not (tmp_path / "searching").exists()
+    with pytest.raises(InputError, match="not a multi-exit model folder"):
+        MultiExitClassifier.from_pretrained(tmp_path)

@@ -9,14 +9,23 @@ the layers after the exit never run (batch 1, as early exiting is measured).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
 from torch import nn
 
+from nagner.common.atomic import atomic_folder
+from nagner.common.errors import InputError
+from nagner.common.state_dicts import copy_tensors
 from nagner.compression.leco.exit_rules import ExitRule
 from nagner.compression.leco.exits import ExitHead, MixedExit
+
+EXITS_CONFIG = "exits.json"
+EXITS_WEIGHTS = "exits.safetensors"
 
 
 class _Exited(Exception):
@@ -64,6 +73,35 @@ class MultiExitClassifier(nn.Module):
             losses = torch.stack([F.cross_entropy(logits[:, i], labels) for i in range(self.layers)])
             output["loss"] = (weights * losses).sum() / weights.sum()
         return output
+
+    def save_pretrained(self, directory: str | Path) -> None:
+        """The encoder (``save_pretrained``: config + safetensors) and the exits (``exits.json``:
+        classes and each layer's type; ``exits.safetensors``) in ``directory``, written atomically.
+        A model still searching (`MixedExit` exits) is refused: `discretize` and train it first."""
+        if self.exit_architecture_parameters():
+            raise ValueError("the exits are still a search mixture: discretize and train them before saving")
+        with atomic_folder(directory) as folder:
+            self.encoder.save_pretrained(folder)
+            config = {"classes": self.classes, "exits": self.chosen_exits()}
+            (folder / EXITS_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
+            save_file({k: v.detach().contiguous() for k, v in self.exits.state_dict().items()}, str(folder / EXITS_WEIGHTS))
+
+    @classmethod
+    def from_pretrained(cls, directory: str | Path) -> MultiExitClassifier:
+        """A model saved by `save_pretrained` (the encoder through ``AutoModel``), in eval mode;
+        `InputError` for a folder without exits."""
+        from transformers import AutoModel
+
+        folder = Path(directory)
+        if not (folder / EXITS_CONFIG).is_file() or not (folder / EXITS_WEIGHTS).is_file():
+            raise InputError(f"not a multi-exit model folder (expected {EXITS_CONFIG} and {EXITS_WEIGHTS})", folder)
+        try:
+            config = json.loads((folder / EXITS_CONFIG).read_text(encoding="utf-8"))
+            model = cls(AutoModel.from_pretrained(str(folder)), int(config["classes"]), list(config["exits"]))
+            copy_tensors(model.exits.state_dict(), load_file(str(folder / EXITS_WEIGHTS)), str(folder / EXITS_WEIGHTS))
+        except (KeyError, TypeError, ValueError) as error:
+            raise InputError(f"the exits do not load: {error}", folder) from None
+        return model.eval()
 
     def exit_architecture_parameters(self) -> list[nn.Parameter]:
         """The α of every `MixedExit` (empty once the exits are discrete)."""
