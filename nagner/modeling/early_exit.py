@@ -34,6 +34,7 @@ from torch import nn
 from nagner.common.atomic import atomic_folder
 from nagner.common.errors import InputError
 from nagner.common.state_dicts import copy_tensors
+from nagner.compression.leco.stopping import run_until_exit
 from nagner.compression.leco.structured_rules import StructuredExitRule, decide_structured
 from nagner.data.example import Entity, Sentence
 from nagner.modeling.decoding import Found
@@ -182,13 +183,6 @@ def entities_at_exits(
     return merge_windows(sentences, decoded, model.config.entity_types), layers
 
 
-class _Exited(Exception):
-    """Raised from a layer hook to stop the encoder at an exit."""
-
-    def __init__(self, layer: int, words: torch.Tensor, detection: Detection):
-        self.layer, self.words, self.detection = layer, words, detection
-
-
 def _exit_window(
     model: Any, bridges: ExitBridges, batch: dict[str, torch.Tensor], rule: StructuredExitRule, threshold: float | None
 ) -> tuple[list[Found], int]:
@@ -196,26 +190,16 @@ def _exit_window(
     blocks = model.encoder.encoder.layer
     rule.reset()
 
-    def hook(index: int):
-        def run(module: nn.Module, args: tuple, output: Any) -> None:
-            hidden = output[0] if isinstance(output, tuple) else output  # (1, T, d)
-            words = bridges(index + 1, pool_words(hidden, batch["word_first"], batch["word_last"]))
-            detection = model.detector(words)
-            (signature, uncertainty), = slot_signature(detection, batch["word_mask"], model.config)
-            if rule.step(signature, uncertainty) or index == len(blocks) - 1:
-                raise _Exited(index + 1, words, detection)
+    def on_layer(index: int, hidden: torch.Tensor) -> tuple[torch.Tensor, Detection] | None:
+        words = bridges(index + 1, pool_words(hidden, batch["word_first"], batch["word_last"]))  # (1, n, d)
+        detection = model.detector(words)
+        (signature, uncertainty), = slot_signature(detection, batch["word_mask"], model.config)
+        return (words, detection) if rule.step(signature, uncertainty) or index == len(blocks) - 1 else None
 
-        return run
-
-    handles = [block.register_forward_hook(hook(i)) for i, block in enumerate(blocks)]
-    try:
-        model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    except _Exited as exited:
-        return model.decode(exited.words, batch["word_mask"], exited.detection, threshold)[0], exited.layer
-    finally:
-        for handle in handles:
-            handle.remove()
-    raise RuntimeError("the encoder ran no layer")
+    (words, detection), layer = run_until_exit(
+        lambda: model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]), blocks, on_layer
+    )
+    return model.decode(words, batch["word_mask"], detection, threshold)[0], layer
 
 
 @torch.no_grad()

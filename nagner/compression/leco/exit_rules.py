@@ -58,40 +58,40 @@ class EntropyRule(ExitRule):
         return int(probabilities.argmax()) if normalised < self.threshold else None
 
 
-class PatienceRule(ExitRule):
+class _ArgmaxCount(ExitRule):
+    """A structured counting rule (`AgreementRule`, `VoteRule`) over the exits' argmax."""
+
+    def __init__(self, counter: AgreementRule | VoteRule):
+        self.counter = counter
+
+    def reset(self) -> None:
+        self.counter.reset()
+
+    def step(self, probabilities: torch.Tensor) -> int | None:
+        prediction = int(probabilities.argmax())
+        return prediction if self.counter.step(prediction, 0.0) else None
+
+
+class PatienceRule(_ArgmaxCount):
     """`AgreementRule` over the exits' argmax."""
 
     def __init__(self, patience: int):
-        self.counter = AgreementRule(patience)
+        super().__init__(AgreementRule(patience))
 
     @property
     def patience(self) -> int:
         return self.counter.patience
 
-    def reset(self) -> None:
-        self.counter.reset()
 
-    def step(self, probabilities: torch.Tensor) -> int | None:
-        prediction = int(probabilities.argmax())
-        return prediction if self.counter.step(prediction, 0.0) else None
-
-
-class ComparisonRule(ExitRule):
+class ComparisonRule(_ArgmaxCount):
     """`VoteRule` over the exits' argmax."""
 
     def __init__(self, threshold: int):
-        self.counter = VoteRule(threshold)
+        super().__init__(VoteRule(threshold))
 
     @property
     def threshold(self) -> int:
         return self.counter.threshold
-
-    def reset(self) -> None:
-        self.counter.reset()
-
-    def step(self, probabilities: torch.Tensor) -> int | None:
-        prediction = int(probabilities.argmax())
-        return prediction if self.counter.step(prediction, 0.0) else None
 
 
 def decide(rule: ExitRule, probabilities: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

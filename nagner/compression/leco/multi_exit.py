@@ -23,16 +23,10 @@ from nagner.common.errors import InputError
 from nagner.common.state_dicts import copy_tensors
 from nagner.compression.leco.exit_rules import ExitRule
 from nagner.compression.leco.exits import ExitHead, MixedExit
+from nagner.compression.leco.stopping import run_until_exit
 
 EXITS_CONFIG = "exits.json"
 EXITS_WEIGHTS = "exits.safetensors"
-
-
-class _Exited(Exception):
-    """Raised from a layer hook to stop the forward pass at an exit."""
-
-    def __init__(self, layer: int, answer: int):
-        self.layer, self.answer = layer, answer
 
 
 class MultiExitClassifier(nn.Module):
@@ -118,27 +112,14 @@ class MultiExitClassifier(nn.Module):
         if input_ids.shape[0] != 1:
             raise ValueError("early exiting runs one input at a time (batch 1)")
         rule.reset()
-        handles = []
 
-        def hook(index: int):
-            def run(module: nn.Module, args: tuple, output) -> None:
-                hidden = output[0] if isinstance(output, tuple) else output
-                probabilities = self.exits[index](hidden, attention_mask).softmax(-1)[0]  # (C,)
-                answer = rule.step(probabilities)
-                if answer is None and index == self.layers - 1:
-                    answer = int(probabilities.argmax())
-                if answer is not None:
-                    raise _Exited(index + 1, answer)
+        def on_layer(index: int, hidden: torch.Tensor) -> int | None:
+            probabilities = self.exits[index](hidden, attention_mask).softmax(-1)[0]  # (C,)
+            answer = rule.step(probabilities)
+            if answer is None and index == self.layers - 1:
+                answer = int(probabilities.argmax())
+            return answer
 
-            return run
-
-        for index, layer in enumerate(self.encoder.encoder.layer):
-            handles.append(layer.register_forward_hook(hook(index)))
-        try:
-            self.encoder(input_ids=input_ids, attention_mask=attention_mask)
-        except _Exited as exited:
-            return exited.answer, exited.layer
-        finally:
-            for handle in handles:
-                handle.remove()
-        raise RuntimeError("the encoder ran no layer")
+        return run_until_exit(
+            lambda: self.encoder(input_ids=input_ids, attention_mask=attention_mask), self.encoder.encoder.layer, on_layer
+        )
