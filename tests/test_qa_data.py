@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections import Counter
@@ -20,7 +21,6 @@ from knowledge_qa.prompts import (
     extract_prompt,
     final_answer_prompt,
     render_state,
-    self_answer_prompt,
 )
 from knowledge_qa.strategyqa import (
     StrategyQuestion,
@@ -225,16 +225,13 @@ def two_step() -> StrategyQuestion:
 
 
 def test_core_examples_exact_trajectory():
+    # S2 is the yes/no question itself and no fact answers it: it is FinalAnswer's job, so the
+    # trajectory ends before it and no state, plan or target holds the gold "no" but FinalAnswer's.
     examples = core_examples([two_step()])
-    plan_1 = f"Q: {S1} A: {FACT} Q: {S2} A: no"
     assert [(e.task, e.target) for e in examples] == [
         ("action", "decompose"),
-        ("decompose", plan_1),
+        ("decompose", f"Q: {S1} A: {FACT}"),
         ("action", "retrieve"),
-        ("action", "decompose"),
-        ("decompose", f"Q: {S2} A: no"),
-        ("action", "self answer"),
-        ("self_answer", "no"),
         ("action", "final answer"),
         ("final_answer", "no"),
         ("final_answer", "no"),
@@ -242,11 +239,31 @@ def test_core_examples_exact_trajectory():
     question = "Did Aristotle use a laptop?"  # whitespace normalised, as the agent does
     after_1 = [(S1, FACT)]
     assert examples[0].source == action_prompt(render_state(question, []))
+    assert examples[1].source == decompose_prompt(render_state(question, []))
+    assert examples[2].source == action_prompt(render_state(question, [], S1))
     assert examples[3].source == action_prompt(render_state(question, after_1))
-    assert examples[4].source == decompose_prompt(render_state(question, after_1))
-    assert examples[6].source == self_answer_prompt(render_state(question, after_1, S2))
-    assert examples[8].source == final_answer_prompt(render_state(question, [*after_1, (S2, "no")]))
-    assert examples[9].source == final_answer_prompt(render_state(question, []))
+    assert examples[4].source == final_answer_prompt(render_state(question, after_1))
+    assert examples[5].source == final_answer_prompt(render_state(question, []))
+    assert [step.how for step in align_steps(two_step())] == ["overlap", "final"]
+
+
+def test_no_training_state_holds_the_gold_answer():
+    # The label leak the review found: a last answer line equal to the target teaches FinalAnswer to
+    # copy it. Every question here ends on a fact-less yes/no step, with either answer.
+    questions = [
+        StrategyQuestion(str(i), f"Is thing {i} older than thing {i + 1}?", i % 2 == 0,
+                         [f"When was thing {i} made?", f"When was thing {i + 1} made?", "Is #1 before #2?"],
+                         [f"Thing {i} was made in {1900 + i}.", f"Thing {i + 1} was made in {1950 + i}."],
+                         [[[[f"T{i}-0"]], [[f"T{i}-1"]], OP]] * 3)
+        for i in range(6)
+    ]
+    examples = core_examples(questions) + core_examples(questions, with_decomposition=False)
+    assert examples
+    for example in examples:
+        answer_lines = [line.split(": ", 1)[1] for line in example.source.splitlines() if re.match(r"A\d+: ", line)]
+        assert not {"yes", "no"} & set(answer_lines), example.source
+        if example.task not in ("final_answer", "action"):
+            assert example.target not in ("yes", "no") and " A: yes" not in example.target and " A: no" not in example.target
 
 
 def test_core_examples_without_decomposition():
@@ -332,12 +349,12 @@ def test_extractor_skips_steps_without_passages():
 def test_example_counts_list_every_task():
     counts = example_counts(core_examples([two_step()]))
     assert counts == {
-        "action": 5,
-        "decompose": 2,
-        "self_answer": 1,
+        "action": 3,
+        "decompose": 1,
+        "self_answer": 0,
         "extract": 0,
         "final_answer": 2,
-        "total": 10,
+        "total": 6,
     }
 
 

@@ -43,6 +43,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="train on these tasks only (action, decompose, self_answer, extract, final_answer), "
                         "e.g. --role core --tasks final_answer for a separate --answerer model")
     parser.add_argument("--max-source-tokens", type=positive_int, default=384, help="prompt tokens kept (default 384)")
+    parser.add_argument("--held-out", nargs="+", default=[], metavar="FILE",
+                        help="evaluation question files: training questions that are near-duplicates of theirs "
+                        "(word Jaccard >= --near-duplicate-threshold) are removed from every source; the removals "
+                        "are listed in OUTPUT/training_data.json")
+    parser.add_argument("--near-duplicate-threshold", type=float, default=0.5, metavar="J",
+                        help="word-set Jaccard similarity from which two questions count as the same (default 0.5)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)
 
@@ -77,6 +83,8 @@ def run(args: argparse.Namespace) -> int:
         tasks=args.tasks,
         max_source_tokens=args.max_source_tokens,
         seed=args.seed,
+        held_out=args.held_out,
+        near_duplicate_threshold=args.near_duplicate_threshold,
     )
     train_agent_models(recipe, log=lambda line: print(line, flush=True))
     return 0

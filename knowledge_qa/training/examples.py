@@ -34,11 +34,16 @@ question, so each step is given a fact:
 3. A step takes the not-yet-used fact with the largest overlap (ties: the earlier fact). A retrieve step
    whose best overlap is 0 takes the first unused fact (annotators wrote facts roughly in step order);
    a reason step needs an overlap of at least 1.
-4. A step left without a fact gets, if it is the last step, the question's answer "yes"/"no" (the
-   last step of a StrategyQA decomposition is the yes/no question itself); otherwise the placeholder
-   `PLACEHOLDER` ("unknown", the word the agent itself records for an empty answer). Placeholder
-   answers appear in states and plans but are never a self_answer or extract target: training the
-   model to say "unknown" would teach it nothing.
+4. The last step left without a fact is marked "final" and leaves the trajectory: the last step of a
+   StrategyQA decomposition is mostly the yes/no question itself ("Is #1 greater than #2?"), which is
+   FinalAnswer's job, so plans stop before it and FinalAnswer reads the facts gathered up to it. Its
+   only possible answer would be the gold label, and a state holding the label teaches the final
+   answer to copy the last line (an earlier version did that: in 918 of 2,061 training trajectories
+   the last answer line equalled the target). No state, plan or target ever holds the question's
+   gold answer. An earlier step left without a fact gets the placeholder `PLACEHOLDER` ("unknown",
+   the word the agent itself records for an empty answer); placeholder answers appear in states and
+   plans but are never a self_answer or extract target: training the model to say "unknown" would
+   teach it nothing.
 
 The extractor's hint (AddDecomp's pseudo-answer, which the agent passes on) is made noisy in
 training: the pseudo-answer of a training plan *is* the aligned fact, so always showing it would teach
@@ -110,8 +115,9 @@ class TextExample:
 @dataclass(frozen=True)
 class AlignedStep:
     """A decomposition step with its aligned answer. ``how`` says where the answer came from:
-    "overlap" (best-overlapping fact), "position" (retrieve step, first unused fact), "gold" (last
-    step, the question's yes/no) or "placeholder"."""
+    "overlap" (best-overlapping fact), "position" (retrieve step, first unused fact), "final" (the
+    last step, without a fact: left to FinalAnswer, in no state or plan; ``answer`` is "") or
+    "placeholder"."""
 
     sub_question: str
     kind: str  # "retrieve" / "reason"
@@ -183,8 +189,8 @@ def align_steps(question: StrategyQuestion) -> list[AlignedStep]:
         if step in chosen:
             index, how = chosen[step]
             aligned.append(AlignedStep(text, kind, facts[index], how, index))
-        elif step == len(steps) - 1 and question.answer is not None:
-            aligned.append(AlignedStep(text, kind, yes_no(question.answer), "gold"))
+        elif step == len(steps) - 1:
+            aligned.append(AlignedStep(text, kind, "", "final"))
         else:
             aligned.append(AlignedStep(text, kind, PLACEHOLDER, "placeholder"))
     return aligned
@@ -233,7 +239,8 @@ def core_examples(
         text = _clean(question.question)
         gold = yes_no(question.answer)
         if with_decomposition and question.decomposition:
-            examples += _decomposed_trajectory(text, align_steps(question), gold)
+            steps = [step for step in align_steps(question) if step.how != "final"]
+            examples += _decomposed_trajectory(text, steps, gold)
         elif not with_decomposition and _whole_answer(question):
             examples += _undecomposed_trajectory(text, question, gold)
         examples += final_answer_examples([question])

@@ -4,7 +4,9 @@ and extractor models, one call that the command line and the benchmark share.
 For the core model both trajectories of every question (with AddDecomp, and the question as its own
 sub-question) make examples, so one model serves the agent and its no-decomposition ablation;
 ``extra_questions`` (answers only) add FinalAnswer examples. The extractor learns from the passages
-the questions' evidence cites. With ``warm_start`` the base is an encoder-decoder built from a
+the questions' evidence cites. Questions that are near-duplicates of any ``held_out`` question (the
+evaluation splits; `knowledge_qa.near_duplicates`) are removed from every source before any example is
+made, and ``output/training_data.json`` records what was removed and why. With ``warm_start`` the base is an encoder-decoder built from a
 BERT-style encoder (saved once in ``output/base``), whose new modules train in full beside the adapter.
 """
 
@@ -18,7 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.strategyqa import read_questions
+from knowledge_qa.near_duplicates import DEFAULT_THRESHOLD, drop_near_duplicates
+from knowledge_qa.strategyqa import StrategyQuestion, read_questions
 from knowledge_qa.training.examples import (
     TASKS,
     core_examples,
@@ -26,6 +29,7 @@ from knowledge_qa.training.examples import (
     extractor_examples,
     final_answer_examples,
 )
+from nagner.common.atomic import atomic_outputs
 
 ROLES = ("core", "extractor", "both")
 DEFAULT_WARM_START = "default"  # warm_start value: the packaged all-MiniLM-L6-v2
@@ -58,6 +62,8 @@ class TrainingRecipe:
     tasks: list[str] | None = None
     max_source_tokens: int = 384
     seed: int = 0
+    held_out: list[str] = field(default_factory=list)
+    near_duplicate_threshold: float = DEFAULT_THRESHOLD
 
 
 def check_recipe(recipe: TrainingRecipe) -> None:
@@ -75,6 +81,8 @@ def check_recipe(recipe: TrainingRecipe) -> None:
     output = Path(recipe.output)
     if output.exists() and not output.is_dir():
         raise QAInputError("exists and is not a folder", output)
+    if not 0.0 < recipe.near_duplicate_threshold <= 1.0:
+        raise QAInputError(f"--near-duplicate-threshold must be in (0, 1], got {recipe.near_duplicate_threshold}")
     if recipe.role in ("extractor", "both") and not recipe.corpus:
         raise QAInputError("training the extractor needs --corpus (the passages its examples are cut from)")
 
@@ -85,12 +93,12 @@ def train_agent_models(recipe: TrainingRecipe, log: Callable[[str], None] = prin
     from knowledge_qa.training.finetune import FinetuneOptions, finetune
 
     check_recipe(recipe)
-    questions = read_questions(recipe.questions)
     output = Path(recipe.output)
     output.mkdir(parents=True, exist_ok=True)
+    questions, extra = training_questions(recipe, output, log)
     base, trained_modules = _base_model(recipe, output)
     folders: dict[str, Path] = {}
-    for role, examples in _role_examples(recipe, questions):
+    for role, examples in _role_examples(recipe, questions, extra):
         if recipe.tasks:
             examples = [example for example in examples if example.task in recipe.tasks]
         if recipe.max_examples_per_task:
@@ -130,15 +138,51 @@ def _base_model(recipe: TrainingRecipe, output: Path) -> tuple[str, list[str]]:
     return str(folder), list(trained)
 
 
-def _role_examples(recipe: TrainingRecipe, questions: Sequence[Any]) -> list[tuple[str, list[Any]]]:
+def training_questions(
+    recipe: TrainingRecipe, output: Path, log: Callable[[str], None] = print
+) -> tuple[list[StrategyQuestion], list[StrategyQuestion]]:
+    """(questions, extra questions) of ``recipe`` without near-duplicates of its ``held_out``
+    questions; extra questions also in ``questions`` are dropped (and extra questions without an
+    answer: they supervise nothing). The removals are written to ``output/training_data.json``."""
+    questions = read_questions(recipe.questions)
+    extra: list[StrategyQuestion] = []
+    if recipe.extra_questions:
+        known = {q.question for q in questions}
+        extra = [q for q in read_questions(recipe.extra_questions) if q.question not in known and q.answer is not None]
+    held_out = [q for path in recipe.held_out for q in read_questions(path)]
+    report: dict[str, Any] = {"held_out": recipe.held_out, "held_out_questions": len(held_out),
+                              "threshold": recipe.near_duplicate_threshold, "sources": {}}
+    kept_sources = []
+    for name, source in ((recipe.questions, questions), (recipe.extra_questions, extra)):
+        kept, dropped = drop_near_duplicates(
+            source, [q.question for q in source], [q.question for q in held_out], recipe.near_duplicate_threshold
+        )
+        kept_sources.append(kept)
+        if name:
+            report["sources"][name] = {
+                "questions": len(source),
+                "removed": len(dropped),
+                "pairs": [{"train": source[d.index].question, "held_out": held_out[d.held_out_index].question,
+                           "similarity": round(d.similarity, 3)} for d in dropped],
+            }
+            if held_out:
+                log(f"{name}: removed {len(dropped)} of {len(source)} questions (near-duplicates of held-out questions, "
+                    f"Jaccard ≥ {recipe.near_duplicate_threshold})")
+    if not kept_sources[0]:
+        raise QAInputError("every training question is a near-duplicate of a held-out question", recipe.questions)
+    with atomic_outputs([output / "training_data.json"]) as (handle,):
+        json.dump(report, handle, indent=1, ensure_ascii=False)
+    return kept_sources[0], kept_sources[1]
+
+
+def _role_examples(
+    recipe: TrainingRecipe, questions: Sequence[StrategyQuestion], extra: Sequence[StrategyQuestion]
+) -> list[tuple[str, list[Any]]]:
     """(role, examples) of every role to train; repeated examples are kept once."""
     jobs = []
     if recipe.role in ("core", "both"):
         examples = list(dict.fromkeys(core_examples(questions) + core_examples(questions, with_decomposition=False)))
-        if recipe.extra_questions:
-            known = {q.question for q in questions}
-            extra = [q for q in read_questions(recipe.extra_questions) if q.question not in known and q.answer is not None]
-            examples += final_answer_examples(extra)
+        examples += final_answer_examples(extra)
         jobs.append(("core", examples))
     if recipe.role in ("extractor", "both"):
         from knowledge_qa.corpus import read_corpus
