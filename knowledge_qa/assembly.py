@@ -121,8 +121,13 @@ def _models(spec: AgentSpec, retriever: Retriever | None) -> tuple[TextModel, Te
 
 
 def local_model(spec: AgentSpec, name: str, adapter: str | None = None) -> TextModel:
-    """A local transformers model on ``spec.device`` with ``spec.model_batch_size``."""
+    """A local transformers model on ``spec.device`` with ``spec.model_batch_size``: a
+    `ClassifierAnswerer` for a sequence-classification folder, else a `TransformersModel`."""
+    from knowledge_qa.models.classifier_model import ClassifierAnswerer, is_classifier_folder
     from knowledge_qa.models.transformers_model import TransformersModel
+
+    if adapter is None and is_classifier_folder(name):
+        return ClassifierAnswerer.from_pretrained(name, device=spec.device, batch_size=spec.model_batch_size)
 
     return TransformersModel.from_pretrained(name, adapter=adapter, device=spec.device, batch_size=spec.model_batch_size)
 
