@@ -40,12 +40,14 @@ REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "strategyqa"
 OUT = REPO / "bench" / "out" / "qa"
 
-VARIANTS = {  # name → (decomposition, retrieval, exploration)
-    "GEEK (full)": (True, True, True),
-    "no exploration": (True, True, False),
-    "no retrieval": (True, False, True),
-    "no decomposition": (False, True, True),
-    "no decomposition + no retrieval": (False, False, False),
+FULL = "GEEK (full)"
+VARIANTS = {  # name → (decomposition, retrieval, exploration, separate answerer)
+    FULL: (True, True, True, True),
+    "GEEK (full) with the core model answering (the paper's path)": (True, True, True, False),
+    "no exploration": (True, True, False, True),
+    "no retrieval": (True, False, True, True),
+    "no decomposition": (False, True, True, True),
+    "no decomposition + no retrieval": (False, False, False, True),
 }
 
 
@@ -132,22 +134,61 @@ def train_models(corpus: Path, epochs: float, batch_size: int) -> Path:
     return folder
 
 
-def train_answerer(epochs: float, batch_size: int) -> Path:
-    """A second warm-started model trained on FinalAnswer examples alone (the CPU recipe: the core
-    model trained on every action answers yes / no barely above noise)."""
-    from knowledge_qa.training.recipe import train_agent_models
+def dev_coverage(corpus: Path) -> float:
+    """The share of the dev questions' evidence paragraphs that the corpus holds."""
+    from knowledge_qa.corpus import read_corpus
+    from knowledge_qa.strategyqa import evidence_ids, read_questions
 
-    folder = OUT / "answerer"
-    if not (folder / "core" / "adapter_config.json").exists():
-        train_agent_models(cpu_recipe(folder, epochs, batch_size, tasks=["final_answer"]))
-    return folder / "core"
+    known = {p.id for p in read_corpus(corpus)}
+    gold = set().union(*(evidence_ids(q) for q in read_questions(DATA / "dev.json")))
+    return len(gold & known) / len(gold)
 
 
-def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extractor: str | None) -> dict[str, dict]:
-    """Every variant of ``args.variants`` on dev, in this process (models loaded once); resumable."""
+def train_answerer(index: Path, coverage: float, epochs: float, batch_size: int) -> Path:
+    """The answerer: all-MiniLM-L6-v2 fine-tuned as a yes/no classifier on silver FinalAnswer states
+    (the dense retriever and the sentence extractor run over the gold decompositions of the training
+    questions, own evidence kept with the dev coverage; the question as its own query for the extra
+    questions and the no-decomposition form), after the same near-duplicate filter as the core."""
+    from collections import Counter
+
+    from knowledge_qa.assembly import sentence_extractor
+    from knowledge_qa.retrieval import load_retriever
+    from knowledge_qa.training.answer_classifier import ClassifierOptions, train_answer_classifier
+    from knowledge_qa.training.answer_states import silver_final_answer_examples
+    from knowledge_qa.training.recipe import training_questions
+    from knowledge_qa.training.warm_start import default_encoder
+
+    folder = OUT / "answerer-classifier"
+    if (folder / "config.json").exists():
+        return folder
+    began = time.perf_counter()
+    (OUT / "answerer-data").mkdir(parents=True, exist_ok=True)
+    questions, extra = training_questions(cpu_recipe(folder, epochs, batch_size), OUT / "answerer-data")
+    retriever = load_retriever(index)
+    extractor = sentence_extractor(retriever)
+    stats: Counter[str] = Counter()
+    examples = []
+    for source, decomposed in ((questions, True), (questions, False), (extra, False)):
+        examples += silver_final_answer_examples(source, retriever, extractor, with_decomposition=decomposed,
+                                                 coverage=coverage, stats=stats)
+    examples = list(dict.fromkeys(examples))
+    print(f"answerer: {len(examples)} silver states in {time.perf_counter() - began:.0f} s {dict(stats)}", flush=True)
+    with (OUT / "answerer-data" / "examples.jsonl").open("w", encoding="utf-8") as handle:
+        for example in examples:
+            handle.write(json.dumps({"source": example.source, "target": example.target}, ensure_ascii=False) + "\n")
+    train_answer_classifier(examples, default_encoder(), folder,
+                            ClassifierOptions(epochs=epochs, batch_size=batch_size, max_tokens=256))
+    return folder
+
+
+def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extractor: str | None):
+    """Every variant of ``args.variants`` on dev, in this process (models loaded once); resumable.
+    Returns (summaries, per-question records, the loaded parts)."""
+    import dataclasses
+
     from knowledge_qa.agent import AgentOptions
     from knowledge_qa.assembly import AgentSpec, assemble, load_parts
-    from knowledge_qa.evaluation import evaluate
+    from knowledge_qa.evaluation import evaluate, read_finished
     from knowledge_qa.strategyqa import read_questions
 
     questions = read_questions(DATA / "dev.json")[: args.limit]
@@ -157,34 +198,137 @@ def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extracto
         server_extractor_model=args.server_extractor_model, model_batch_size=args.model_batch_size, index=str(index),
     )
     parts = load_parts(spec)  # models and index loaded once for every variant
-    core_model, extractor_model, answerer = parts.core, parts.extractor, parts.answerer
-    results = {}
+    results, records = {}, {}
     for name in args.variants.split(","):
-        decomposition, retrieval, exploration = VARIANTS[name]
+        decomposition, retrieval, exploration, use_answerer = VARIANTS[name]
+        if not use_answerer and parts.answerer is None:
+            continue  # the same agent as the full one
         options = AgentOptions(decomposition=decomposition, retrieval=retrieval, exploration=exploration, branches=args.branches)
-        agent = assemble(parts, options)
-        slug = re.sub(r"[^a-z]+", "-", name).strip("-") + ("-answerer" if answerer else "")
-        settings = {"core": core_model.describe(), "extractor": extractor_model.describe(), "index": str(index),
+        variant_parts = parts if use_answerer else dataclasses.replace(parts, answerer=None)
+        agent = assemble(variant_parts, options)
+        answerer = variant_parts.answerer
+        slug = re.sub(r"[^a-z]+", "-", name.lower()).strip("-")[:48]
+        slug += "-answerer" if answerer else ""
+        settings = {"core": parts.core.describe(), "extractor": parts.extractor.describe(), "index": str(index),
                     "answerer": answerer.describe() if answerer else None, "questions": len(questions), **vars(options)}
-        summary = evaluate(agent, questions, OUT / f"traces-{slug}.jsonl", settings=settings, batch_size=args.batch_size)
+        trace = OUT / f"traces-{slug}.jsonl"
+        summary = evaluate(agent, questions, trace, settings=settings, batch_size=args.batch_size)
         results[name] = summary
+        finished = read_finished(trace)
+        records[name] = [finished[q.qid] for q in questions]
         print(name, json.dumps(summary), flush=True)
-    return results
+    return results, records, parts
 
 
-def markdown(results: dict, recall: dict, majority: tuple[str, float]) -> str:
-    """The accuracy table (majority class of train, then every variant) and the recall table."""
-    lines = [
-        "| system | accuracy | AddDecomp | RetrieveExtract | SelfAnswer | steps / q | branches / q | fallbacks | s / question |",
-        "|---|---|---|---|---|---|---|---|---|",
-        f"| always \"{majority[0]}\" (majority class of train) | {100 * majority[1]:.2f} | – | – | – | – | – | – | – |",
+def derangement(count: int, seed: int = 0) -> list[int]:
+    """A seeded permutation of range(count) without fixed points: question i gets the facts of
+    question derangement[i]."""
+    import random
+
+    rng = random.Random(seed)
+    order = list(range(count))
+    while count > 1 and any(i == j for i, j in enumerate(order)):
+        rng.shuffle(order)
+    return order
+
+
+def answer_from_states(answerer, questions, states: list[list[list[tuple[str, str]]]]) -> list[bool]:
+    """Per question, the answerer's yes/no on each of its states (branches), voted as the agent votes;
+    returns whether each is correct."""
+    from knowledge_qa.agent import vote
+    from knowledge_qa.prompts import YES_NO_OPTIONS, final_answer_prompt, render_state
+    from knowledge_qa.state import QuestionState
+
+    prompts, owners = [], []
+    for index, (question, branches) in enumerate(zip(questions, states)):
+        for answered in branches or [[]]:
+            prompts.append(final_answer_prompt(render_state(" ".join(question.question.split()), answered)))
+            owners.append(index)
+    rows = answerer.score(prompts, list(YES_NO_OPTIONS))
+    branches: list[list[QuestionState]] = [[] for _ in questions]
+    for owner, (yes, no) in zip(owners, rows):
+        state = QuestionState(questions[owner].question, answer="yes" if yes - no > 0 else "no", answer_margin=yes - no)
+        branches[owner].append(state)
+    return [(vote(b)[0] == "yes") == q.answer for q, b in zip(questions, branches)]
+
+
+def controls(parts, records: dict[str, list[dict]], questions) -> dict[str, list[bool]]:
+    """Per-question correctness of the knowledge controls, all scored by the agent's answerer:
+    gold dev facts (an upper bound), gold facts of another question, and the full agent's own facts
+    given to another question (if this scores like the full agent, its knowledge does not matter)."""
+    from knowledge_qa.training.examples import align_steps
+
+    answerer = parts.answerer or parts.core
+    gold = [[[(s.sub_question, s.answer) for s in align_steps(q) if s.how != "final"]] for q in questions]
+    agent_states = [
+        [[(st["sub_question"], st["output"]) for st in branch["steps"] if st["action"] in ("RetrieveExtract", "SelfAnswer")]
+         for branch in record["branches"]]
+        for record in records[FULL]
     ]
+    other = derangement(len(questions))
+    return {
+        "oracle: gold dev facts": answer_from_states(answerer, questions, gold),
+        "oracle facts of another question": answer_from_states(answerer, questions, [gold[j] for j in other]),
+        "the full agent's facts of another question": answer_from_states(answerer, questions, [agent_states[j] for j in other]),
+        "no knowledge: the bare question": answer_from_states(answerer, questions, [[[]] for _ in questions]),
+    }
+
+
+def agent_recall(records: list[dict], questions, corpus: Path) -> dict[str, float]:
+    """Recall of the agent's own retrieval: of the dev questions with gold evidence in the corpus, the
+    share whose RetrieveExtract calls (any branch) brought back at least one gold paragraph; and the
+    share of the calls that did."""
+    from knowledge_qa.corpus import read_corpus
+    from knowledge_qa.strategyqa import evidence_ids
+
+    known = {p.id for p in read_corpus(corpus)}
+    hit_questions = with_gold = calls = hit_calls = 0
+    for record, question in zip(records, questions):
+        gold = evidence_ids(question) & known
+        if not gold:
+            continue
+        with_gold += 1
+        found = False
+        for branch in record["branches"]:
+            for step in branch["steps"]:
+                if step["action"] == "RetrieveExtract":
+                    calls += 1
+                    hit = any(p["id"] in gold for p in step.get("passages", []))
+                    hit_calls += hit
+                    found = found or hit
+        hit_questions += found
+    return {"questions": with_gold, "question_recall": hit_questions / max(1, with_gold),
+            "calls": calls, "call_recall": hit_calls / max(1, calls)}
+
+
+def markdown(results: dict, correct: dict[str, list[bool]], recall: dict, majority: tuple[str, float, list[bool]]) -> str:
+    """The accuracy table with 95 % intervals and paired tests against the full agent, then recall."""
+    from knowledge_qa.significance import paired_comparison, wilson_interval
+
+    full = correct[FULL]
+    lines = [
+        "| system | accuracy | 95 % CI | full − system (95 % CI) | McNemar p | yes rate | AddDecomp | RetrieveExtract | SelfAnswer | branches / q | s / question |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+
+    def stats_cells(name: str, flags: list[bool]) -> str:
+        low, high = wilson_interval(sum(flags), len(flags))
+        cells = f"**{100 * sum(flags) / len(flags):.2f}** | {100 * low:.1f}–{100 * high:.1f}"
+        if name == FULL:
+            return cells + " | – | – "
+        c = paired_comparison(full, flags)
+        return cells + f" | {100 * c.difference:+.2f} ({100 * c.low:+.1f}, {100 * c.high:+.1f}) | {c.p_value:.3f} "
+
+    lines.append(f"| always \"{majority[0]}\" (majority class of train) | {stats_cells('majority', majority[2])}| – | – | – | – | – | – |")
     for name, s in results.items():
         a = s["actions_per_question"]
         lines.append(
-            f"| {name} | **{100 * s['accuracy']:.2f}** | {a['AddDecomp']:.2f} | {a['RetrieveExtract']:.2f} | {a['SelfAnswer']:.2f} "
-            f"| {s['steps_per_question']:.2f} | {s['branches_per_question']:.2f} | {s['fallbacks']} | {s['seconds_per_question']:.2f} |"
+            f"| {name} | {stats_cells(name, correct[name])}| {100 * s['predicted_yes']:.0f} % | {a['AddDecomp']:.2f} | {a['RetrieveExtract']:.2f} "
+            f"| {a['SelfAnswer']:.2f} | {s['branches_per_question']:.2f} | {s['seconds_per_question']:.2f} |"
         )
+    for name, flags in correct.items():
+        if name not in results:
+            lines.append(f"| control: {name} | {stats_cells(name, flags)}| – | – | – | – | – | – |")
     if recall:
         ks = list(next(iter(recall.values()))["question"])
         lines += ["", "| retriever | query (count) | " + " | ".join(f"recall@{k}" for k in ks) + " | ms / query |",
@@ -197,13 +341,14 @@ def markdown(results: dict, recall: dict, majority: tuple[str, float]) -> str:
 
 
 def main() -> None:
+    global OUT
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--core", help="a trained core model (skip training)")
     parser.add_argument("--extractor", help="an extractor model (default: the core model; on the CPU run: --sentence-extractor)")
     parser.add_argument("--sentence-extractor", action="store_true", help="extract the passage sentence closest to the sub-question")
     parser.add_argument("--answerer", help="a separate FinalAnswer model (the CPU run trains one; --no-answerer: the core answers)")
     parser.add_argument("--no-answerer", action="store_true")
-    parser.add_argument("--answerer-epochs", type=float, default=2.0)
+    parser.add_argument("--answerer-epochs", type=float, default=3.0)
     parser.add_argument("--server", help="an OpenAI-compatible server instead of local models")
     parser.add_argument("--server-model")
     parser.add_argument("--server-extractor-model")
@@ -217,7 +362,9 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=16, help="questions answered together")
     parser.add_argument("--model-batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="cache and trace folder (default bench/out/qa)")
     args = parser.parse_args()
+    OUT = args.out or OUT
 
     import torch
 
@@ -227,21 +374,37 @@ def main() -> None:
     kinds = [k for k in args.recall_kinds.split(",") if k]
     indexes = {kind: build_index(corpus, kind) for kind in dict.fromkeys([*kinds, args.index_kind])}
     recall = recall_table({k: indexes[k] for k in kinds}) if kinds else {}
+    coverage = dev_coverage(corpus)
+    print(f"dev evidence paragraphs in the corpus: {100 * coverage:.1f} %", flush=True)
     core, extractor = args.core, args.extractor
     if not core and not args.server:
         core = str(train_models(corpus, args.epochs, args.train_batch_size) / "core")
         args.sentence_extractor = extractor is None
         if not args.no_answerer and not args.answerer:
-            args.answerer = str(train_answerer(args.answerer_epochs, args.train_batch_size))
-    results = evaluate_variants(args, indexes[args.index_kind], core, extractor)
+            args.answerer = str(train_answerer(indexes[args.index_kind], coverage, args.answerer_epochs, args.train_batch_size))
+    results, records, parts = evaluate_variants(args, indexes[args.index_kind], core, extractor)
     from knowledge_qa.strategyqa import majority_answer, read_questions
 
-    train_majority = majority_answer(read_questions(DATA / "train.json"))
     dev = read_questions(DATA / "dev.json")[: args.limit]
-    majority = ("yes" if train_majority else "no", sum(q.answer == train_majority for q in dev) / len(dev))
-    table = markdown(results, recall, majority)
-    (OUT / "qa-strategyqa.json").write_text(json.dumps({"results": results, "recall": recall}, indent=1), encoding="utf-8")
+    train_majority = majority_answer(read_questions(DATA / "train.json"))
+    majority = ("yes" if train_majority else "no", sum(q.answer == train_majority for q in dev) / len(dev),
+                [q.answer == train_majority for q in dev])
+    correct = {name: [bool(r["correct"]) for r in rows] for name, rows in records.items()}
+    if FULL in records:
+        correct.update(controls(parts, records, dev))
+    own_recall = agent_recall(records[FULL], dev, corpus) if FULL in records and retrieval_on(FULL) else {}
+    table = markdown(results, correct, recall, majority)
+    (OUT / "qa-strategyqa.json").write_text(json.dumps(
+        {"results": results, "correct": correct, "recall": recall, "agent_recall": own_recall,
+         "coverage": coverage}, indent=1), encoding="utf-8")
     print(table)
+    if own_recall:
+        print(f"agent's own retrieval: {100 * own_recall['question_recall']:.1f} % of {own_recall['questions']} questions "
+              f"got >= 1 gold paragraph; {100 * own_recall['call_recall']:.1f} % of {own_recall['calls']} calls")
+
+
+def retrieval_on(name: str) -> bool:
+    return VARIANTS[name][1]
 
 
 if __name__ == "__main__":

@@ -37,7 +37,8 @@ class ClassifierAnswerer(TextModel):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.max_input_tokens = max_input_tokens
+        # never more than the model's positions (a longer prompt is cut at the end: the facts' tail)
+        self.max_input_tokens = min(max_input_tokens, getattr(model.config, "max_position_embeddings", max_input_tokens))
         self.name = name or getattr(model.config, "_name_or_path", type(model).__name__)
         self.labels = {str(label): int(index) for index, label in model.config.id2label.items()}
 

@@ -75,7 +75,8 @@ def train_answer_classifier(
     model = AutoModelForSequenceClassification.from_pretrained(
         encoder, num_labels=2, id2label=dict(enumerate(LABELS)), label2id={label: i for i, label in enumerate(LABELS)}
     )
-    encodings = tokenizer([e.source for e in chosen], truncation=True, max_length=options.max_tokens)
+    max_tokens = min(options.max_tokens, getattr(model.config, "max_position_embeddings", options.max_tokens))
+    encodings = tokenizer([e.source for e in chosen], truncation=True, max_length=max_tokens)
     labels = [LABELS.index(e.target) for e in chosen]
     output = Path(output_dir)
     began = time.perf_counter()
