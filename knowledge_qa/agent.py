@@ -32,13 +32,11 @@ from knowledge_qa.extraction import ExtractionRequest, Extractor, GenerativeExtr
 from knowledge_qa.models.base import TextModel
 from knowledge_qa.prompts import (
     ACTION_OPTIONS,
+    FINE_TUNED,
     YES_NO_OPTIONS,
-    action_prompt,
-    decompose_prompt,
-    final_answer_prompt,
+    PromptSet,
     parse_plan,
     render_state,
-    self_answer_prompt,
 )
 from knowledge_qa.retrieval.base import Retriever
 from knowledge_qa.state import Action, QuestionState, Step
@@ -122,7 +120,9 @@ class GeekAgent:
     `TextModel` writing facts, any `Extractor`, or None: the core model writes them), a retriever
     (required unless retrieval is switched off) and optionally an answerer: a separate model for
     FinalAnswer's yes / no (a small core model trained on every action answers poorly; one trained on
-    final answers alone can do better)."""
+    final answers alone can do better). ``prompts``: how each action is asked (`FINE_TUNED`, the
+    default, for models trained with `knowledge-qa train`; `knowledge_qa.few_shot.FEW_SHOT` for LLMs
+    that were not)."""
 
     def __init__(
         self,
@@ -132,13 +132,15 @@ class GeekAgent:
         retriever: Retriever | None = None,
         answerer: TextModel | None = None,
         options: AgentOptions | None = None,
+        prompts: PromptSet | None = None,
     ):
         self.core = core
+        self.prompts = prompts or FINE_TUNED
         self.answerer = answerer or core
         self.options = options or AgentOptions()
         extractor = extractor or core
         if not isinstance(extractor, Extractor):
-            extractor = GenerativeExtractor(extractor, self.options.answer_tokens)
+            extractor = GenerativeExtractor(extractor, self.options.answer_tokens, self.prompts)
         self.extractor = extractor
         self.retriever = retriever
         if self.options.retrieval and retriever is None:
@@ -213,7 +215,7 @@ class GeekAgent:
             else:
                 groups.setdefault(tuple(actions), []).append(index)
         for actions, indices in groups.items():
-            prompts = [action_prompt(self._state_text(branches[i].state)) for i in indices]
+            prompts = [self.prompts["action"].render(self._state_text(branches[i].state)) for i in indices]
             rows = self.core.score(prompts, [ACTION_OPTIONS[a] for a in actions])
             for index, row in zip(indices, rows):
                 scores = {a.value: s for a, s in zip(actions, row)}
@@ -230,8 +232,10 @@ class GeekAgent:
     def _add_decomp(self, group, all_branches: list[_Branch]) -> None:
         options = self.options
         explore = options.exploration and options.branches > 1
-        prompts = [decompose_prompt(self._state_text(b.state)) for b, _, _ in group]
-        outputs = self.core.generate(prompts, max_new_tokens=options.plan_tokens, num_candidates=options.branches if explore else 1)
+        template = self.prompts["decompose"]
+        prompts = [template.render(self._state_text(b.state)) for b, _, _ in group]
+        outputs = self.core.generate(prompts, max_new_tokens=options.plan_tokens,
+                                     num_candidates=options.branches if explore else 1, stop=template.stop)
         for (branch, scores, reason), candidates in zip(group, outputs):
             plans = [(text, parse_plan(text)) for text in candidates]
             usable = [(text, plan) for text, plan in plans if plan]
@@ -275,8 +279,9 @@ class GeekAgent:
                         passages=[{"id": h.passage.id, "title": h.passage.title, "score": round(h.score, 4)} for h in found])
 
     def _self_answer(self, group, _all: list[_Branch]) -> None:
-        prompts = [self_answer_prompt(self._state_text(b.state)) for b, _, _ in group]
-        outputs = self.core.generate(prompts, max_new_tokens=self.options.answer_tokens)
+        template = self.prompts["self_answer"]
+        prompts = [template.render(self._state_text(b.state)) for b, _, _ in group]
+        outputs = self.core.generate(prompts, max_new_tokens=self.options.answer_tokens, stop=template.stop)
         for (branch, scores, reason), candidates in zip(group, outputs):
             answer = candidates[0] if candidates else ""
             fallback = reason if answer else "empty answer; recorded as unknown"
@@ -292,7 +297,7 @@ class GeekAgent:
         state.open_sub_question, state.open_hint = None, ""
 
     def _final_answer(self, group, _all: list[_Branch]) -> None:
-        prompts = [final_answer_prompt(self._state_text(b.state)) for b, _, _ in group]
+        prompts = [self.prompts["final_answer"].render(self._state_text(b.state)) for b, _, _ in group]
         rows = self.answerer.score(prompts, list(YES_NO_OPTIONS))
         for (branch, scores, reason), (yes, no) in zip(group, rows):
             fallback = reason

@@ -18,6 +18,7 @@ from knowledge_qa.agent import AgentOptions, GeekAgent
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.extraction import Extractor
 from knowledge_qa.models.base import TextModel
+from knowledge_qa.prompts import FINE_TUNED, PromptSet, load_prompt_set
 from knowledge_qa.retrieval.base import Retriever
 
 
@@ -30,8 +31,13 @@ class AgentSpec:
     `knowledge-qa train`), ``extractor`` (default: the core model), ``answerer`` (a separate
     FinalAnswer model; default: the core model), ``adapter`` (a `nagner.peft` folder put on the
     core model), on ``device`` with ``model_batch_size`` rows per forward pass. Or a ``server``
-    (OpenAI-compatible) serving ``server_model`` (and ``server_extractor_model``), scored by
-    ``score_mode``, with ``timeout`` seconds per request and ``concurrency`` requests in flight.
+    (OpenAI-compatible) serving ``server_model`` (and ``server_extractor_model``,
+    ``server_answerer_model``) over ``endpoint`` ("completions" or "chat"), scored by ``score_mode``
+    (None: the endpoint's default), generating at ``temperature`` (AddDecomp's exploration at
+    ``exploration_temperature``) with extra ``sampling`` request fields, with ``timeout`` seconds per
+    request and ``concurrency`` requests in flight. ``prompts``: "fine-tuned" (the prompts
+    `knowledge-qa train` trains on), "few-shot" (`knowledge_qa.few_shot`) or a JSON file overriding
+    tasks of the fine-tuned set (`knowledge_qa.prompts.load_prompt_set`).
     ``sentence_extractor``: extract the passage sentence closest to the sub-question instead of
     generating a fact. ``index``: a folder from `knowledge-qa index` (needed when retrieval is on).
     """
@@ -44,7 +50,13 @@ class AgentSpec:
     server: str | None = None
     server_model: str | None = None
     server_extractor_model: str | None = None
-    score_mode: str = "echo"
+    server_answerer_model: str | None = None
+    endpoint: str = "completions"
+    score_mode: str | None = None
+    temperature: float = 0.0
+    exploration_temperature: float | None = None
+    sampling: dict = field(default_factory=dict)
+    prompts: str = "fine-tuned"
     timeout: float = 60.0
     concurrency: int = 8
     device: str | None = None
@@ -61,6 +73,7 @@ class AgentParts:
     extractor: TextModel | Extractor
     answerer: TextModel | None
     retriever: Retriever | None
+    prompts: PromptSet = FINE_TUNED
 
 
 def load_parts(spec: AgentSpec) -> AgentParts:
@@ -72,19 +85,36 @@ def load_parts(spec: AgentSpec) -> AgentParts:
         from knowledge_qa.retrieval import load_retriever
 
         retriever = load_retriever(spec.index)
+    prompts = prompt_set(spec.prompts)
     core, extractor = _models(spec, retriever)
     answerer = None
+    if spec.answerer and spec.server_answerer_model:
+        raise QAInputError("give either --answerer (local) or --server-answerer-model, not both")
     if spec.answerer:
-        if spec.server:
-            raise QAInputError("--answerer is a local model; with --server, serve it and use --server-model for both")
         answerer = local_model(spec, spec.answerer)
-    return AgentParts(core, extractor, answerer, retriever)
+    elif spec.server_answerer_model:
+        if not spec.server:
+            raise QAInputError("--server-answerer-model needs --server URL")
+        answerer = remote_model(spec, spec.server_answerer_model)
+    return AgentParts(core, extractor, answerer, retriever, prompts)
+
+
+def prompt_set(name: str) -> PromptSet:
+    """The prompt set ``name`` names: "fine-tuned", "few-shot" or a JSON file (see `AgentSpec`)."""
+    if name == "fine-tuned":
+        return FINE_TUNED
+    if name == "few-shot":
+        from knowledge_qa.few_shot import FEW_SHOT
+
+        return FEW_SHOT
+    return load_prompt_set(name)
 
 
 def assemble(parts: AgentParts, options: AgentOptions) -> GeekAgent:
     """An agent over loaded ``parts`` with the loop's switches ``options`` (retrieval off: no retriever)."""
     retriever = parts.retriever if options.retrieval else None
-    return GeekAgent(parts.core, extractor=parts.extractor, retriever=retriever, answerer=parts.answerer, options=options)
+    return GeekAgent(parts.core, extractor=parts.extractor, retriever=retriever, answerer=parts.answerer,
+                     options=options, prompts=parts.prompts)
 
 
 def build_agent(spec: AgentSpec) -> GeekAgent:
@@ -92,25 +122,29 @@ def build_agent(spec: AgentSpec) -> GeekAgent:
     return assemble(load_parts(spec), spec.options)
 
 
+def remote_model(spec: AgentSpec, name: str) -> TextModel:
+    """``name`` served by ``spec.server``, with the spec's endpoint, scoring and sampling settings."""
+    from knowledge_qa.models.http_model import OpenAICompatibleModel
+
+    return OpenAICompatibleModel(
+        spec.server, name, timeout=spec.timeout, max_concurrency=spec.concurrency, score_mode=spec.score_mode,
+        endpoint=spec.endpoint, temperature=spec.temperature, exploration_temperature=spec.exploration_temperature,
+        sampling=spec.sampling,
+    )
+
+
 def _models(spec: AgentSpec, retriever: Retriever | None) -> tuple[TextModel, TextModel | Extractor]:
     """(core, extractor); a dense ``retriever`` lends the sentence extractor its encoder."""
     if spec.sentence_extractor and (spec.extractor or spec.server_extractor_model):
         raise QAInputError("give either --sentence-extractor or an extractor model, not both")
     if spec.server:
-        from knowledge_qa.models.http_model import OpenAICompatibleModel
-
         if not spec.server_model:
             raise QAInputError("--server needs --server-model NAME (the model the server serves)")
         if spec.core or spec.extractor:
             raise QAInputError("give either --server or --core/--extractor, not both")
 
-        def remote(name: str) -> TextModel:
-            return OpenAICompatibleModel(
-                spec.server, name, timeout=spec.timeout, max_concurrency=spec.concurrency, score_mode=spec.score_mode
-            )
-
-        core = remote(spec.server_model)
-        extractor = remote(spec.server_extractor_model) if spec.server_extractor_model else core
+        core = remote_model(spec, spec.server_model)
+        extractor = remote_model(spec, spec.server_extractor_model) if spec.server_extractor_model else core
         return core, sentence_extractor(retriever) if spec.sentence_extractor else extractor
     if not spec.core:
         raise QAInputError("no model: give --core MODEL (a name, a folder or an adapter folder) or --server URL")

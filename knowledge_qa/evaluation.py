@@ -6,6 +6,13 @@ run loses at most the batch in flight; re-running with the same trace file skips
 already there (a torn last line, from a crash mid-write, is dropped and redone). The settings of a
 run are stored beside the traces (``<traces>.settings.json``) and a rerun with other settings is
 refused rather than mixing two experiments in one file.
+
+A question whose model call fails (`BackendError`: an HTTP 4xx such as a prompt over the server's
+context, or a server that kept failing) does not stop the run: its batch is retried question by
+question, and a question that still fails gets a trace line with its ``error`` and no prediction. A
+rerun retries exactly those questions (their later line replaces the error line). Only
+``max_consecutive_errors`` failures in a row (a server that is down) stop the run, with the traces
+so far kept. Accuracy counts answered questions; the summary reports ``errors`` beside it.
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge_qa.agent import GeekAgent
-from knowledge_qa.errors import QAInputError
+from knowledge_qa.errors import BackendError, QAInputError
 from knowledge_qa.state import Action
 from knowledge_qa.strategyqa import StrategyQuestion
 from nagner.common.atomic import check_output_path
@@ -75,22 +82,34 @@ def evaluate(
     settings: dict[str, Any] | None = None,
     batch_size: int = 8,
     progress: Callable[[int, int], None] | None = None,
+    max_consecutive_errors: int = 20,
 ) -> dict[str, Any]:
     """Answer every question not yet in ``trace_path``, append its trace, and return the summary
     over all questions of ``questions`` (finished earlier or now)."""
     trace_path = check_output_path(trace_path)
     finished = read_finished(trace_path)
     check_settings(trace_path, dict(settings or {}), len(finished))
-    todo = [q for q in questions if q.qid not in finished]
+    todo = [q for q in questions if q.qid not in finished or "error" in finished[q.qid]]
+    failures_in_a_row = 0
     with trace_path.open("a", encoding="utf-8") as handle:
         for start in range(0, len(todo), batch_size):
             batch = todo[start : start + batch_size]
-            for question, result in zip(batch, agent.answer_batch([q.question for q in batch])):
-                record = {"qid": question.qid, "gold": None if question.answer is None else ("yes" if question.answer else "no")}
-                record.update(result.to_dict())
-                record["correct"] = None if question.answer is None else result.answer_bool == question.answer
+            for question, outcome in zip(batch, _answer_isolated(agent, batch)):
+                gold = None if question.answer is None else ("yes" if question.answer else "no")
+                record: dict[str, Any] = {"qid": question.qid, "gold": gold}
+                if isinstance(outcome, str):
+                    record.update({"question": question.question, "prediction": None, "error": outcome, "correct": None})
+                    failures_in_a_row += 1
+                else:
+                    record.update(outcome.to_dict())
+                    record["correct"] = None if question.answer is None else outcome.answer_bool == question.answer
+                    failures_in_a_row = 0
                 finished[question.qid] = record
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+                if failures_in_a_row >= max_consecutive_errors:
+                    handle.flush()
+                    raise BackendError(f"{failures_in_a_row} questions failed in a row (last: {outcome}); "
+                                       f"the traces so far are in {trace_path}, a rerun retries the failed ones")
             handle.flush()
             os.fsync(handle.fileno())
             if progress is not None:
@@ -98,9 +117,23 @@ def evaluate(
     return summarise([finished[q.qid] for q in questions], questions)
 
 
+def _answer_isolated(agent: GeekAgent, batch: Sequence[StrategyQuestion]) -> list[Any]:
+    """The agent's result per question, or the error message of a question whose model calls
+    failed: the batch at once, and question by question only when the batch failed."""
+    try:
+        return list(agent.answer_batch([q.question for q in batch]))
+    except BackendError as error:
+        if len(batch) == 1:
+            return [str(error)]
+    return [_answer_isolated(agent, [question])[0] for question in batch]
+
+
 def summarise(records: Sequence[dict[str, Any]], questions: Sequence[StrategyQuestion]) -> dict[str, Any]:
-    """Accuracy (over questions with a gold answer), the majority-class baseline of these questions,
-    mean actions per question, steps, retrieval calls, fallbacks and seconds per question."""
+    """Accuracy (over answered questions with a gold answer), the questions that failed with an
+    error, the majority-class baseline of these questions, mean actions per question, steps,
+    retrieval calls, fallbacks and seconds per question (over answered questions)."""
+    errors = sum("error" in r for r in records)
+    records = [r for r in records if "error" not in r]
     labelled = [r for r in records if r.get("correct") is not None]
     golds = [q.answer for q in questions if q.answer is not None]
     majority = max(sum(golds), len(golds) - sum(golds)) / len(golds) if golds else None
@@ -109,7 +142,8 @@ def summarise(records: Sequence[dict[str, Any]], questions: Sequence[StrategyQue
     for record in records:
         actions.update(record["action_counts"])
     return {
-        "questions": len(records),
+        "questions": len(records) + errors,
+        "errors": errors,
         "labelled": len(labelled),
         "accuracy": sum(r["correct"] for r in labelled) / len(labelled) if labelled else None,
         "majority_baseline": majority,

@@ -21,7 +21,7 @@ import numpy as np
 
 from knowledge_qa.corpus import Passage
 from knowledge_qa.models.base import TextModel
-from knowledge_qa.prompts import extract_prompt
+from knowledge_qa.prompts import FINE_TUNED, PromptSet, extract_input
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 
@@ -47,17 +47,19 @@ class Extractor(ABC):
 
 
 class GenerativeExtractor(Extractor):
-    """A `TextModel` writing the fact (greedy, at most ``max_new_tokens``)."""
+    """A `TextModel` writing the fact (greedy, at most ``max_new_tokens``), asked with the
+    "extract" template of ``prompts``."""
 
-    def __init__(self, model: TextModel, max_new_tokens: int = 32):
+    def __init__(self, model: TextModel, max_new_tokens: int = 32, prompts: PromptSet = FINE_TUNED):
         self.model = model
         self.max_new_tokens = max_new_tokens
+        self.template = prompts["extract"]
 
     def extract(self, requests: Sequence[ExtractionRequest]) -> list[str]:
         if not requests:
             return []
-        prompts = [extract_prompt(r.sub_question, r.hint, r.passages) for r in requests]
-        outputs = self.model.generate(prompts, max_new_tokens=self.max_new_tokens)
+        prompts = [self.template.render(extract_input(r.sub_question, r.hint, r.passages)) for r in requests]
+        outputs = self.model.generate(prompts, max_new_tokens=self.max_new_tokens, stop=self.template.stop)
         return [candidates[0] if candidates else "" for candidates in outputs]
 
     def describe(self) -> str:

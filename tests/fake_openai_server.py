@@ -1,5 +1,5 @@
-"""A real, tiny HTTP server faking an OpenAI-compatible ``/v1/completions`` endpoint, for tests of
-`knowledge_qa.models.http_model` (and of anything driving the agent over HTTP).
+"""A real, tiny HTTP server faking OpenAI-compatible ``/v1/completions`` and ``/v1/chat/completions``
+endpoints, for tests of `knowledge_qa.models.http_model` (and of anything driving the agent over HTTP).
 
 Deterministic behaviour, so tests can compute expected values exactly:
 
@@ -10,7 +10,14 @@ Deterministic behaviour, so tests can compute expected values exactly:
   the following word, as in GPT-style tokenisers), token logprob = ``-len(token) / 10``, except the
   first token's, which is ``None``; then one generated token ``" X"`` with logprob -5.0 follows.
 
-Knobs: ``fail_statuses`` (statuses answered, one per request, before behaving), ``delay`` (seconds
+Chat requests answer the last user message the same way, as ``message.content``. ``responder``
+(a function of the payload returning the text) replaces the reversed-word rule for both endpoints: a
+scripted "LLM". Like real servers, the fake cuts a text at the first of the request's ``stop``
+strings, unless ``ignore_stop``.
+
+Knobs: ``fail_statuses`` (statuses answered, one per request, before behaving; ``fail_headers`` are
+sent with them, e.g. ``Retry-After``), ``fail_when(payload)`` (a status for requests it picks, every
+time), ``delay`` (seconds
 slept by every request) or ``delay_for(payload)``, ``ignore_echo`` (answer echo requests like plain
 ones, without logprobs, as servers lacking echo support do), ``malformed`` (answer 200 with a body that is not JSON), ``no_choices``
 (answer ``{}``). It records every payload and header set, and the largest number of requests handled at once.
@@ -51,6 +58,11 @@ class FakeOpenAIServer:
 
     def __init__(self) -> None:
         self.fail_statuses: list[int] = []
+        self.fail_headers: dict[str, str] = {}
+        self.fail_when: Callable[[dict[str, Any]], int | None] | None = None
+        self.responder: Callable[[dict[str, Any]], str] | None = None
+        self.ignore_stop = False
+        self.request_times: list[float] = []
         self.delay = 0.0
         self.delay_for: Callable[[dict[str, Any]], float] | None = None
         self.ignore_echo = False
@@ -88,6 +100,21 @@ class FakeOpenAIServer:
         self._server.shutdown()
         self._server.server_close()
 
+    def text_for(self, payload: dict[str, Any], base: str) -> str:
+        text = self.responder(payload) if self.responder else base
+        for stop in [] if self.ignore_stop else payload.get("stop") or []:
+            text = text.split(stop)[0]
+        return text
+
+    def chat_reply(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """The JSON answer to a well-formed chat completions request."""
+        last = [m["content"] for m in payload["messages"] if m["role"] == "user"][-1]
+        n = int(payload.get("n", 1))
+        text = self.text_for(payload, fake_completion(last))
+        choices = [{"index": i, "message": {"role": "assistant", "content": text if i < 2 else f"{text} {i}"},
+                    "finish_reason": "stop"} for i in range(n)]
+        return {"object": "chat.completion", "choices": choices}
+
     def reply(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The JSON answer to a well-formed completions request."""
         prompt = payload["prompt"]
@@ -102,7 +129,7 @@ class FakeOpenAIServer:
                 "top_logprobs": None,
             }
             return {"choices": [{"index": 0, "text": prompt + generated, "logprobs": logprobs}]}
-        base = fake_completion(prompt)
+        base = self.text_for(payload, fake_completion(prompt))
         n = int(payload.get("n", 1))
         texts = [base if i < 2 else f"{base} {i}" for i in range(n)]
         choices = [{"index": i, "text": text, "logprobs": None} for i, text in enumerate(texts)]
@@ -116,8 +143,10 @@ def _make_handler(state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
         def log_message(self, format: str, *args: Any) -> None:
             pass  # keep test output quiet
 
-        def _send(self, status: int, body: bytes, content_type: str = "application/json") -> None:
+        def _send(self, status: int, body: bytes, content_type: str = "application/json", headers=None) -> None:
             self.send_response(status)
+            for key, value in (headers or {}).items():
+                self.send_header(key, value)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
@@ -130,11 +159,14 @@ def _make_handler(state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
                 status = state.fail_statuses.pop(0) if state.fail_statuses else 200
+                if status == 200 and state.fail_when is not None:
+                    status = state.fail_when(payload) or 200
                 state.payloads.append(payload)
+                state.request_times.append(time.monotonic())
                 state.headers.append(dict(self.headers))
             try:
                 time.sleep(state.delay_for(payload) if state.delay_for else state.delay)
-                if self.path != "/v1/completions":
+                if self.path not in ("/v1/completions", "/v1/chat/completions"):
                     status, answer = 404, b'{"error": "no such endpoint"}'
                 elif status != 200:
                     answer = json.dumps({"error": {"message": f"fake failure {status}"}}).encode()
@@ -142,6 +174,8 @@ def _make_handler(state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                     answer = b"<html>this is not json</html>"
                 elif state.no_choices:
                     answer = b"{}"
+                elif self.path == "/v1/chat/completions":
+                    answer = json.dumps(state.chat_reply(payload)).encode()
                 else:
                     answer = json.dumps(state.reply(payload)).encode()
             finally:
@@ -149,6 +183,6 @@ def _make_handler(state: FakeOpenAIServer) -> type[BaseHTTPRequestHandler]:
                 # send the next request, which must not overlap this one in the count.
                 with state.lock:
                     state.in_flight -= 1
-            self._send(status, answer)
+            self._send(status, answer, headers=state.fail_headers if status != 200 else None)
 
     return Handler

@@ -55,7 +55,7 @@ class ScriptedModel(TextModel):
         self.action_scores = action_scores
         self.calls: list[tuple[str, int]] = []
 
-    def generate(self, prompts, *, max_new_tokens=64, num_candidates=1):
+    def generate(self, prompts, *, max_new_tokens=64, num_candidates=1, stop=()):
         self.calls.append(("generate", len(prompts)))
         out = []
         for prompt in prompts:

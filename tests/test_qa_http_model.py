@@ -103,17 +103,17 @@ def test_score_echo_sums_the_option_tokens(server: FakeOpenAIServer) -> None:
     options = [" Paris", " New York", "def"]
     with make_model(server, max_concurrency=3) as model:
         scores = model.score(prompts, options)
-    # Fake logprob of a token = -len(token)/10; white space belongs to the following word.
+    # Fake logprob of a token = -len(token)/10; white space belongs to the following word. An option
+    # is scored as a continuation: "def" after a prompt not ending in white space is " def", the
+    # string the local causal path scores (options starting with white space are kept as they are).
     expected = [
-        # " Paris"; " New" + " York"; " France:def" straddles the boundary and counts as the option's
-        [-0.6, -0.4 - 0.5, -1.1],
-        # " Paris"; " New" + " York"; " abcdef" straddles
-        [-0.6, -0.9, -0.7],
+        [-0.6, -0.4 - 0.5, -0.4],  # " Paris"; " New" + " York"; " def"
+        [-0.6, -0.9, -0.4],
     ]
     assert scores == [pytest.approx(row) for row in expected]
     # One request per (prompt, option), echoing prompt + option; the generated " X" is not counted.
     assert sorted(payload["prompt"] for payload in server.payloads) == sorted(
-        p + o for p in prompts for o in options
+        p + (o if o.startswith(" ") else " " + o) for p in prompts for o in options
     )
     assert all(payload["echo"] is True and payload["max_tokens"] == 1 for payload in server.payloads)
 
@@ -249,3 +249,68 @@ def test_bad_settings_are_input_errors(kwargs: dict[str, object]) -> None:
 def test_bad_url_is_an_input_error() -> None:
     with pytest.raises(QAInputError, match="http://"):
         OpenAICompatibleModel("localhost:8000", "m")
+
+
+# ---------------------------------------------------------------------- chat, stop, sampling, Retry-After
+
+
+def test_chat_endpoint_sends_the_prompts_chat_form(server: FakeOpenAIServer) -> None:
+    from knowledge_qa.prompts import PromptTemplate
+
+    template = PromptTemplate("Reverse the word.", "Reversed:", (("Word: abc", "cba"),))
+    prompt = template.render("Word: olleh")
+    with make_model(server, endpoint="chat") as model:
+        assert model.url == server.url + "/v1/chat/completions" and model.score_mode == "generate"
+        assert model.generate([prompt]) == [["Reversed:"[::-1]]]  # the fake reverses the last word of the last user turn
+        assert model.describe().endswith("(chat)")
+    assert server.payloads[0]["messages"] == [
+        {"role": "system", "content": "Reverse the word."},
+        {"role": "user", "content": "Word: abc\nReversed:"},
+        {"role": "assistant", "content": "cba"},
+        {"role": "user", "content": "Word: olleh\nReversed:"},
+    ]
+    assert "prompt" not in server.payloads[0]
+    with pytest.raises(QAInputError, match="chat endpoint returns no prompt log probabilities"):
+        make_model(server, endpoint="chat", score_mode="echo")
+
+
+def test_stop_sequences_are_sent_and_also_cut_client_side(server: FakeOpenAIServer) -> None:
+    server.responder = lambda payload: "yes it is\n\nQuestion: a made-up next question"
+    with make_model(server) as model:
+        assert model.generate(["Q: x"], stop=["\n"]) == [["yes it is"]]
+        assert server.payloads[-1]["stop"] == ["\n"]
+        server.ignore_stop = True  # a server that ignores stop: the client cuts
+        assert model.generate(["Q: x"], stop=["\n"]) == [["yes it is"]]
+        assert model.generate(["Q: x"]) == [["yes it is\n\nQuestion: a made-up next question"]]
+        assert "stop" not in server.payloads[-1]
+
+
+def test_exploration_temperature_and_sampling_fields(server: FakeOpenAIServer) -> None:
+    with make_model(server, exploration_temperature=0.8, sampling={"top_p": 0.9}) as model:
+        model.generate(["Q: a"])
+        model.generate(["Q: a"], num_candidates=3)
+    single, explored = server.payloads
+    assert single["temperature"] == 0.0 and explored["temperature"] == 0.8 and explored["n"] == 3
+    assert single["top_p"] == explored["top_p"] == 0.9
+    with pytest.raises(QAInputError, match="may not set n"):
+        make_model(server, sampling={"n": 4})
+
+
+def test_retry_after_is_honoured(server: FakeOpenAIServer) -> None:
+    server.fail_statuses = [429]
+    server.fail_headers = {"Retry-After": "0.4"}
+    with make_model(server, backoff=0.001) as model:
+        assert model.generate(["Q: cba"]) == [["abc"]]
+    first, second = server.request_times
+    assert second - first >= 0.4  # not the 1 ms backoff
+
+
+def test_retry_after_header_forms() -> None:
+    import email.utils
+
+    from knowledge_qa.models.http_model import retry_after_seconds
+
+    assert retry_after_seconds("3") == 3.0 and retry_after_seconds(None) == 0.0 and retry_after_seconds("soon") == 0.0
+    later = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 28 <= retry_after_seconds(later) <= 31
+    assert retry_after_seconds(email.utils.formatdate(time.time() - 30, usegmt=True)) == 0.0

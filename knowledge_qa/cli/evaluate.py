@@ -45,6 +45,13 @@ def run(args: argparse.Namespace) -> int:
         "adapter": args.adapter,
         "answerer": args.answerer,
         "index": None if args.no_retrieval else args.index,
+        "answerer_server_model": args.server_answerer_model,
+        "endpoint": args.endpoint if args.server else None,
+        "score_mode": args.score_mode if args.server else None,
+        "prompts": args.prompts,
+        "temperature": args.temperature,
+        "exploration_temperature": args.exploration_temperature,
+        "sampling": dict(args.sampling),
         **vars(spec.options),
     }
 

@@ -11,13 +11,22 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 
 
+def cut_at_stop(text: str, stop: Sequence[str]) -> str:
+    """``text`` up to the first occurrence of any of the ``stop`` strings."""
+    end = min((index for index in (text.find(s) for s in stop if s) if index >= 0), default=len(text))
+    return text[:end]
+
+
 class TextModel(ABC):
     """A text-to-text model. Both methods are batched: one call serves many prompts."""
 
     @abstractmethod
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1, stop: Sequence[str] = ()
+    ) -> list[list[str]]:
         """For each prompt, up to ``num_candidates`` distinct continuations, best first (greedy for one,
-        beam search for more on local models). Continuations are stripped of surrounding white space."""
+        beam search for more on local models). A continuation ends before the first of the ``stop``
+        strings it contains; continuations are stripped of surrounding white space."""
 
     @abstractmethod
     def score(self, prompts: Sequence[str], options: Sequence[str]) -> list[list[float]]:

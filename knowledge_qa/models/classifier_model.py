@@ -52,7 +52,9 @@ class ClassifierAnswerer(TextModel):
     def describe(self) -> str:
         return f"classifier answerer {self.name} (labels {', '.join(self.labels)})"
 
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1, stop: Sequence[str] = ()
+    ) -> list[list[str]]:
         raise QAInputError(f"{self.name} is a classifier: it can only be the answerer (--answerer), not write text")
 
     @torch.no_grad()

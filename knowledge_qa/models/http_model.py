@@ -1,15 +1,22 @@
-"""`OpenAICompatibleModel`: the agent's `TextModel` served by any server speaking the OpenAI
-completions API (vLLM, TGI's OpenAI front end, llama.cpp server, the OpenAI API itself).
+"""`OpenAICompatibleModel`: the agent's `TextModel` served by any server speaking the OpenAI API
+(vLLM, TGI's OpenAI front end, llama.cpp server).
 
-Only the legacy ``POST /v1/completions`` endpoint is used: it takes a raw prompt (the agent builds
-its own prompts, a chat template would wrap them again) and it is the one that can return the log
-probabilities of *prompt* tokens, which is what scoring needs.
+Two endpoints (``endpoint``):
+
+``"completions"`` (default): ``POST /v1/completions`` with the prompt's completion form. It is the one
+    endpoint that can return the log probabilities of *prompt* tokens, which exact ("echo") scoring
+    needs. The OpenAI API itself no longer echoes prompt log probabilities: use ``score_mode="generate"``
+    there.
+``"chat"``: ``POST /v1/chat/completions`` with the prompt's chat form (`knowledge_qa.prompts.Prompt`
+    ``.messages``: instruction as the system message, few-shot examples as turns); the server applies
+    the served model's own chat template. Options are scored in "generate" mode.
 
 Scoring modes (``score_mode``):
 
-``"echo"`` (exact; the default)
-    For each (prompt, option) pair one request with ``prompt = prompt + option``, ``echo: true`` and
-    ``logprobs: 1``. The server returns one log probability per token of the echoed text together
+``"echo"`` (exact; the default for completions)
+    For each (prompt, option) pair one request with ``prompt + " " + option`` (no space when the
+    prompt already ends in white space: the same continuation the local causal path scores, so a model
+    fine-tuned locally is scored on the tokens it was trained on), ``echo: true`` and ``logprobs: 1``. The server returns one log probability per token of the echoed text together
     with each token's character offset (``text_offset``); the option's score is the sum over the
     tokens that end after ``len(prompt)``, so a token straddling the prompt/option boundary counts
     as the option's (the tokeniser merged them; dropping it would score the option on a fragment).
@@ -27,24 +34,31 @@ Scoring modes (``score_mode``):
     output (it falls back and records it). Cheap, one request per prompt, but it yields no ranking
     among the losing options and depends on the model answering in the options' exact wording.
 
-Generation: ``n = num_candidates`` completions per prompt are requested in one call. At temperature
-0 a server returns ``n`` identical (greedy) texts, and some old vLLM versions reject ``n > 1`` with
-greedy sampling outright (a 400, raised as `BackendError`). Texts are stripped and deduplicated
-keeping the server's order, so a prompt may get *fewer* than ``num_candidates`` continuations; set
-``temperature > 0`` to get distinct ones.
+Generation: ``n = num_candidates`` completions per prompt are requested in one call, with the
+caller's ``stop`` sequences (also cut client-side, for servers that ignore them) and ``sampling``
+(extra request fields, e.g. ``{"top_p": 0.9}`` or vLLM's ``{"use_beam_search": true}``). At
+temperature 0 a server returns ``n`` identical (greedy) texts, and some old vLLM versions reject
+``n > 1`` with greedy sampling outright (a 400, raised as `BackendError`). Texts are stripped and
+deduplicated keeping the server's order, so a prompt may get *fewer* than ``num_candidates``
+continuations; ``exploration_temperature`` (used for requests with ``n > 1`` only, i.e. AddDecomp's
+exploration) gets distinct ones while every other call stays greedy.
 
 Robustness: every request has a timeout; connection errors, timeouts, HTTP 429 and 5xx are retried
-``max_retries`` times (so ``max_retries + 1`` tries in all) after sleeping ``backoff * 2**attempt``
-seconds; other 4xx replies are raised at once (retrying a bad request cannot help), and so is a reply
-that is not the expected JSON shape. Requests run on a thread pool of ``max_concurrency`` workers
+``max_retries`` times (so ``max_retries + 1`` tries in all). The wait before try k is
+``backoff * 2**(k-1)`` seconds times a random factor in [0.5, 1.5) (jitter: many clients that failed
+together do not retry together), or the server's ``Retry-After`` (seconds or an HTTP date) when it
+sends one and asks for longer, capped at ``max_retry_after``. Other 4xx replies are raised at once
+(retrying a bad request cannot help), and so is a reply that is not the expected JSON shape. Requests run on a thread pool of ``max_concurrency`` workers
 sharing one `httpx.Client`, so never more than ``max_concurrency`` are in flight; results are put
 back in prompt order.
 """
 
 from __future__ import annotations
 
+import email.utils
 import math
 import os
+import random
 import threading
 import time
 from collections.abc import Sequence
@@ -55,9 +69,11 @@ from typing import Any
 import httpx
 
 from knowledge_qa.errors import BackendError, QAInputError
-from knowledge_qa.models.base import TextModel
+from knowledge_qa.models.base import TextModel, cut_at_stop
+from knowledge_qa.prompts import chat_messages
 
 SCORE_MODES = ("echo", "generate")
+ENDPOINTS = {"completions": "/v1/completions", "chat": "/v1/chat/completions"}
 
 # Generation budget in "generate" scoring mode: enough for short answers even when the model
 # tokenises them into many pieces, without paying for long rambling continuations.
@@ -95,8 +111,12 @@ class OpenAICompatibleModel(TextModel):
         max_retries: int = 3,
         backoff: float = 0.5,
         max_concurrency: int = 8,
-        score_mode: str = "echo",
+        score_mode: str | None = None,
         temperature: float = 0.0,
+        exploration_temperature: float | None = None,
+        endpoint: str = "completions",
+        sampling: dict[str, Any] | None = None,
+        max_retry_after: float = 60.0,
     ) -> None:
         # Bad settings come from CLI flags: QAInputError is printed without a traceback.
         if not model:
@@ -109,12 +129,25 @@ class OpenAICompatibleModel(TextModel):
             raise QAInputError(f"backoff must be >= 0, got {backoff}")
         if max_concurrency < 1:
             raise QAInputError(f"max_concurrency must be >= 1, got {max_concurrency}")
+        if endpoint not in ENDPOINTS:
+            raise QAInputError(f"endpoint must be one of {', '.join(ENDPOINTS)}, got {endpoint!r}")
+        if score_mode is None:
+            score_mode = "generate" if endpoint == "chat" else "echo"
         if score_mode not in SCORE_MODES:
             raise QAInputError(f"score_mode must be one of {', '.join(SCORE_MODES)}, got {score_mode!r}")
-        if temperature < 0:
-            raise QAInputError(f"temperature must be >= 0, got {temperature}")
+        if endpoint == "chat" and score_mode == "echo":
+            raise QAInputError("the chat endpoint returns no prompt log probabilities: use score_mode 'generate' "
+                               "(or the completions endpoint for echo scoring)")
+        if temperature < 0 or (exploration_temperature is not None and exploration_temperature < 0):
+            raise QAInputError(f"temperatures must be >= 0, got {temperature} / {exploration_temperature}")
+        if max_retry_after < 0:
+            raise QAInputError(f"max_retry_after must be >= 0, got {max_retry_after}")
+        reserved = sorted(set(sampling or {}) & {"model", "prompt", "messages", "max_tokens", "n", "stop", "echo"})
+        if reserved:
+            raise QAInputError(f"sampling options may not set {', '.join(reserved)} (the agent sets them)")
         self.base_url = normalise_base_url(base_url)
-        self.url = f"{self.base_url}/v1/completions"
+        self.endpoint = endpoint
+        self.url = f"{self.base_url}{ENDPOINTS[endpoint]}"
         self.model = model
         self.timeout = float(timeout)
         self.max_retries = int(max_retries)
@@ -122,6 +155,9 @@ class OpenAICompatibleModel(TextModel):
         self.max_concurrency = int(max_concurrency)
         self.score_mode = score_mode
         self.temperature = float(temperature)
+        self.exploration_temperature = exploration_temperature
+        self.sampling = dict(sampling or {})
+        self.max_retry_after = float(max_retry_after)
         key = api_key if api_key is not None else os.environ.get("OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         # The pool matches the worker count: more connections could never be used, fewer would
@@ -138,7 +174,8 @@ class OpenAICompatibleModel(TextModel):
 
     def describe(self) -> str:
         """One line naming the server and model, e.g. ``openai-compatible http://h:8000 model=m``."""
-        return f"openai-compatible {self.base_url} model={self.model}"
+        chat = " (chat)" if self.endpoint == "chat" else ""
+        return f"openai-compatible {self.base_url} model={self.model}{chat}"
 
     def close(self) -> None:
         """Stop the worker threads and close the connection pool. Idempotent."""
@@ -163,27 +200,37 @@ class OpenAICompatibleModel(TextModel):
     # ------------------------------------------------------------------ TextModel
 
     def generate(
-        self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1
+        self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1, stop: Sequence[str] = ()
     ) -> list[list[str]]:
-        """For each prompt, its completions (``n = num_candidates``), stripped and deduplicated in
-        the server's order; fewer than ``num_candidates`` when the server repeats itself (always
-        the case at temperature 0)."""
+        """For each prompt, its completions (``n = num_candidates``), cut at ``stop``, stripped and
+        deduplicated in the server's order; fewer than ``num_candidates`` when the server repeats
+        itself (always the case at temperature 0)."""
         if max_new_tokens < 1:
             raise QAInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if num_candidates < 1:
             raise QAInputError(f"num_candidates must be >= 1, got {num_candidates}")
+        temperature = self.temperature
+        if num_candidates > 1 and self.exploration_temperature is not None:
+            temperature = self.exploration_temperature
         payloads = [
             {
-                "model": self.model,
-                "prompt": prompt,
+                **self.sampling,
+                **self._input(prompt),
                 "max_tokens": max_new_tokens,
-                "temperature": self.temperature,
+                "temperature": temperature,
                 "n": num_candidates,
+                **({"stop": list(stop)} if stop else {}),
             }
             for prompt in prompts
         ]
         replies = self._post_all(payloads)
-        return [_dedupe(_choice_texts(reply)) for reply in replies]
+        return [_dedupe([cut_at_stop(text, stop).strip() for text in _choice_texts(reply)]) for reply in replies]
+
+    def _input(self, prompt: str) -> dict[str, Any]:
+        """The model and the prompt, in the endpoint's form."""
+        if self.endpoint == "chat":
+            return {"model": self.model, "messages": chat_messages(prompt)}
+        return {"model": self.model, "prompt": str(prompt)}
 
     def score(self, prompts: Sequence[str], options: Sequence[str]) -> list[list[float]]:
         """log p(option | prompt) for every prompt (rows) and option (columns); exact in ``echo``
@@ -199,7 +246,7 @@ class OpenAICompatibleModel(TextModel):
     # ------------------------------------------------------------------ scoring
 
     def _score_echo(self, prompts: Sequence[str], options: Sequence[str]) -> list[list[float]]:
-        pairs = [(prompt, option) for prompt in prompts for option in options]
+        pairs = [(str(prompt), continuation(prompt, option)) for prompt in prompts for option in options]
         payloads = [
             {
                 "model": self.model,
@@ -225,7 +272,7 @@ class OpenAICompatibleModel(TextModel):
         longest = max(len(option) for option in options)
         max_tokens = min(_MAX_SCORE_TOKENS, max(_MIN_SCORE_TOKENS, longest // 2 + 2))
         payloads = [
-            {"model": self.model, "prompt": prompt, "max_tokens": max_tokens, "temperature": 0.0, "n": 1}
+            {**self._input(prompt), "max_tokens": max_tokens, "temperature": 0.0, "n": 1, "stop": ["\n"]}
             for prompt in prompts
         ]
         replies = self._post_all(payloads)
@@ -271,9 +318,11 @@ class OpenAICompatibleModel(TextModel):
         where = f"{self.url} (model={self.model})"
         tries = self.max_retries + 1
         cause = ""
+        wait_at_least = 0.0
         for attempt in range(tries):
             if attempt:
-                time.sleep(self.backoff * 2 ** (attempt - 1))
+                time.sleep(max(wait_at_least, self.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.5)))
+            wait_at_least = 0.0
             try:
                 response = self._client.post(self.url, json=payload)
             except httpx.TimeoutException:
@@ -285,6 +334,7 @@ class OpenAICompatibleModel(TextModel):
             status = response.status_code
             if status == 429 or status >= 500:
                 cause = f"HTTP {status}: {_excerpt(response.text)}"
+                wait_at_least = min(self.max_retry_after, retry_after_seconds(response.headers.get("Retry-After")))
                 continue
             if status >= 400:
                 raise BackendError(f"{where} answered HTTP {status}: {_excerpt(response.text)}")
@@ -306,6 +356,29 @@ class OpenAICompatibleModel(TextModel):
 # ---------------------------------------------------------------------- reply parsing
 
 
+def continuation(prompt: str, option: str) -> str:
+    """The option as scored after ``prompt``: with a leading space unless the prompt ends in, or the
+    option starts with, white space (what `TransformersModel` scores for causal LMs)."""
+    return option if not prompt or prompt[-1].isspace() or option[:1].isspace() else " " + option
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """Seconds a ``Retry-After`` header asks to wait (delta-seconds or an HTTP date); 0 if absent or
+    unreadable."""
+    if not value:
+        return 0.0
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 0.0
+    return max(0.0, when.timestamp() - time.time())
+
+
 def _describe_transport_error(error: httpx.TransportError) -> str:
     """A short cause for a connection-level failure; 'connection refused' rather than a repr."""
     text = str(error) or type(error).__name__
@@ -321,11 +394,16 @@ def _excerpt(text: str) -> str:
 
 def _check_choices(data: dict[str, Any], where: str) -> None:
     """Raise `BackendError` unless ``data`` has a non-empty ``choices`` list of objects, each
-    with a string ``text``: the minimum every caller relies on."""
+    with a string ``text`` (completions) or ``message.content`` (chat): the minimum every caller
+    relies on. A chat reply's content is copied to ``text``; a null content (a refusal, a tool
+    call) becomes ""."""
     choices = data.get("choices")
     if not isinstance(choices, list) or not choices:
         raise BackendError(f"{where} reply has no 'choices' list: {_excerpt(str(data))}")
     for i, choice in enumerate(choices):
+        if isinstance(choice, dict) and "text" not in choice and isinstance(choice.get("message"), dict):
+            content = choice["message"].get("content")
+            choice["text"] = content if isinstance(content, str) else ""
         if not isinstance(choice, dict) or not isinstance(choice.get("text"), str):
             raise BackendError(f"{where} reply choice {i} has no 'text' string")
 

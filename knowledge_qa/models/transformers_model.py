@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from transformers.modeling_outputs import BaseModelOutput
 
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.models.base import TextModel
+from knowledge_qa.models.base import TextModel, cut_at_stop
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +106,7 @@ class TransformersModel(TextModel):
         """Token ids the decoder must produce for ``text`` (seq2seq), or the continuation's ids
         (causal, with a leading space so it tokenises as a continuation)."""
         if not self.is_seq2seq:
-            return self.tokenizer(" " + text, add_special_tokens=False).input_ids
+            return self.tokenizer(text if text[:1].isspace() else " " + text, add_special_tokens=False).input_ids
         ids = self.tokenizer(text_target=text).input_ids
         start = self.model.config.decoder_start_token_id
         if ids and start is not None and ids[0] == start:  # BERT-style [CLS]: the decoder starts with it already
@@ -115,7 +115,9 @@ class TransformersModel(TextModel):
 
     # ---------------------------------------------------------------- TextModel
     @torch.no_grad()
-    def generate(self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1) -> list[list[str]]:
+    def generate(
+        self, prompts: Sequence[str], *, max_new_tokens: int = 64, num_candidates: int = 1, stop: Sequence[str] = ()
+    ) -> list[list[str]]:
         results: list[list[str]] = []
         for start in range(0, len(prompts), self.batch_size):
             chunk = prompts[start : start + self.batch_size]
@@ -133,7 +135,7 @@ class TransformersModel(TextModel):
                 output = output[:, inputs["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(output, skip_special_tokens=True)
             for row in range(len(chunk)):
-                candidates = [t.strip() for t in texts[row * beams : (row + 1) * beams]]
+                candidates = [cut_at_stop(t, stop).strip() for t in texts[row * beams : (row + 1) * beams]]
                 results.append(list(dict.fromkeys(candidates)))
         return results
 
