@@ -155,3 +155,15 @@ def test_train_an_answerer_and_use_it(tmp_path, capsys, tiny_text_model_dirs):
     assert code == 0 and json.loads(out)["prediction"] in ("yes", "no")
     code, _, err = run_cli(capsys, "train", "--questions", QUESTIONS, "--base", "x", "--output", output, "--tasks", "answers")
     assert code == 2 and "unknown --tasks answers" in err
+
+
+def test_index_dense_approximate_from_the_command_line(tmp_path, capsys, tiny_encoder):
+    output = tmp_path / "ann-index"
+    code, out, _ = run_cli(capsys, "index", CORPUS, "--output", output, "--kind", "dense", "--encoder", tiny_encoder,
+                           "--index-type", "hnsw", "--ef-search", "16")
+    assert code == 0 and f"→ {output}" in out
+    settings = json.loads((output / "retriever.json").read_text())
+    assert settings["ann"]["index_type"] == "hnsw" and settings["ann"]["ef_search"] == 16 and (output / "ann.faiss").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ann-index"]  # the encoding work folder is gone
+    code, _, err = run_cli(capsys, "index", CORPUS, "--output", tmp_path / "b", "--index-type", "ivf-pq")
+    assert code == 2 and "--index-type is for dense indexes" in err

