@@ -41,7 +41,7 @@ def test_index_and_bad_corpora(tmp_path, capsys, index):
     empty.write_text("\n")
     code, _, err = run_cli(capsys, "index", empty, "--output", tmp_path / "i")
     assert code == 2 and "the corpus is empty" in err
-    assert not (tmp_path / "i").exists()  # nothing half-written
+    assert not (tmp_path / "i").exists() and not list(tmp_path.glob(".i*"))  # nothing half-written, no work folder left
 
 
 def test_ask_prints_a_trace(capsys, index, tiny_text_model_dirs):

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from knowledge_qa.corpus import Passage
+from knowledge_qa.corpus import Passage, write_arrow_corpus, write_corpus
 from knowledge_qa.errors import QAInputError
 from knowledge_qa.retrieval import (
     BM25Retriever,
@@ -135,7 +135,7 @@ def test_bm25_save_load_gives_identical_results(tmp_path: Path) -> None:
     retriever.save(tmp_path / "index")
     assert {path.name for path in (tmp_path / "index").iterdir()} == {
         "retriever.json",
-        "passages.jsonl",
+        "passages.arrow",
         "bm25",
     }
     settings = json.loads((tmp_path / "index" / "retriever.json").read_text())
@@ -172,7 +172,7 @@ def test_dense_save_load_identical_without_reencoding(
     retriever = DenseRetriever(CORPUS, encoder=str(tiny_encoder), device="cpu", batch_size=3)
     retriever.save(tmp_path / "dense")
     files = {path.name for path in (tmp_path / "dense").iterdir()}
-    assert files == {"retriever.json", "passages.jsonl", "embeddings.npy"}
+    assert files == {"retriever.json", "passages.arrow", "embeddings.npy"}
     settings = json.loads((tmp_path / "dense" / "retriever.json").read_text())
     assert settings["encoder"] == str(tiny_encoder.resolve()) and settings["batch_size"] == 3
 
@@ -276,7 +276,7 @@ def test_two_level_bm25_keeps_to_the_top_documents(tmp_path: Path) -> None:
     retriever.save(tmp_path / "two")
     assert {path.name for path in (tmp_path / "two").iterdir()} == {
         "retriever.json",
-        "passages.jsonl",
+        "passages.arrow",
         "documents",
         "passages",
     }
@@ -350,18 +350,26 @@ def test_load_rejects_a_corrupt_or_changed_corpus_and_a_wrong_kind(tmp_path: Pat
     with pytest.raises(QAInputError, match="holds a 'bm25' index, not 'dense'"):
         DenseRetriever.load(index)
 
-    corpus = index / "passages.jsonl"
-    lines = corpus.read_text().splitlines()
-    corpus.write_text("\n".join([*lines, "garbage"]) + "\n")
-    with pytest.raises(QAInputError, match="bad JSON") as error:
+    corpus = index / "passages.arrow"
+    corpus.write_bytes(b"garbage")
+    with pytest.raises(QAInputError, match="not an Arrow corpus file") as error:
         load_retriever(index)
-    assert f"{corpus}:9" in str(error.value)
+    assert str(corpus) in str(error.value)
 
-    edited = json.loads(lines[0]) | {"text": "An edited passage."}
-    corpus.write_text("\n".join([json.dumps(edited), *lines[1:]]) + "\n")
+    edited = [CORPUS[0].__class__(CORPUS[0].id, CORPUS[0].title, "An edited passage."), *CORPUS[1:]]
+    write_arrow_corpus(edited, corpus)
     with pytest.raises(QAInputError, match="does not match the index") as error:
         load_retriever(index)
     assert str(corpus) in str(error.value)
+
+    # A format-1 folder (the corpus as passages.jsonl) still loads.
+    write_arrow_corpus(CORPUS, corpus)
+    settings = json.loads((index / "retriever.json").read_text())
+    (index / "retriever.json").write_text(json.dumps(settings | {"format": 1}))
+    write_corpus(CORPUS, index / "passages.jsonl")
+    corpus.unlink()
+    assert as_pairs(load_retriever(index).search_batch(QUERIES, 3)) == as_pairs(BM25Retriever(CORPUS).search_batch(QUERIES, 3))
+    corpus = index / "passages.jsonl"
 
     corpus.unlink()
     with pytest.raises(QAInputError, match="corpus file not found"):

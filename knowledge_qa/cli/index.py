@@ -33,8 +33,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ann.add_argument("--nprobe", type=positive_int, default=32, help="ivf-pq: lists scanned per query (default 32)")
     ann.add_argument("--nlist", type=positive_int, default=None, help="ivf-pq: lists (default 4·sqrt(N))")
     ann.add_argument("--pq-m", type=positive_int, default=48, help="ivf-pq: bytes per vector (must divide the dimension; default 48)")
-    ann.add_argument("--work-dir", metavar="FOLDER", help="dense: encode in shards saved here, so an interrupted run "
-                     "resumes (default: a hidden folder beside --output, removed when the index is saved)")
+    parser.add_argument("--work-dir", metavar="FOLDER", help="where the corpus is converted to Arrow and (dense) encoded in "
+                        "shards, so an interrupted run resumes its encoding (default: a hidden folder beside --output, "
+                        "removed when the index is saved)")
     parser.set_defaults(run=run)
 
 
@@ -42,29 +43,37 @@ def run(args: argparse.Namespace) -> int:
     import shutil
     from pathlib import Path
 
-    from knowledge_qa.corpus import read_corpus
+    from knowledge_qa.corpus import ArrowPassages, iter_corpus, write_arrow_corpus
     from knowledge_qa.retrieval import build_retriever
     from knowledge_qa.retrieval.ann import AnnSettings
 
-    passages = read_corpus(args.corpus)
-    options = {}
-    work_dir = None
-    if args.kind.endswith("dense"):
-        output = Path(args.output).absolute()
-        work_dir = Path(args.work_dir) if args.work_dir else output.parent / f".{output.name}.encoding"
-        ann = AnnSettings(args.index_type, hnsw_m=args.hnsw_m, ef_search=args.ef_search, nlist=args.nlist,
-                          pq_m=args.pq_m, nprobe=args.nprobe)
-        options.update(encoder=args.encoder, batch_size=args.batch_size, work_dir=work_dir, ann=ann, rerank=args.rerank)
-    elif args.index_type != "flat":
+    if args.index_type != "flat" and not args.kind.endswith("dense"):
         raise QAInputError("--index-type is for dense indexes (--kind dense or two_level-dense)")
-    elif args.encoder:
+    if args.encoder and not args.kind.endswith("dense"):
         print("knowledge-qa index: note: --encoder is used by dense indexes only", flush=True)
-    if args.kind.startswith("two_level"):
-        options["documents"] = args.documents
+    output = Path(args.output).absolute()
+    work_dir = Path(args.work_dir) if args.work_dir else output.parent / f".{output.name}.work"
+    work_dir.mkdir(parents=True, exist_ok=True)
     began = time.perf_counter()
-    retriever = build_retriever(passages, args.kind, **options)
-    retriever.save(args.output)
-    if work_dir is not None and not args.work_dir:
+    try:
+        # The corpus, checked line by line, goes to a memory-mapped Arrow file: never whole in memory.
+        write_arrow_corpus(iter_corpus(args.corpus), work_dir / "corpus.arrow")
+        passages = ArrowPassages(work_dir / "corpus.arrow")
+        options = {}
+        if args.kind.endswith("dense"):
+            ann = AnnSettings(args.index_type, hnsw_m=args.hnsw_m, ef_search=args.ef_search, nlist=args.nlist,
+                              pq_m=args.pq_m, nprobe=args.nprobe)
+            options.update(encoder=args.encoder, batch_size=args.batch_size, work_dir=work_dir / "encoding", ann=ann,
+                           rerank=args.rerank)
+        if args.kind.startswith("two_level"):
+            options["documents"] = args.documents
+        retriever = build_retriever(passages, args.kind, **options)
+        retriever.save(args.output)
+    except QAInputError:
+        if not args.work_dir:  # a user mistake: nothing to resume, leave nothing behind
+            shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+    if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     print(f"indexed {len(passages)} passages ({args.kind}) in {time.perf_counter() - began:.1f} s → {args.output}")
     return 0

@@ -2,7 +2,7 @@
 index that is built once and saved to / loaded from a folder.
 
 A saved index is a folder with ``retriever.json`` (``{"kind": ..., ...settings}``), the corpus it
-was built from (``passages.jsonl``) and the kind's own files; `load_retriever` reads any kind.
+was built from (``passages.arrow``) and the kind's own files; `load_retriever` reads any kind.
 """
 
 from __future__ import annotations

@@ -101,12 +101,12 @@ class BM25Retriever(Retriever):
         self._index.save(str(directory / BM25_FOLDER), show_progress=False)
 
     def save(self, directory: str | Path) -> None:
-        """Write the index folder (retriever.json, passages.jsonl, bm25/), replacing an old index."""
+        """Write the index folder (retriever.json, passages.arrow, bm25/), replacing an old index."""
         save_index(self, directory)
 
     @classmethod
     def from_index_files(
-        cls, directory: Path, settings: dict[str, Any], passages: list[Passage]
+        cls, directory: Path, settings: dict[str, Any], passages: Sequence[Passage]
     ) -> BM25Retriever:
         """A retriever from its files in ``directory`` and already read settings and passages (used by
         `load` and by two-level search, whose sub-indexes share one corpus file)."""

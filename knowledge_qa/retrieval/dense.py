@@ -278,7 +278,7 @@ class DenseRetriever(Retriever):
             write_ann_index(self._faiss_index, directory / ANN_FILE)
 
     def save(self, directory: str | Path) -> None:
-        """Write the index folder (retriever.json, passages.jsonl, embeddings), replacing an old index."""
+        """Write the index folder (retriever.json, passages.arrow, embeddings), replacing an old index."""
         save_index(self, directory)
 
     @staticmethod
@@ -302,7 +302,7 @@ class DenseRetriever(Retriever):
         cls,
         directory: Path,
         settings: dict[str, Any],
-        passages: list[Passage],
+        passages: Sequence[Passage],
         *,
         device: str | None = None,
         use_faiss: bool | None = None,

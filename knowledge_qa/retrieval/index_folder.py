@@ -2,15 +2,17 @@
 
 An index folder holds
 
-* ``retriever.json``: ``{"format": 1, "kind": ..., "passages": N, "corpus_sha256": ..., ...settings}``,
+* ``retriever.json``: ``{"format": 2, "kind": ..., "passages": N, "corpus_sha256": ..., ...settings}``,
   written last;
-* ``passages.jsonl``: the corpus the index was built from (`write_corpus` format);
-* the kind's own files (``bm25/`` for BM25, ``embeddings.safetensors`` for dense, ``documents/`` and
+* ``passages.arrow``: the corpus the index was built from (`write_arrow_corpus`), read back
+  memory-mapped (`ArrowPassages`), so a loaded index does not hold its corpus in Python objects
+  (format 1 folders, with ``passages.jsonl``, still load);
+* the kind's own files (``bm25/`` for BM25, ``embeddings.npy`` for dense, ``documents/`` and
   ``passages/`` sub-indexes for two-level search).
 
 Saving writes everything into a hidden temporary folder next to the target and renames it into place
 only when complete, so a crash leaves either the old index or the new one, never half of one.
-Loading checks that ``passages.jsonl`` is still the corpus the index was built from (by its hash).
+Loading checks that the stored corpus is still the one the index was built from (by its hash).
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from knowledge_qa.corpus import Passage, read_corpus, write_corpus
+from knowledge_qa.corpus import ArrowPassages, Passage, read_corpus, write_arrow_corpus
 from knowledge_qa.errors import QAInputError
 from nagner.common.atomic import atomic_folder, atomic_outputs
 
 SETTINGS_FILE = "retriever.json"
-PASSAGES_FILE = "passages.jsonl"
-FORMAT_VERSION = 1
+PASSAGES_FILE = "passages.arrow"
+OLD_PASSAGES_FILE = "passages.jsonl"  # format 1
+FORMAT_VERSION = 2
+READABLE_FORMATS = (1, 2)
 
 
 class IndexFiles(Protocol):
@@ -74,7 +78,7 @@ def save_index(retriever: IndexFiles, directory: str | Path) -> None:
     target = Path(os.path.abspath(directory))
     _check_target(target)
     with atomic_folder(target) as folder:
-        write_corpus(retriever.passages, folder / PASSAGES_FILE)
+        write_arrow_corpus(retriever.passages, folder / PASSAGES_FILE)
         retriever.write_index_files(folder)
         settings = {
             "format": FORMAT_VERSION,
@@ -104,15 +108,16 @@ def read_settings(directory: str | Path) -> dict[str, Any]:
         raise QAInputError(f"not valid JSON ({error}); the index is corrupt, rebuild it", path) from None
     if not isinstance(settings, dict) or not isinstance(settings.get("kind"), str):
         raise QAInputError('expected a JSON object with a string "kind"', path)
-    if settings.get("format", FORMAT_VERSION) != FORMAT_VERSION:
+    if settings.get("format", 1) not in READABLE_FORMATS:
         raise QAInputError(
-            f"index format {settings.get('format')!r} is not supported (this version reads {FORMAT_VERSION})",
+            f"index format {settings.get('format')!r} is not supported (this version reads "
+            f"{', '.join(map(str, READABLE_FORMATS))})",
             path,
         )
     return settings
 
 
-def read_index(directory: str | Path, kind: str) -> tuple[dict[str, Any], list[Passage]]:
+def read_index(directory: str | Path, kind: str) -> tuple[dict[str, Any], Sequence[Passage]]:
     """(settings, passages) of a saved index of ``kind``, after checking the corpus is the one the
     index was built from. Raises QAInputError for a missing, foreign, corrupt or mismatched folder."""
     directory = Path(directory)
@@ -122,8 +127,12 @@ def read_index(directory: str | Path, kind: str) -> tuple[dict[str, Any], list[P
             f"holds a {settings['kind']!r} index, not {kind!r} (load_retriever reads any kind)",
             directory / SETTINGS_FILE,
         )
-    corpus_path = directory / PASSAGES_FILE
-    passages = read_corpus(corpus_path)
+    if settings.get("format", 1) == 1:
+        corpus_path = directory / OLD_PASSAGES_FILE
+        passages: Sequence[Passage] = read_corpus(corpus_path)
+    else:
+        corpus_path = directory / PASSAGES_FILE
+        passages = ArrowPassages(corpus_path)
     if len(passages) != settings.get("passages") or corpus_fingerprint(passages) != settings.get(
         "corpus_sha256"
     ):

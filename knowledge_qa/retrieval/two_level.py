@@ -30,6 +30,11 @@ PASSAGES_FOLDER = "passages"
 LevelRetriever = BM25Retriever | DenseRetriever
 
 
+def _same_passages(first: Sequence[Passage], second: Sequence[Passage]) -> bool:
+    """The same passages in the same order, whatever sequence holds them (a list, `ArrowPassages`)."""
+    return first is second or (len(first) == len(second) and all(a == b for a, b in zip(first, second)))
+
+
 def document_passages(passages: Sequence[Passage]) -> tuple[list[Passage], list[np.ndarray]]:
     """The documents of a corpus and their members, in order of first appearance.
 
@@ -69,9 +74,9 @@ class TwoLevelRetriever(Retriever):
         self.document_list, self._members = document_passages(self.passages)
         self._document_position = {document.id: i for i, document in enumerate(self.document_list)}
         # A retriever over another corpus would silently map hits to the wrong documents.
-        if document_retriever.passages != self.document_list:
+        if not _same_passages(document_retriever.passages, self.document_list):
             raise ValueError("document_retriever must search document_passages(passages), in that order")
-        if passage_retriever.passages != self.passages:
+        if not _same_passages(passage_retriever.passages, self.passages):
             raise ValueError("passage_retriever must search the same passages, in the same order")
         self.document_retriever = document_retriever
         self.passage_retriever = passage_retriever
@@ -146,7 +151,7 @@ class TwoLevelRetriever(Retriever):
             retriever.write_index_files(directory / folder)
 
     def save(self, directory: str | Path) -> None:
-        """Write the index folder (retriever.json, passages.jsonl, documents/, passages/)."""
+        """Write the index folder (retriever.json, passages.arrow, documents/, passages/)."""
         save_index(self, directory)
 
     @classmethod
