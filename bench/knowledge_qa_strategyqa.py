@@ -9,17 +9,25 @@ Knowledge source: the passages of ../shared/data/strategyqa/derived/strategyqa_e
 (gold-evidence sentences of train questions plus retrieved sentences for dev/test; see its SOURCE.md):
 NOT the full Wikipedia corpus GEEK used, and only 429 of the 998 dev evidence paragraphs are in it.
 
-Without --core/--server the core model is trained here: an encoder-decoder warm-started from
-all-MiniLM-L6-v2 (both halves; the cross-attention and LM head are new), with a LoRA adapter on every
-linear layer plus the new modules in full, one epoch on the actions of StrategyQA train (2,061
-questions; action and AddDecomp examples subsampled to 4,000 / 3,000 for the CPU budget) and the
-answers of the 2,821 extra training questions (strategyqa_train_filtered.json; none is a dev
-question, checked). The extractor is then the sentence extractor (the passage sentence closest to the
-sub-question): a generative extractor trained for the same budget wrote noise (loss still ~7.8 after
-a third of an epoch). FinalAnswer goes to a separate answerer, the same warm start trained on the
-final-answer examples alone for 2 epochs (--no-answerer: the core model answers; that was the first
-run, see bench/RESULTS.md). Every step is cached in bench/out/qa/ (corpus, indexes, models, traces):
-a rerun resumes.
+Without --core/--server the models are trained here, after removing from every training source the
+questions that are near-duplicates of dev or test questions (word Jaccard >= 0.5; the removals are in
+bench/out/qa/model/training_data.json):
+- core: an encoder-decoder warm-started from all-MiniLM-L6-v2 (both halves; the cross-attention and
+  LM head are new), with a LoRA adapter on every linear layer plus the new modules in full, one epoch
+  on the actions of StrategyQA train (action and AddDecomp examples subsampled to 4,000 / 3,000 for
+  the CPU budget) and the answers of the extra training questions (strategyqa_train_filtered.json);
+  no training state holds a gold yes/no;
+- extractor: the sentence extractor (the passage sentence closest to the sub-question); a generative
+  extractor trained for the same budget wrote noise;
+- answerer (FinalAnswer): all-MiniLM-L6-v2 fine-tuned as a yes/no classifier on silver states, the
+  states the dense retriever and the sentence extractor build over the training questions' gold
+  decompositions, with each question's own evidence kept at the dev coverage (43 %)
+  (`knowledge-qa train --role answerer`); --no-answerer: the core model answers.
+
+Controls in the same run, scored by the answerer: gold dev facts (an upper bound), another question's
+gold facts, the full agent's facts of another question (a seeded derangement), and the bare question.
+Every row has a 95 % Wilson interval and an exact McNemar test against the full agent. Every step is
+cached in bench/out/qa/ (corpus, indexes, models, traces): a rerun resumes.
 """
 
 from __future__ import annotations
@@ -146,39 +154,22 @@ def dev_coverage(corpus: Path) -> float:
 
 def train_answerer(index: Path, coverage: float, epochs: float, batch_size: int) -> Path:
     """The answerer: all-MiniLM-L6-v2 fine-tuned as a yes/no classifier on silver FinalAnswer states
-    (the dense retriever and the sentence extractor run over the gold decompositions of the training
-    questions, own evidence kept with the dev coverage; the question as its own query for the extra
-    questions and the no-decomposition form), after the same near-duplicate filter as the core."""
-    from collections import Counter
+    (`knowledge-qa train --role answerer`: the dense retriever and the sentence extractor run over the
+    gold decompositions of the training questions, own evidence kept with the dev coverage; the
+    question as its own query for the extra questions and the no-decomposition form), after the same
+    near-duplicate filter as the core."""
+    from knowledge_qa.training.answerer_recipe import AnswererRecipe
+    from knowledge_qa.training.answerer_recipe import train_answerer as train
 
-    from knowledge_qa.assembly import sentence_extractor
-    from knowledge_qa.retrieval import load_retriever
-    from knowledge_qa.training.answer_classifier import ClassifierOptions, train_answer_classifier
-    from knowledge_qa.training.answer_states import silver_final_answer_examples
-    from knowledge_qa.training.recipe import training_questions
-    from knowledge_qa.training.warm_start import default_encoder
-
-    folder = OUT / "answerer-classifier"
-    if (folder / "config.json").exists():
-        return folder
-    began = time.perf_counter()
-    (OUT / "answerer-data").mkdir(parents=True, exist_ok=True)
-    questions, extra = training_questions(cpu_recipe(folder, epochs, batch_size), OUT / "answerer-data")
-    retriever = load_retriever(index)
-    extractor = sentence_extractor(retriever)
-    stats: Counter[str] = Counter()
-    examples = []
-    for source, decomposed in ((questions, True), (questions, False), (extra, False)):
-        examples += silver_final_answer_examples(source, retriever, extractor, with_decomposition=decomposed,
-                                                 coverage=coverage, stats=stats)
-    examples = list(dict.fromkeys(examples))
-    print(f"answerer: {len(examples)} silver states in {time.perf_counter() - began:.0f} s {dict(stats)}", flush=True)
-    with (OUT / "answerer-data" / "examples.jsonl").open("w", encoding="utf-8") as handle:
-        for example in examples:
-            handle.write(json.dumps({"source": example.source, "target": example.target}, ensure_ascii=False) + "\n")
-    train_answer_classifier(examples, default_encoder(), folder,
-                            ClassifierOptions(epochs=epochs, batch_size=batch_size, max_tokens=256))
-    return folder
+    folder = OUT / "answerer"
+    if (folder / "answerer" / "config.json").exists():
+        return folder / "answerer"
+    recipe = AnswererRecipe(
+        questions=str(DATA / "train.json"), extra_questions=str(DATA / "strategyqa_train_filtered.json"),
+        output=str(folder), index=str(index), held_out=[str(DATA / "dev.json"), str(DATA / "strategyqa_test.json")],
+        coverage=coverage, epochs=epochs, batch_size=batch_size, max_tokens=256,
+    )
+    return train(recipe)
 
 
 def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extractor: str | None):

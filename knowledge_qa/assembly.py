@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from knowledge_qa.agent import AgentOptions, GeekAgent
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.extraction import Extractor
+from knowledge_qa.extraction import Extractor, sentence_extractor
 from knowledge_qa.models.base import TextModel
 from knowledge_qa.prompts import FINE_TUNED, PromptSet, load_prompt_set
 from knowledge_qa.retrieval.base import Retriever
@@ -164,13 +164,3 @@ def local_model(spec: AgentSpec, name: str, adapter: str | None = None) -> TextM
         return ClassifierAnswerer.from_pretrained(name, device=spec.device, batch_size=spec.model_batch_size)
 
     return TransformersModel.from_pretrained(name, adapter=adapter, device=spec.device, batch_size=spec.model_batch_size)
-
-
-def sentence_extractor(retriever: Retriever | None = None) -> Extractor:
-    """The sentence extractor; it shares a dense retriever's encoder when that is its own default
-    (all-MiniLM-L6-v2), instead of loading the same model twice."""
-    from knowledge_qa.extraction import SentenceExtractor
-    from knowledge_qa.retrieval.dense import DEFAULT_ENCODER
-
-    encoder = getattr(retriever, "encoder", None)
-    return SentenceExtractor(encoder if getattr(encoder, "name", None) == DEFAULT_ENCODER else None)

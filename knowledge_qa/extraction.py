@@ -100,3 +100,12 @@ class SentenceExtractor(Extractor):
 
     def describe(self) -> str:
         return "sentence extractor (most similar passage sentence)"
+
+
+def sentence_extractor(retriever=None) -> SentenceExtractor:
+    """The sentence extractor; it shares a dense retriever's encoder when that is its own default
+    (all-MiniLM-L6-v2), instead of loading the same model twice."""
+    from knowledge_qa.retrieval.dense import DEFAULT_ENCODER
+
+    encoder = getattr(retriever, "encoder", None)
+    return SentenceExtractor(encoder if getattr(encoder, "name", None) == DEFAULT_ENCODER else None)

@@ -271,7 +271,7 @@ def test_a_separate_answerer_gives_the_final_answer():
 
 
 def test_sentence_extractor_shares_a_dense_index_encoder_only_when_it_is_its_own(tiny_encoder):
-    from knowledge_qa.assembly import sentence_extractor
+    from knowledge_qa.extraction import sentence_extractor
     from knowledge_qa.retrieval import DenseRetriever
 
     minilm = DenseRetriever(PASSAGES)

@@ -94,3 +94,25 @@ def test_classifier_answerer_learns_and_reloads(tmp_path, tiny_encoder):
     assert sum(pytest.approx(1.0) == (2.718281828 ** row[0] + 2.718281828 ** row[1]) for row in rows) == len(rows)
     with pytest.raises(Exception, match="classifier"):
         answerer.generate(["x"])
+
+
+def test_train_an_answerer_from_the_command_line_and_ask_with_it(tmp_path, capsys, tiny_encoder, tiny_text_model_dirs):
+    from knowledge_qa.cli import main
+
+    index = tmp_path / "index"
+    assert main(["index", str(DATA / "qa_corpus.jsonl"), "--output", str(index)]) == 0
+    output = tmp_path / "geek"
+    code = main(["train", "--role", "answerer", "--questions", str(DATA / "qa_questions.json"), "--index", str(index),
+                 "--output", str(output), "--answerer-encoder", str(tiny_encoder), "--epochs", "1", "--coverage", "0.5",
+                 "--max-source-tokens", "128"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    lines = (output / "answerer_examples.jsonl").read_text().splitlines()
+    # 14 questions: their decomposed and undecomposed states (no extra questions here)
+    assert len(lines) == 28 and "answerer: 28 silver FinalAnswer states" in out
+    assert is_classifier_folder(output / "answerer")
+    code = main(["ask", "Did Aristotle use a laptop?", "--core", str(tiny_text_model_dirs["seq2seq"]),
+                 "--answerer", str(output / "answerer"), "--index", str(index), "--no-exploration", "--json"])
+    assert code == 0 and json.loads(capsys.readouterr().out)["prediction"] in ("yes", "no")
+    code = main(["train", "--role", "answerer", "--questions", str(DATA / "qa_questions.json"), "--output", str(output)])
+    assert code == 2 and "--role answerer needs --index" in capsys.readouterr().err

