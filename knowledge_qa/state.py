@@ -15,6 +15,16 @@ from typing import Any
 REFERENCE = re.compile(r"#\s*(\d+)")
 
 
+def resolve_references(text: str, answers: list[str]) -> str:
+    """``text`` with each ``#k`` replaced by ``answers[k - 1]``; references beyond them stay as they are."""
+
+    def substitute(match: re.Match[str]) -> str:
+        index = int(match.group(1)) - 1
+        return answers[index] if 0 <= index < len(answers) else match.group(0)
+
+    return REFERENCE.sub(substitute, text)
+
+
 class Action(str, Enum):
     """The closed action set of GEEK."""
 
@@ -72,13 +82,7 @@ class QuestionState:
     def resolve_references(self, text: str) -> str:
         """``text`` with StrategyQA's ``#k`` (the answer of sub-question k) replaced by that answer,
         for retrieval queries; unknown references stay as they are."""
-        answers = [answer for _, answer in self.answered()]
-
-        def substitute(match: re.Match[str]) -> str:
-            index = int(match.group(1)) - 1
-            return answers[index] if 0 <= index < len(answers) else match.group(0)
-
-        return REFERENCE.sub(substitute, text)
+        return resolve_references(text, [answer for _, answer in self.answered()])
 
     def copy(self) -> QuestionState:
         """An independent copy (a new exploration branch)."""

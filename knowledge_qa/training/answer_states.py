@@ -33,7 +33,7 @@ from knowledge_qa.agent import first_sentence
 from knowledge_qa.extraction import ExtractionRequest, Extractor
 from knowledge_qa.prompts import final_answer_prompt, render_state
 from knowledge_qa.retrieval.base import Retriever
-from knowledge_qa.state import REFERENCE
+from knowledge_qa.state import resolve_references
 from knowledge_qa.strategyqa import StrategyQuestion, evidence_ids
 from knowledge_qa.training.examples import PLACEHOLDER, TextExample, align_steps, yes_no
 
@@ -52,13 +52,7 @@ class _Trajectory:
         self.withheld = withheld
 
     def resolve(self, text: str) -> str:
-        answers = [answer for _, answer in self.answered]
-
-        def substitute(match):
-            index = int(match.group(1)) - 1
-            return answers[index] if 0 <= index < len(answers) else match.group(0)
-
-        return REFERENCE.sub(substitute, text)
+        return resolve_references(text, [answer for _, answer in self.answered])
 
 
 def silver_final_answer_examples(
