@@ -16,8 +16,10 @@ what these rows show.
 Each (size, index) row runs in a fresh child process. Memory is the peak of its *anonymous* resident
 memory (``RssAnon`` in /proc/self/status, sampled every 20 ms) over its value before the build: what
 the index itself allocates. Pages of the memory-mapped vectors file that the build reads are page
-cache, not the index's memory, and would be counted by ``ru_maxrss`` (reported too, as "peak RSS"). Search is what `DenseRetriever` does: the index proposes candidates (k + 16 for exact,
-``rerank`` = 100 for approximate), which are re-scored exactly against the memory-mapped embeddings.
+cache, not the index's memory, and would be counted by ``ru_maxrss`` (reported too, as "peak RSS").
+Search is what `DenseRetriever` does: the index proposes candidates (k + 16 for exact, the default
+``rerank`` for approximate: 100 for HNSW, 400 for IVF-PQ), which are re-scored exactly against the
+memory-mapped embeddings.
 Latency is the median (and 10th–90th percentiles) over 200 queries at batch 1 on 2 threads. Recall@10
 is the share of the exact top 10 found in the returned top 10.
 """
@@ -120,7 +122,7 @@ def one_row(size: int, index_type: str, threads: int) -> dict:
     """Build and query one index in this (fresh) process."""
     import faiss
 
-    from knowledge_qa.retrieval.ann import AnnSettings, build_ann_index
+    from knowledge_qa.retrieval.ann import DEFAULT_RERANK, AnnSettings, build_ann_index
 
     faiss.omp_set_num_threads(threads)
     vectors = np.load(vectors_file(size), mmap_mode="r")
@@ -131,7 +133,7 @@ def one_row(size: int, index_type: str, threads: int) -> dict:
         began = time.perf_counter()
         index = build_ann_index(vectors, settings)
         build = time.perf_counter() - began
-    count = 100 if index_type != "flat" else K + 16
+    count = max(K + 16, DEFAULT_RERANK[index_type])
     times, found = [], []
     for query in asked:
         began = time.perf_counter()

@@ -26,8 +26,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     ann.add_argument("--index-type", choices=INDEX_TYPES, default="flat",
                      help="flat: exact (default); hnsw: graph, no training, high recall; ivf-pq: clustered and "
                      "compressed to --pq-m bytes per passage, for corpora that do not fit in memory as float32")
-    ann.add_argument("--rerank", type=positive_int, default=100, help="candidates an approximate index proposes per query, "
-                     "re-scored exactly (default 100)")
+    ann.add_argument("--rerank", type=positive_int, default=None, help="candidates an approximate index proposes per query, "
+                     "re-scored exactly (default 100 for hnsw, 400 for ivf-pq)")
     ann.add_argument("--ef-search", type=positive_int, default=128, help="hnsw: search breadth (default 128)")
     ann.add_argument("--hnsw-m", type=positive_int, default=32, help="hnsw: links per vector (default 32)")
     ann.add_argument("--nprobe", type=positive_int, default=32, help="ivf-pq: lists scanned per query (default 32)")

@@ -7,7 +7,7 @@ approximate ones for corpora too large to scan.
   ``ef_search`` trades recall for speed at query time.
 * ``"ivf-pq"``: `IndexIVFPQ`, vectors clustered into ``nlist`` lists and compressed to ``pq_m`` bytes
   (8-bit codes; fewer bits below 256 training vectors); trained on a seeded sample of ``train_size``
-  vectors. Memory ~N·pq_m bytes instead of
+  vectors, or 39 per list if that is more (what FAISS asks for). Memory ~N·pq_m bytes instead of
   N·d·4 (48 bytes instead of 1,536 for MiniLM); ``nprobe`` lists are scanned per query.
 
 The approximate indexes only propose candidates; `DenseRetriever` re-scores them exactly against the
@@ -34,6 +34,10 @@ import numpy as np
 from knowledge_qa.errors import QAInputError
 
 INDEX_TYPES = ("flat", "hnsw", "ivf-pq")
+# Candidates an approximate index proposes for exact re-scoring, by default. PQ's coarse distances
+# need more: on 1 M synthetic vectors IVF-PQ's recall@10 after re-scoring was 0.79 / 0.94 / 1.00 with
+# 100 / 200 / 400 candidates (0.44 / 0.50 / 0.62 ms per query); HNSW ranks with full vectors.
+DEFAULT_RERANK = {"flat": 0, "hnsw": 100, "ivf-pq": 400}
 
 
 @dataclass(frozen=True)
@@ -91,7 +95,9 @@ def build_ann_index(
         if dimension % settings.pq_m:
             raise QAInputError(f"pq_m {settings.pq_m} must divide the embedding dimension {dimension}")
         lists = settings.lists_for(count)
-        sample = np.sort(np.random.default_rng(settings.seed).permutation(count)[: min(count, settings.train_size)])
+        # FAISS asks for about 39 training points per list; fewer train the clustering poorly.
+        wanted = max(settings.train_size, 39 * lists)
+        sample = np.sort(np.random.default_rng(settings.seed).permutation(count)[: min(count, wanted)])
         # 8-bit codes need 256 training points per sub-quantiser; tiny corpora get fewer bits.
         bits = min(8, max(1, int(math.log2(max(2, len(sample))))))
         index = faiss.IndexIVFPQ(faiss.IndexFlatIP(dimension), dimension, lists, settings.pq_m, bits, faiss.METRIC_INNER_PRODUCT)

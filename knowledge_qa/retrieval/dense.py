@@ -33,7 +33,13 @@ from transformers import AutoModel, AutoTokenizer
 
 from knowledge_qa.corpus import Passage
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.retrieval.ann import AnnSettings, build_ann_index, read_ann_index, write_ann_index
+from knowledge_qa.retrieval.ann import (
+    DEFAULT_RERANK,
+    AnnSettings,
+    build_ann_index,
+    read_ann_index,
+    write_ann_index,
+)
 from knowledge_qa.retrieval.base import Retriever, ScoredPassage, top_k
 from knowledge_qa.retrieval.index_folder import corpus_fingerprint, read_index, save_index
 from nagner.common.encoders import packaged_name, resolve_encoder, weights_fingerprint
@@ -127,7 +133,7 @@ class DenseRetriever(Retriever):
     when installed, True = require it, False = torch. ``embeddings`` [N, d]: precomputed passage
     embeddings from this encoder, which skips encoding (a memmap is used in place). ``ann``: an
     approximate FAISS index (`AnnSettings`; None or index_type "flat": exact search), proposing
-    ``rerank`` candidates per query for exact re-scoring. ``work_dir``: encode in resumable shards
+    ``rerank`` candidates per query for exact re-scoring (None: `DEFAULT_RERANK` of its type). ``work_dir``: encode in resumable shards
     there (`encode_in_shards`). Equal scores are ranked in corpus order.
     """
 
@@ -145,7 +151,7 @@ class DenseRetriever(Retriever):
         max_length: int = 256,
         embeddings: np.ndarray | None = None,
         ann: AnnSettings | dict | None = None,
-        rerank: int = 100,
+        rerank: int | None = None,
         work_dir: str | Path | None = None,
         ann_index=None,
     ):
@@ -158,8 +164,10 @@ class DenseRetriever(Retriever):
         if isinstance(ann, dict):
             ann = AnnSettings(**ann)
         self.ann = ann if ann is not None and ann.index_type != "flat" else None
-        if rerank < 1:
-            raise QAInputError(f"rerank must be at least 1, got {rerank}")
+        if rerank is None:
+            rerank = DEFAULT_RERANK[self.ann.index_type] if self.ann else 0
+        if rerank < 0:
+            raise QAInputError(f"rerank must be at least 0, got {rerank}")
         self.rerank = rerank
         if embeddings is None and work_dir is not None:
             embeddings = encode_in_shards(self.passages, encoder, Path(work_dir))
@@ -338,7 +346,7 @@ class DenseRetriever(Retriever):
         ann = AnnSettings(**settings["ann"]) if settings.get("ann") else None
         ann_index = read_ann_index(directory / ANN_FILE, ann) if ann else None
         return cls(passages, encoder=encoder, use_faiss=use_faiss, embeddings=embeddings, ann=ann,
-                   rerank=int(settings.get("rerank", 100)), ann_index=ann_index)
+                   rerank=settings.get("rerank"), ann_index=ann_index)
 
     @classmethod
     def load(
