@@ -24,10 +24,18 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
+from knowledge_qa.errors import QAInputError
+
 DEFAULT_THRESHOLD = 0.5
 _WORD = re.compile(r"[a-z0-9]+")
 
 T = TypeVar("T")
+
+
+def check_threshold(threshold: float) -> None:
+    """QAInputError (a ValueError) unless 0 < ``threshold`` <= 1."""
+    if not 0.0 < threshold <= 1.0:
+        raise QAInputError(f"the near-duplicate threshold must be in (0, 1], got {threshold}")
 
 
 def word_set(text: str) -> frozenset[str]:
@@ -57,8 +65,7 @@ def find_near_duplicates(
     """Every text of ``texts`` whose best Jaccard similarity to ``held_out`` is ≥ ``threshold``, in
     order. Only held-out texts sharing a word are compared (an inverted index), so thousands × thousands
     takes well under a second."""
-    if not 0.0 < threshold <= 1.0:
-        raise ValueError(f"threshold must be in (0, 1], got {threshold}")
+    check_threshold(threshold)
     held_words = [word_set(text) for text in held_out]
     postings: dict[str, list[int]] = defaultdict(list)
     for position, words in enumerate(held_words):

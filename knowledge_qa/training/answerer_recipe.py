@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.near_duplicates import DEFAULT_THRESHOLD
+from knowledge_qa.near_duplicates import DEFAULT_THRESHOLD, check_threshold
 from knowledge_qa.training.answer_classifier import ClassifierOptions, train_answer_classifier
 from knowledge_qa.training.answer_states import silver_final_answer_examples
 from knowledge_qa.training.recipe import training_questions
@@ -55,6 +55,7 @@ def train_answerer(recipe: AnswererRecipe, log: Callable[[str], None] = print) -
 
     if not 0.0 <= recipe.coverage <= 1.0:
         raise QAInputError(f"--coverage must be in [0, 1], got {recipe.coverage}")
+    check_threshold(recipe.near_duplicate_threshold)
     output = Path(recipe.output)
     output.mkdir(parents=True, exist_ok=True)
     questions, extra = training_questions(recipe, output, log)  # type: ignore[arg-type]

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.near_duplicates import DEFAULT_THRESHOLD, drop_near_duplicates
+from knowledge_qa.near_duplicates import DEFAULT_THRESHOLD, check_threshold, drop_near_duplicates
 from knowledge_qa.strategyqa import StrategyQuestion, read_questions
 from knowledge_qa.training.examples import (
     TASKS,
@@ -81,8 +81,7 @@ def check_recipe(recipe: TrainingRecipe) -> None:
     output = Path(recipe.output)
     if output.exists() and not output.is_dir():
         raise QAInputError("exists and is not a folder", output)
-    if not 0.0 < recipe.near_duplicate_threshold <= 1.0:
-        raise QAInputError(f"--near-duplicate-threshold must be in (0, 1], got {recipe.near_duplicate_threshold}")
+    check_threshold(recipe.near_duplicate_threshold)
     if recipe.role in ("extractor", "both") and not recipe.corpus:
         raise QAInputError("training the extractor needs --corpus (the passages its examples are cut from)")
 
