@@ -277,11 +277,8 @@ class DenseRetriever(Retriever):
     def write_index_files(self, directory: Path) -> None:
         """The passage embeddings, ``embeddings.npy`` ([N, d] float32, written in blocks), and the
         approximate index, ``ann.faiss``, when there is one."""
-        out = np.lib.format.open_memmap(directory / EMBEDDINGS_FILE, mode="w+", dtype=np.float32, shape=self.embeddings.shape)
-        for start in range(0, len(self.embeddings), 65_536):
-            out[start : start + 65_536] = self.embeddings[start : start + 65_536]
-        out.flush()
-        del out
+        blocks = (self.embeddings[start : start + 65_536] for start in range(0, len(self.embeddings), 65_536))
+        write_rows(directory / EMBEDDINGS_FILE, self.embeddings.shape, blocks)
         if self.ann is not None:
             write_ann_index(self._faiss_index, directory / ANN_FILE)
 
@@ -394,9 +391,19 @@ def encode_in_shards(
             left = len(passages) - min(len(passages), start + shard_size)
             log(f"encoded {min(len(passages), start + shard_size)}/{len(passages)} passages "
                 f"({rate:.0f}/s, about {left / rate:.0f} s left)")
-    out = np.lib.format.open_memmap(work_dir / EMBEDDINGS_FILE, mode="w+", dtype=np.float32,
-                                    shape=(len(passages), encoder.dimension))
-    for number, start in enumerate(shards):
-        out[start : start + shard_size] = np.load(work_dir / f"shard-{number:05d}.npy")
-    out.flush()
+    blocks = (np.load(work_dir / f"shard-{number:05d}.npy") for number in range(len(shards)))
+    write_rows(work_dir / EMBEDDINGS_FILE, (len(passages), encoder.dimension), blocks)
     return np.load(work_dir / EMBEDDINGS_FILE, mmap_mode="r")
+
+
+def write_rows(path: Path, shape: tuple[int, int], blocks) -> None:
+    """A float32 ``.npy`` file of ``shape`` [N, d] filled from consecutive row ``blocks``, one block
+    in memory at a time."""
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+    start = 0
+    for block in blocks:
+        out[start : start + len(block)] = block
+        start += len(block)
+    if start != shape[0]:
+        raise ValueError(f"{start} rows written for a file of {shape[0]}")
+    out.flush()
