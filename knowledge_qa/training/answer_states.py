@@ -35,11 +35,7 @@ from knowledge_qa.prompts import final_answer_prompt, render_state
 from knowledge_qa.retrieval.base import Retriever
 from knowledge_qa.state import resolve_references
 from knowledge_qa.strategyqa import StrategyQuestion, evidence_ids
-from knowledge_qa.training.examples import PLACEHOLDER, TextExample, align_steps, yes_no
-
-
-def _clean(text: str) -> str:
-    return " ".join(text.split())
+from knowledge_qa.training.examples import PLACEHOLDER, TextExample, align_steps, normalise_space, yes_no
 
 
 class _Trajectory:
@@ -82,7 +78,7 @@ def silver_final_answer_examples(
         withheld = {pid for pid in own if rng.random() >= coverage}
         counts["own_passages"] += len(own)
         counts["withheld_passages"] += len(withheld)
-        text = _clean(question.question)
+        text = normalise_space(question.question)
         if with_decomposition and question.decomposition:
             aligned = [step for step in align_steps(question) if step.how != "final"]
             steps = [(step.sub_question, step.kind, step.answer if step.has_fact else PLACEHOLDER) for step in aligned]
@@ -117,7 +113,7 @@ def silver_final_answer_examples(
     return [
         TextExample(
             "final_answer",
-            final_answer_prompt(render_state(_clean(t.question.question), t.answered)),
+            final_answer_prompt(render_state(normalise_space(t.question.question), t.answered)),
             yes_no(bool(t.question.answer)),
         )
         for t in trajectories

@@ -142,7 +142,7 @@ def _tokens(text: str) -> set[str]:
     return words
 
 
-def _clean(text: str) -> str:
+def normalise_space(text: str) -> str:
     # The agent normalises whitespace of questions and of parsed plans; the training text must match.
     return " ".join(text.split())
 
@@ -154,9 +154,9 @@ def yes_no(answer: bool) -> str:
 
 def align_steps(question: StrategyQuestion) -> list[AlignedStep]:
     """The decomposition steps with aligned answers (see the module docstring for the rule)."""
-    steps = [_clean(step) for step in question.decomposition]
+    steps = [normalise_space(step) for step in question.decomposition]
     kinds = step_kinds(question)
-    facts = [_clean(fact) for fact in question.facts]
+    facts = [normalise_space(fact) for fact in question.facts]
     fact_tokens = [_tokens(fact) for fact in facts]
     unused = [index for index, fact in enumerate(facts) if fact]
     chosen: dict[int, tuple[int, str]] = {}  # step → (fact index, how)
@@ -219,7 +219,7 @@ def _step_option(kind: str) -> str:
 
 def _whole_answer(question: StrategyQuestion) -> str:
     """The answer to the question as its own sub-question (no-decomposition mode): every fact."""
-    facts = [_clean(fact) for fact in question.facts if fact.strip()]
+    facts = [normalise_space(fact) for fact in question.facts if fact.strip()]
     return " ".join(facts) if facts else ""
 
 
@@ -236,7 +236,7 @@ def core_examples(
         if question.answer is None:
             skipped += 1
             continue
-        text = _clean(question.question)
+        text = normalise_space(question.question)
         gold = yes_no(question.answer)
         if with_decomposition and question.decomposition:
             steps = [step for step in align_steps(question) if step.how != "final"]
@@ -304,7 +304,7 @@ def extractor_examples(
     """
     counts = stats if stats is not None else Counter()
     pool = sorted(passages_by_id)  # sorted once so the random distractors do not depend on dict order
-    all_facts = [_clean(fact) for q in questions for fact in q.facts if fact.strip()]
+    all_facts = [normalise_space(fact) for q in questions for fact in q.facts if fact.strip()]
     examples: list[TextExample] = []
     for question in questions:
         citations = citation_counts(question)
@@ -312,7 +312,7 @@ def extractor_examples(
         per_step = step_evidence_ids(question)
         if with_decomposition:
             steps = align_steps(question)
-            state = QuestionState(_clean(question.question))
+            state = QuestionState(normalise_space(question.question))
             tasks = []
             for index, step in enumerate(steps):
                 if step.kind == "retrieve":
@@ -331,7 +331,7 @@ def extractor_examples(
         else:
             whole = _whole_answer(question)
             tasks = (
-                [(-1, _clean(question.question), whole, all_evidence)]
+                [(-1, normalise_space(question.question), whole, all_evidence)]
                 if "retrieve" in step_kinds(question)
                 else []
             )
@@ -372,7 +372,7 @@ def final_answer_examples(questions: Sequence[StrategyQuestion]) -> list[TextExa
     """One bare-question FinalAnswer example per question with a gold answer (for questions that come
     with an answer only, like StrategyQA's extra training questions)."""
     return [
-        TextExample("final_answer", final_answer_prompt(render_state(_clean(q.question), [])), yes_no(q.answer))
+        TextExample("final_answer", final_answer_prompt(render_state(normalise_space(q.question), [])), yes_no(q.answer))
         for q in questions
         if q.answer is not None
     ]
