@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -78,7 +79,10 @@ def save_index(retriever: IndexFiles, directory: str | Path) -> None:
     target = Path(os.path.abspath(directory))
     _check_target(target)
     with atomic_folder(target) as folder:
-        write_arrow_corpus(retriever.passages, folder / PASSAGES_FILE)
+        if isinstance(retriever.passages, ArrowPassages):
+            shutil.copyfile(retriever.passages.path, folder / PASSAGES_FILE)  # already in this format
+        else:
+            write_arrow_corpus(retriever.passages, folder / PASSAGES_FILE)
         retriever.write_index_files(folder)
         settings = {
             "format": FORMAT_VERSION,
