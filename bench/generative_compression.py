@@ -1,0 +1,278 @@
+"""SIMPLE structured pruning and QuantGPT quantization of a small GPT-2 trained here, against their
+baselines, in one run (2-core CPU).
+
+    python bench/generative_compression.py --out bench/out/gencomp
+
+* Data: CoNLL-2003 sentences as plain text (words joined by spaces, one sentence per example, an
+  end-of-text token after each). Training: eng.train; every reported perplexity: eng.testb
+  (3,453 sentences), never seen in training.
+* Tokenizer: byte-level BPE (HF `tokenizers`), ``--vocab`` entries, trained on eng.train.
+* Teacher: GPT-2 with MiniLM's shape (``--hidden`` 384, 6 layers, 12 heads of 32, FFN 4×),
+  trained from scratch for ``--teacher-steps`` (AdamW, linear decay).
+* Pruning, at each ``--reductions`` share of the teacher's parameters (embeddings included), every
+  method at the *same* shape (SIMPLE's global threshold sets it, so parameter counts are equal):
+  - SIMPLE: masks learned once (``--mask-steps``, weights training with them), extracted at each
+    budget, fine-tuned ``--finetune-steps`` with CE + KD + key/value + hidden distillation;
+  - SIMPLE without its distillation terms (CE + KD only): an ablation row;
+  - magnitude, loss-aware (first-order Taylor over ``--score-batches`` batches) and movement
+    (accumulated over ``--mask-steps`` fine-tuning steps, the same as SIMPLE's mask learning) pruning
+    of the same structures, each fine-tuned ``--finetune-steps`` with CE + KD.
+* Quantization of the teacher at W8/W4/W2, A8 (simulated, fake-quant): min–max (post-training),
+  PACT (QAT, KD), QuantGPT without the contrastive term, QuantGPT (QAT, KD + token contrastive), all
+  ``--qat-steps``. Then SIMPLE at the largest reduction combined with QuantGPT (compression in bits).
+* Real int8 (`torch.ao` dynamic int8 linear layers): perplexity, bytes, latency.
+* Latency: greedy decoding of 32 new tokens after 8-token prompts from eng.testb, batch 1 and 8,
+  2 threads, systems interleaved round by round, median and spread over ``--latency-rounds``.
+* Outliers: per hidden dimension, the largest |activation| of every layer output over 512 test
+  sentences, for this GPT-2 and for the pretrained all-MiniLM-L6-v2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import AutoModel, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers.utils import logging as transformers_logging
+
+from nagner.compression.language_modeling import language_model_loss, make_batches, train_steps
+from nagner.compression.quantgpt import QuantOptions, dynamic_int8, quantize_with_qat
+from nagner.compression.simple import (
+    SimpleOptions,
+    count_parameters,
+    describe,
+    distill_finetune,
+    extract_pruned,
+    hidden_outliers,
+    learn_masks,
+    loss_aware_scores,
+    magnitude_scores,
+    movement_scores,
+    plan_from_scores,
+    sizes_for_reduction,
+)
+from nagner.compression.simple.recipe import mask_scores
+from nagner.data import read_sentences
+
+transformers_logging.disable_progress_bar()
+
+EOS, PAD = "<|endoftext|>", "<pad>"
+
+
+def sentences(path: str) -> list[str]:
+    return [" ".join(s.words) + EOS for s in read_sentences(path) if s.words and s.words[0] != "-DOCSTART-"]
+
+
+def build_tokenizer(texts: list[str], vocab: int, folder: Path) -> PreTrainedTokenizerFast:
+    if not (folder / "tokenizer.json").is_file():
+        tokenizer = Tokenizer(models.BPE())
+        tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        tokenizer.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(vocab_size=vocab, special_tokens=[EOS, PAD], initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+        tokenizer.train_from_iterator([t.removesuffix(EOS) for t in texts], trainer)
+        fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD)
+        fast.save_pretrained(folder)
+    return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def train_teacher(args, tokenizer, batches, folder: Path) -> GPT2LMHeadModel:
+    if (folder / "config.json").is_file():
+        return GPT2LMHeadModel.from_pretrained(folder).eval()
+    torch.manual_seed(args.seed)
+    config = GPT2Config(
+        vocab_size=len(tokenizer), n_positions=128, n_embd=args.hidden, n_layer=6, n_head=args.hidden // 32,
+        n_inner=4 * args.hidden, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model = GPT2LMHeadModel(config).train()
+    start = time.time()
+    losses = train_steps(list(model.parameters()), batches, lambda b: model(**b).loss, steps=args.teacher_steps,
+                         learning_rate=args.teacher_lr, seed=args.seed)
+    print(f"teacher: {args.teacher_steps} steps in {time.time() - start:.0f}s, last loss {statistics.mean(losses[-50:]):.3f}", flush=True)
+    model.save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return model.eval()
+
+
+@torch.no_grad()
+def greedy_latency(systems: dict, prompts: list[torch.Tensor], rounds: int, new_tokens: int, pad_id: int) -> dict:
+    """Median and spread (min–max) seconds per generate() call, per system, interleaved."""
+    torch.set_num_threads(2)
+    times = {name: [] for name in systems}
+    for round_index in range(rounds + 1):
+        for name, model in systems.items():
+            for prompt in prompts:
+                start = time.perf_counter()
+                model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                               min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_id)
+                if round_index:  # round 0 warms up
+                    times[name].append(time.perf_counter() - start)
+    return {name: {"median": statistics.median(v), "min": min(v), "max": max(v)} for name, v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--out", default="bench/out/gencomp")
+    parser.add_argument("--data", default="../shared/data/conll2003")
+    parser.add_argument("--vocab", type=int, default=4096)
+    parser.add_argument("--hidden", type=int, default=384)
+    parser.add_argument("--teacher-steps", type=int, default=2000)
+    parser.add_argument("--teacher-lr", type=float, default=6e-4)
+    parser.add_argument("--mask-steps", type=int, default=300)
+    parser.add_argument("--l1", type=float, default=2e-4)
+    parser.add_argument("--score-batches", type=int, default=32)
+    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--finetune-lr", type=float, default=3e-4)
+    parser.add_argument("--qat-steps", type=int, default=300)
+    parser.add_argument("--reductions", type=float, nargs="+", default=[0.26, 0.48, 0.67])
+    parser.add_argument("--bits", type=int, nargs="+", default=[8, 4, 2])
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--latency-rounds", type=int, default=5)
+    parser.add_argument("--latency-prompts", type=int, default=4)
+    parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip", nargs="*", default=[], choices=["pruning", "quantization", "latency", "outliers"])
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results: dict = {"args": vars(args), "torch": torch.__version__}
+
+    train_texts = sentences(f"{args.data}/eng.train")
+    test_texts = sentences(f"{args.data}/eng.testb")[: args.test_limit]
+    tokenizer = build_tokenizer(train_texts, args.vocab, out / "tokenizer")
+    train = make_batches(tokenizer, train_texts, batch_size=args.batch_size, max_length=64)
+    test = make_batches(tokenizer, test_texts, batch_size=64, max_length=64)
+    teacher = train_teacher(args, tokenizer, train, out / "teacher")
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    structure = describe(teacher)
+    full_params = count_parameters(teacher, structure)
+    teacher_ppl = language_model_loss(teacher, test)["perplexity"]
+    results["teacher"] = {"parameters": full_params, "parameters_no_embeddings": count_parameters(teacher, structure, embeddings=False),
+                          "test_perplexity": teacher_ppl}
+    print(f"teacher: {full_params} parameters, test perplexity {teacher_ppl:.2f}", flush=True)
+    pruned_models: dict[float, torch.nn.Module] = {}
+
+    if "pruning" not in args.skip:
+        options = SimpleOptions(mask_steps=args.mask_steps, l1=args.l1, finetune_steps=args.finetune_steps,
+                                finetune_learning_rate=args.finetune_lr, seed=args.seed)
+        start = time.time()
+        masked, masked_structure, masks, _ = learn_masks(teacher, train, options)
+        scores = {"simple": mask_scores(masks)}
+        print(f"SIMPLE masks: {time.time() - start:.0f}s", flush=True)
+        loss_of = lambda model, batch: model(**batch).loss  # noqa: E731
+        scores["magnitude"] = magnitude_scores(teacher, structure)
+        scores["loss-aware"] = loss_aware_scores(teacher, structure, train[: args.score_batches], loss_of)
+        moved = copy.deepcopy(teacher)
+        for p in moved.parameters():
+            p.requires_grad_(True)
+        scores["movement"] = movement_scores(moved, structure, train, loss_of, steps=args.mask_steps,
+                                             learning_rate=args.finetune_lr, seed=args.seed)
+        sources = {"simple": masked, "simple (CE+KD only)": masked, "magnitude": teacher, "loss-aware": teacher, "movement": moved}
+        rows = []
+        for reduction in args.reductions:
+            sizes = sizes_for_reduction(masked, masked_structure, scores["simple"], reduction)
+            kept = count_parameters(teacher, structure, sizes)
+            for method, source in sources.items():
+                score = scores["simple" if method.startswith("simple") else method]
+                plan = plan_from_scores(structure, score, sizes)
+                fold = None
+                if method.startswith("simple"):
+                    fold = copy.deepcopy(masks)
+                    fold.keep_only_(plan)
+                student = extract_pruned(source, structure, plan, fold)
+                for p in student.parameters():
+                    p.requires_grad_(True)
+                before = language_model_loss(student, test)["perplexity"]
+                extra = {} if method == "simple" else {"causal_weight": 0.0, "hidden_weight": 0.0}
+                distill_finetune(student, teacher, structure, plan, train, options, **extra)
+                after = language_model_loss(student, test)["perplexity"]
+                rows.append({"method": method, "target_reduction": reduction, "reduction": 1 - kept / full_params,
+                             "parameters": kept, "sizes": vars(sizes), "perplexity_before_finetune": before,
+                             "test_perplexity": after})
+                print(json.dumps(rows[-1]), flush=True)
+                if method == "simple":
+                    pruned_models[reduction] = student.eval()
+        results["pruning"] = rows
+
+    if "quantization" not in args.skip:
+        rows = []
+        arms = [("minmax", {}), ("pact", {}), ("quantgpt (no contrastive)", {"contrastive_weight": 0.0}), ("quantgpt", {})]
+        for bits in args.bits:
+            for name, extra in arms:
+                method = name.split(" ")[0]
+                qopts = QuantOptions(method=method, bits=bits, steps=args.qat_steps, seed=args.seed, **extra)
+                start = time.time()
+                student, report = quantize_with_qat(teacher, train, qopts)
+                ppl = language_model_loss(student, test)["perplexity"]
+                rows.append({"method": name, "bits": bits, "test_perplexity": ppl, "seconds": time.time() - start,
+                             "compression": report["storage"]["compression"],
+                             "compression_no_embeddings": report["storage"]["compression_no_embeddings"]})
+                print(json.dumps(rows[-1]), flush=True)
+        for reduction, pruned in sorted(pruned_models.items())[-1:]:
+            for bits in (4, 2):
+                student, report = quantize_with_qat(pruned, train, QuantOptions(bits=bits, steps=args.qat_steps, seed=args.seed))
+                storage = report["storage"]
+                ratio = 32 * full_params / storage["bits"]
+                rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits,
+                             "test_perplexity": language_model_loss(student, test)["perplexity"],
+                             "compression": ratio, "compression_no_embeddings": None})
+                print(json.dumps(rows[-1]), flush=True)
+        int8 = dynamic_int8(teacher)
+        rows.append({"method": "torch.ao dynamic int8 (real)", "bits": 8, "test_perplexity": language_model_loss(int8, test)["perplexity"],
+                     "bytes_fp32": _state_bytes(teacher, out / "fp32.pt"), "bytes_int8": _state_bytes(int8, out / "int8.pt")})
+        print(json.dumps(rows[-1]), flush=True)
+        results["quantization"] = rows
+
+    if "latency" not in args.skip:
+        prompts = [tokenizer(t, return_tensors="pt")["input_ids"][:, :8] for t in test_texts[: args.latency_prompts * 8]]
+        prompts = [p for p in prompts if p.shape[1] == 8]
+        single = prompts[: args.latency_prompts]
+        batched = [torch.cat(prompts[i : i + 8]) for i in range(0, 8 * max(1, args.latency_prompts // 2), 8) if len(prompts[i : i + 8]) == 8]
+        systems = {"full fp32": teacher, "full int8": dynamic_int8(teacher)}
+        for reduction, model in sorted(pruned_models.items()):
+            systems[f"SIMPLE {reduction:.0%}"] = model
+        if pruned_models:
+            last = max(pruned_models)
+            systems[f"SIMPLE {last:.0%} int8"] = dynamic_int8(pruned_models[last])
+        results["latency"] = {
+            "batch 1": greedy_latency(systems, single, args.latency_rounds, 32, tokenizer.pad_token_id),
+            "batch 8": greedy_latency(systems, batched, args.latency_rounds, 32, tokenizer.pad_token_id),
+        }
+        print(json.dumps(results["latency"]), flush=True)
+
+    if "outliers" not in args.skip:
+        probe = make_batches(tokenizer, test_texts[:512], batch_size=64, max_length=64)
+        results["outliers"] = {"gpt2 (trained here)": hidden_outliers(teacher, probe, structure.layer_outputs)}
+        try:
+            from nagner.common.encoders import resolve_encoder
+
+            path = resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")
+            minilm = AutoModel.from_pretrained(path).eval()
+            mtok = AutoTokenizer.from_pretrained(path)
+            mprobe = make_batches(mtok, [t.removesuffix(EOS) for t in test_texts[:512]], batch_size=64, max_length=64)
+            results["outliers"]["all-MiniLM-L6-v2"] = hidden_outliers(minilm, mprobe, describe(minilm).layer_outputs)
+        except Exception as error:  # noqa: BLE001 - the packaged encoder is optional here
+            print(f"MiniLM outliers skipped: {error}")
+        print(json.dumps(results["outliers"]), flush=True)
+
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(f"results → {out / 'results.json'}")
+
+
+def _state_bytes(model, path: Path) -> int:
+    torch.save(model.state_dict(), path)
+    size = path.stat().st_size
+    path.unlink()
+    return size
+
+
+if __name__ == "__main__":
+    main()
