@@ -121,7 +121,7 @@ def fold_quantized(model: nn.Module) -> nn.Module:
     """Write every quantized weight into its module and unwrap it, in place: a plain transformers
     model whose weights hold the quantized values."""
     folded: set[int] = set()
-    for name, module in quantized_modules(model):
+    for _, module in quantized_modules(model):
         weight = module.inner.weight
         if id(weight) not in folded:
             weight.copy_(module.quantized_weight())
