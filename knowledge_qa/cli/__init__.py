@@ -1,4 +1,4 @@
-"""The `knowledge-qa` command: `knowledge-qa index | train | ask | evaluate | prompts`.
+"""The `knowledge-qa` command: `knowledge-qa index | train | ask | evaluate | prompts | compress`.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 User mistakes (bad files, bad flags, an unreachable server) print one clear line and exit 2,
@@ -14,7 +14,7 @@ import sys
 from knowledge_qa.errors import BackendError
 from nagner.common.cli import run_command
 
-COMMANDS = ("index", "train", "ask", "evaluate", "prompts")
+COMMANDS = ("index", "train", "ask", "evaluate", "prompts", "compress")
 
 
 def build_parser() -> argparse.ArgumentParser:
