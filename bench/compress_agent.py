@@ -1,0 +1,151 @@
+"""The GEEK agent's core model compressed with `knowledge-qa compress` (SIMPLE pruning, QuantGPT and
+min–max quantization, pruning + quantization), then run in the agent on StrategyQA dev.
+
+    python bench/compress_agent.py            # after bench/knowledge_qa_strategyqa.py trained the models
+
+* Teacher: the core model bench/knowledge_qa_strategyqa.py trained (bench/out/qa/model/core: the
+  MiniLM-warm-started encoder-decoder plus its LoRA adapter, merged here).
+* Training data: the core model's examples of StrategyQA train (near-duplicates of dev removed, a seeded
+  sample of ``--max-examples``), encoded as `knowledge-qa train` encodes them; a tenth (at most 200)
+  held out to score the teacher and every compressed model (teacher-forced loss).
+* Agent: the recorded CPU set-up — dense index, sentence extractor, the MiniLM yes/no answerer
+  (bench/out/qa/answerer) — with each core model in turn; the rows "GEEK (full)" and the paper's
+  path (the core model answers). bench/knowledge_qa_strategyqa.py runs it, one folder per core model
+  (corpus and index linked from bench/out/qa, so they are the same files).
+* Latency: greedy decoding of AddDecomp plans (48 new tokens) for dev questions, batch 1 and 8,
+  2 threads, systems interleaved, median over ``--latency-rounds``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data" / "strategyqa"
+QA = REPO / "bench" / "out" / "qa"
+
+
+def configs(args):
+    return [
+        ("SIMPLE 48%", dict(method="simple", reduction=0.48), None),
+        ("QuantGPT W4", dict(method="quantgpt", bits=4), None),
+        ("min-max W4", dict(method="minmax", bits=4), None),
+        ("SIMPLE 48% + QuantGPT W4", dict(method="quantgpt", bits=4), "SIMPLE 48%"),
+    ]
+
+
+def slug(name: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in name.lower()).strip("-")
+
+
+def compress_all(args) -> dict:
+    from knowledge_qa.training.compression import CompressionRecipe, compress_agent_model
+
+    reports = {}
+    for name, settings, source in configs(args):
+        folder = args.out / slug(name)
+        if not (folder / "compression.json").is_file():
+            model = str(args.out / slug(source)) if source else args.core
+            recipe = CompressionRecipe(
+                model=model, questions=str(DATA / "train.json"), output=str(folder), steps=args.steps,
+                mask_steps=args.mask_steps, batch_size=args.batch_size, max_examples=args.max_examples,
+                held_out=[str(DATA / "dev.json")], seed=args.seed, **settings,
+            )
+            start = time.time()
+            compress_agent_model(recipe)
+            print(f"{name}: {time.time() - start:.0f}s", flush=True)
+        reports[name] = json.loads((folder / "compression.json").read_text())
+    return reports
+
+
+def agent_accuracy(core: str, name: str, args) -> dict:
+    folder = args.out / f"agent-{slug(name)}"
+    folder.mkdir(parents=True, exist_ok=True)
+    for item in ("corpus.jsonl", "index-dense"):
+        link = folder / item
+        if not link.exists():
+            os.symlink(QA / item, link)
+    results = folder / "qa-strategyqa.json"
+    if not results.is_file():
+        command = [sys.executable, str(REPO / "bench" / "knowledge_qa_strategyqa.py"), "--core", core, "--sentence-extractor",
+                   "--answerer", str(QA / "answerer"), "--recall-kinds", "", "--out", str(folder),
+                   "--variants", "GEEK (full),GEEK (full) with the core model answering (the paper's path)"]
+        subprocess.run(command, check=True, cwd=REPO)
+    return json.loads(results.read_text())
+
+
+@torch.no_grad()
+def latency(systems: dict, questions: list[str], rounds: int, new_tokens: int = 48) -> dict:
+    """Seconds per greedy generate() of exactly ``new_tokens`` tokens (no early stop, so every system
+    decodes the same length), batch 1 and 8, systems interleaved."""
+    from knowledge_qa.prompts import decompose_prompt, render_state
+
+    torch.set_num_threads(2)
+    prompts = [str(decompose_prompt(render_state(" ".join(q.split()), []))) for q in questions]
+    times = {(name, size): [] for name in systems for size in (1, 8)}
+    for round_index in range(rounds + 1):
+        for name, wrapped in systems.items():
+            for size in (1, 8):
+                inputs = wrapped.encode_prompts(prompts[:size])
+                start = time.perf_counter()
+                wrapped.model.generate(**inputs, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                                       num_beams=1, pad_token_id=wrapped.tokenizer.pad_token_id)
+                if round_index:  # round 0 warms up
+                    times[(name, size)].append(time.perf_counter() - start)
+    return {f"{name} @ batch {size}": {"median": statistics.median(v), "min": min(v), "max": max(v)}
+            for (name, size), v in times.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--core", default=str(QA / "model" / "core"))
+    parser.add_argument("--out", type=Path, default=REPO / "bench" / "out" / "qa-compressed")
+    parser.add_argument("--steps", type=int, default=200)
+    parser.add_argument("--mask-steps", type=int, default=200)
+    parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--max-examples", type=int, default=2000)
+    parser.add_argument("--latency-rounds", type=int, default=3)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--skip-agent", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    reports = compress_all(args)
+    accuracy = {}
+    if not args.skip_agent:
+        accuracy["teacher"] = agent_accuracy(args.core, "teacher", args)
+        for name in reports:
+            accuracy[name] = agent_accuracy(str(args.out / slug(name)), name, args)
+    from knowledge_qa.models.transformers_model import TransformersModel
+    from knowledge_qa.strategyqa import read_questions
+    from nagner.compression.quantgpt import dynamic_int8
+
+    teacher = TransformersModel.from_pretrained(args.core, device="cpu")
+    from nagner.peft import merge_and_unload
+
+    teacher.model = merge_and_unload(teacher.model).eval()
+    systems = {"teacher fp32": teacher, "SIMPLE 48%": TransformersModel.from_pretrained(str(args.out / slug("SIMPLE 48%")), device="cpu")}
+    int8 = TransformersModel(dynamic_int8(teacher.model), teacher.tokenizer)
+    systems["teacher int8 (torch.ao)"] = int8
+    pruned = systems["SIMPLE 48%"]
+    systems["SIMPLE 48% int8 (torch.ao)"] = TransformersModel(dynamic_int8(pruned.model), pruned.tokenizer)
+    dev = [q.question for q in read_questions(DATA / "dev.json")[:8]]
+    timing = latency(systems, dev, args.latency_rounds)
+    summary = {"compression": reports, "agent": {k: v["results"] for k, v in accuracy.items()}, "latency": timing}
+    (args.out / "results.json").write_text(json.dumps(summary, indent=1))
+    print(json.dumps({"agent": summary["agent"], "latency": timing}, indent=1))
+    for name, report in reports.items():
+        print(name, json.dumps({k: report.get(k) for k in ("parameters", "storage", "teacher_loss", "compressed_loss")}))
+
+
+if __name__ == "__main__":
+    main()
