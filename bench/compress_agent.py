@@ -105,6 +105,27 @@ def latency(systems: dict, questions: list[str], rounds: int, new_tokens: int = 
             for (name, size), v in times.items()}
 
 
+def measure_latency(args) -> dict:
+    from knowledge_qa.models.transformers_model import TransformersModel
+    from knowledge_qa.strategyqa import read_questions
+    from nagner.compression.quantgpt import dynamic_int8
+    from nagner.peft import merge_and_unload
+    from nagner.peft.attach import peft_state
+
+    teacher = TransformersModel.from_pretrained(args.core, device="cpu")
+    if peft_state(teacher.model) is not None:
+        teacher.model = merge_and_unload(teacher.model).eval()
+    pruned = TransformersModel.from_pretrained(str(args.out / slug("SIMPLE 48%")), device="cpu")
+    systems = {
+        "teacher fp32": teacher,
+        "SIMPLE 48%": pruned,
+        "teacher int8 (torch.ao)": TransformersModel(dynamic_int8(teacher.model), teacher.tokenizer),
+        "SIMPLE 48% int8 (torch.ao)": TransformersModel(dynamic_int8(pruned.model), pruned.tokenizer),
+    }
+    dev = [q.question for q in read_questions(DATA / "dev.json")[:8]]
+    return latency(systems, dev, args.latency_rounds)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--core", default=str(QA / "model" / "core"))
@@ -116,8 +137,10 @@ def main() -> None:
     parser.add_argument("--latency-rounds", type=int, default=3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-agent", action="store_true")
+    parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for compression (latency always uses 2)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     args.out.mkdir(parents=True, exist_ok=True)
     reports = compress_all(args)
     accuracy = {}
@@ -125,23 +148,10 @@ def main() -> None:
         accuracy["teacher"] = agent_accuracy(args.core, "teacher", args)
         for name in reports:
             accuracy[name] = agent_accuracy(str(args.out / slug(name)), name, args)
-    from knowledge_qa.models.transformers_model import TransformersModel
-    from knowledge_qa.strategyqa import read_questions
-    from nagner.compression.quantgpt import dynamic_int8
-
-    teacher = TransformersModel.from_pretrained(args.core, device="cpu")
-    from nagner.peft import merge_and_unload
-
-    teacher.model = merge_and_unload(teacher.model).eval()
-    systems = {"teacher fp32": teacher, "SIMPLE 48%": TransformersModel.from_pretrained(str(args.out / slug("SIMPLE 48%")), device="cpu")}
-    int8 = TransformersModel(dynamic_int8(teacher.model), teacher.tokenizer)
-    systems["teacher int8 (torch.ao)"] = int8
-    pruned = systems["SIMPLE 48%"]
-    systems["SIMPLE 48% int8 (torch.ao)"] = TransformersModel(dynamic_int8(pruned.model), pruned.tokenizer)
-    dev = [q.question for q in read_questions(DATA / "dev.json")[:8]]
-    timing = latency(systems, dev, args.latency_rounds)
+    timing = {} if args.skip_latency else measure_latency(args)
     summary = {"compression": reports, "agent": {k: v["results"] for k, v in accuracy.items()}, "latency": timing}
-    (args.out / "results.json").write_text(json.dumps(summary, indent=1))
+    name = "results.json" if not (args.skip_agent or args.skip_latency) else "results-partial.json"
+    (args.out / name).write_text(json.dumps(summary, indent=1))
     print(json.dumps({"agent": summary["agent"], "latency": timing}, indent=1))
     for name, report in reports.items():
         print(name, json.dumps({k: report.get(k) for k in ("parameters", "storage", "teacher_loss", "compressed_loss")}))

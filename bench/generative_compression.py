@@ -137,9 +137,11 @@ def main() -> None:
     parser.add_argument("--latency-prompts", type=int, default=4)
     parser.add_argument("--test-limit", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2, help="torch threads for training (latency always uses 2)")
+    parser.add_argument("--finetune-batch-size", type=int, default=16, help="batch size of mask learning, fine-tuning and QAT")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pruning", "quantization", "latency", "outliers"])
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"args": vars(args), "torch": torch.__version__}
@@ -148,6 +150,7 @@ def main() -> None:
     test_texts = sentences(f"{args.data}/eng.testb")[: args.test_limit]
     tokenizer = build_tokenizer(train_texts, args.vocab, out / "tokenizer")
     train = make_batches(tokenizer, train_texts, batch_size=args.batch_size, max_length=64)
+    compress_train = make_batches(tokenizer, train_texts, batch_size=args.finetune_batch_size, max_length=64)
     test = make_batches(tokenizer, test_texts, batch_size=64, max_length=64)
     teacher = train_teacher(args, tokenizer, train, out / "teacher")
     for p in teacher.parameters():
@@ -164,16 +167,16 @@ def main() -> None:
         options = SimpleOptions(mask_steps=args.mask_steps, l1=args.l1, finetune_steps=args.finetune_steps,
                                 finetune_learning_rate=args.finetune_lr, seed=args.seed)
         start = time.time()
-        masked, masked_structure, masks, _ = learn_masks(teacher, train, options)
+        masked, masked_structure, masks, _ = learn_masks(teacher, compress_train, options)
         scores = {"simple": mask_scores(masks)}
         print(f"SIMPLE masks: {time.time() - start:.0f}s", flush=True)
         loss_of = lambda model, batch: model(**batch).loss  # noqa: E731
         scores["magnitude"] = magnitude_scores(teacher, structure)
-        scores["loss-aware"] = loss_aware_scores(teacher, structure, train[: args.score_batches], loss_of)
+        scores["loss-aware"] = loss_aware_scores(teacher, structure, compress_train[: args.score_batches], loss_of)
         moved = copy.deepcopy(teacher)
         for p in moved.parameters():
             p.requires_grad_(True)
-        scores["movement"] = movement_scores(moved, structure, train, loss_of, steps=args.mask_steps,
+        scores["movement"] = movement_scores(moved, structure, compress_train, loss_of, steps=args.mask_steps,
                                              learning_rate=args.finetune_lr, seed=args.seed)
         sources = {"simple": masked, "simple (CE+KD only)": masked, "magnitude": teacher, "loss-aware": teacher, "movement": moved}
         rows = []
@@ -192,7 +195,7 @@ def main() -> None:
                     p.requires_grad_(True)
                 before = language_model_loss(student, test)["perplexity"]
                 extra = {} if method == "simple" else {"causal_weight": 0.0, "hidden_weight": 0.0}
-                distill_finetune(student, teacher, structure, plan, train, options, **extra)
+                distill_finetune(student, teacher, structure, plan, compress_train, options, **extra)
                 after = language_model_loss(student, test)["perplexity"]
                 rows.append({"method": method, "target_reduction": reduction, "reduction": 1 - kept / full_params,
                              "parameters": kept, "sizes": vars(sizes), "perplexity_before_finetune": before,
@@ -200,6 +203,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
                 if method == "simple":
                     pruned_models[reduction] = student.eval()
+                    student.save_pretrained(out / f"simple-{round(100 * reduction)}")
         results["pruning"] = rows
 
     if "quantization" not in args.skip:
@@ -210,7 +214,7 @@ def main() -> None:
                 method = name.split(" ")[0]
                 qopts = QuantOptions(method=method, bits=bits, steps=args.qat_steps, seed=args.seed, **extra)
                 start = time.time()
-                student, report = quantize_with_qat(teacher, train, qopts)
+                student, report = quantize_with_qat(teacher, compress_train, qopts)
                 ppl = language_model_loss(student, test)["perplexity"]
                 rows.append({"method": name, "bits": bits, "test_perplexity": ppl, "seconds": time.time() - start,
                              "compression": report["storage"]["compression"],
@@ -218,7 +222,7 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         for reduction, pruned in sorted(pruned_models.items())[-1:]:
             for bits in (4, 2):
-                student, report = quantize_with_qat(pruned, train, QuantOptions(bits=bits, steps=args.qat_steps, seed=args.seed))
+                student, report = quantize_with_qat(pruned, compress_train, QuantOptions(bits=bits, steps=args.qat_steps, seed=args.seed))
                 storage = report["storage"]
                 ratio = 32 * full_params / storage["bits"]
                 rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits,
@@ -232,6 +236,10 @@ def main() -> None:
         results["quantization"] = rows
 
     if "latency" not in args.skip:
+        for reduction in args.reductions:  # a latency-only run loads the pruned models an earlier run saved
+            folder = out / f"simple-{round(100 * reduction)}"
+            if reduction not in pruned_models and (folder / "config.json").is_file():
+                pruned_models[reduction] = GPT2LMHeadModel.from_pretrained(folder).eval()
         prompts = [tokenizer(t, return_tensors="pt")["input_ids"][:, :8] for t in test_texts[: args.latency_prompts * 8]]
         prompts = [p for p in prompts if p.shape[1] == 8]
         single = prompts[: args.latency_prompts]
@@ -263,8 +271,9 @@ def main() -> None:
             print(f"MiniLM outliers skipped: {error}")
         print(json.dumps(results["outliers"]), flush=True)
 
-    (out / "results.json").write_text(json.dumps(results, indent=1))
-    print(f"results → {out / 'results.json'}")
+    name = "results.json" if not args.skip else f"results-without-{'-'.join(sorted(args.skip))}.json"
+    (out / name).write_text(json.dumps(results, indent=1))
+    print(f"results → {out / name}")
 
 
 def _state_bytes(model, path: Path) -> int:

@@ -232,3 +232,16 @@ def test_masks_detach_cleanly():
         pass
     assert torch.equal(forward(model, batch).detach(), before)
     assert copy.deepcopy(masks)["hidden"].sum() == 0
+
+
+def test_a_dimension_large_for_every_input_is_reported_as_a_persistent_outlier():
+    from nagner.compression.simple import hidden_outliers
+
+    model = tiny_gpt2()
+    with torch.no_grad():
+        model.transformer.h[0].mlp.c_proj.bias[7] = 50.0  # every token's residual stream gets +50 on dimension 7
+    structure = describe(model)
+    report = hidden_outliers(model, random_batches(model, 2), structure.layer_outputs)
+    assert [row["layer"] for row in report] == structure.layer_outputs
+    for row in report:
+        assert row["top_dimensions"][0] == 7 and row["top_is_input_argmax"] == 1.0 and row["max_over_median"] > 10

@@ -57,7 +57,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from transformers.utils import logging as transformers_logging
+
     from knowledge_qa.training.compression import CompressionRecipe, compress_agent_model
+
+    transformers_logging.disable_progress_bar()  # saving would draw a one-shard progress bar
 
     recipe = CompressionRecipe(
         model=args.model, questions=args.questions, output=args.output, method=args.method, reduction=args.reduction,
