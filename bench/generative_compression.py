@@ -7,8 +7,8 @@ baselines, in one run (2-core CPU).
   end-of-text token after each). Training: eng.train; every reported perplexity: eng.testb
   (3,453 sentences), never seen in training.
 * Tokenizer: byte-level BPE (HF `tokenizers`), ``--vocab`` entries, trained on eng.train.
-* Teacher: GPT-2 with MiniLM's shape (``--hidden`` 384, 6 layers, 12 heads of 32, FFN 4×),
-  trained from scratch for ``--teacher-steps`` (AdamW, linear decay).
+* Teacher: a small GPT-2 (``--hidden`` 256, ``--layers`` 4, heads of 32, FFN 4×), trained from
+  scratch for ``--teacher-steps`` batches of 32 (AdamW, linear decay).
 * Pruning, at each ``--reductions`` share of the teacher's parameters (embeddings included), every
   method at the *same* shape (SIMPLE's global threshold sets it, so parameter counts are equal):
   - SIMPLE: masks learned once (``--mask-steps``, weights training with them), extracted at each
@@ -86,7 +86,7 @@ def train_teacher(args, tokenizer, batches, folder: Path) -> GPT2LMHeadModel:
         return GPT2LMHeadModel.from_pretrained(folder).eval()
     torch.manual_seed(args.seed)
     config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=args.hidden, n_layer=6, n_head=args.hidden // 32,
+        vocab_size=len(tokenizer), n_positions=128, n_embd=args.hidden, n_layer=args.layers, n_head=args.hidden // 32,
         n_inner=4 * args.hidden, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
@@ -121,15 +121,16 @@ def main() -> None:
     parser.add_argument("--out", default="bench/out/gencomp")
     parser.add_argument("--data", default="../shared/data/conll2003")
     parser.add_argument("--vocab", type=int, default=4096)
-    parser.add_argument("--hidden", type=int, default=384)
-    parser.add_argument("--teacher-steps", type=int, default=2000)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--teacher-steps", type=int, default=1200)
     parser.add_argument("--teacher-lr", type=float, default=6e-4)
-    parser.add_argument("--mask-steps", type=int, default=300)
+    parser.add_argument("--mask-steps", type=int, default=200)
     parser.add_argument("--l1", type=float, default=2e-4)
     parser.add_argument("--score-batches", type=int, default=32)
-    parser.add_argument("--finetune-steps", type=int, default=300)
+    parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
-    parser.add_argument("--qat-steps", type=int, default=300)
+    parser.add_argument("--qat-steps", type=int, default=200)
     parser.add_argument("--reductions", type=float, nargs="+", default=[0.26, 0.48, 0.67])
     parser.add_argument("--bits", type=int, nargs="+", default=[8, 4, 2])
     parser.add_argument("--batch-size", type=int, default=32)
