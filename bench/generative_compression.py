@@ -12,7 +12,7 @@ baselines, in one run (2-core CPU).
 * Pruning, at each ``--reductions`` share of the teacher's parameters (embeddings included), every
   method at the *same* shape (SIMPLE's global threshold sets it, so parameter counts are equal):
   - SIMPLE: masks learned once (``--mask-steps``, weights training with them), extracted at each
-    budget, fine-tuned ``--finetune-steps`` with CE + KD + key/value + hidden distillation;
+    budget (balanced sizes: the same share of the hidden size and the FFN width), fine-tuned ``--finetune-steps`` with CE + KD + key/value + hidden distillation;
   - SIMPLE without its distillation terms (CE + KD only): an ablation row;
   - magnitude, loss-aware (first-order Taylor over ``--score-batches`` batches) and movement
     (accumulated over ``--mask-steps`` fine-tuning steps, the same as SIMPLE's mask learning) pruning
@@ -126,7 +126,7 @@ def main() -> None:
     parser.add_argument("--teacher-steps", type=int, default=1200)
     parser.add_argument("--teacher-lr", type=float, default=6e-4)
     parser.add_argument("--mask-steps", type=int, default=200)
-    parser.add_argument("--l1", type=float, default=2e-4)
+    parser.add_argument("--l1", type=float, default=5e-5)
     parser.add_argument("--score-batches", type=int, default=32)
     parser.add_argument("--finetune-steps", type=int, default=200)
     parser.add_argument("--finetune-lr", type=float, default=3e-4)
@@ -182,7 +182,7 @@ def main() -> None:
         sources = {"simple": masked, "simple (CE+KD only)": masked, "magnitude": teacher, "loss-aware": teacher, "movement": moved}
         rows = []
         for reduction in args.reductions:
-            sizes = sizes_for_reduction(masked, masked_structure, scores["simple"], reduction)
+            sizes = sizes_for_reduction(teacher, structure, reduction)
             kept = count_parameters(teacher, structure, sizes)
             for method, source in sources.items():
                 score = scores["simple" if method.startswith("simple") else method]

@@ -20,7 +20,6 @@ from nagner.compression.simple.plan import (
     PruneSizes,
     count_parameters,
     plan_from_scores,
-    sizes_at_threshold,
     sizes_for,
     sizes_for_reduction,
 )
@@ -54,7 +53,6 @@ __all__ = [
     "movement_scores",
     "plan_from_scores",
     "prune_with_simple",
-    "sizes_at_threshold",
     "sizes_for",
     "sizes_for_reduction",
 ]

@@ -6,9 +6,14 @@ Why uniform sizes: the extracted model must be a standard transformers BERT / GP
 ``intermediate_size`` for all layers, and tie the head size to ``hidden_size / num_attention_heads``
 (transformers 5 dropped per-layer ``pruned_heads``). So every layer keeps the same number of heads
 and neurons (its own best ones), and a model pruned to hidden size ``h`` keeps ``h / head_dim`` heads
-per attention block, head size unchanged. SIMPLE's global threshold sets the sizes
-(`sizes_at_threshold`): the hidden size counts the hidden-mask entries above it (rounded to whole
-heads), the FFN width is the mean count over layers.
+per attention block, head size unchanged.
+
+Why balanced sizes, not SIMPLE's global threshold: one threshold over all masks compares hidden,
+head and FFN masks as if their values were on one scale, and they are not. On the agent's core model
+(bench/compress_agent.py, 48 %) it kept hidden size 288 and **one** FFN neuron per layer, and the
+held-out loss went from 3.33 to 4.63. So `sizes_for_reduction` keeps about the same share of the
+hidden size and of the FFN width (the parameter target met within 1 %), and the masks choose which
+dimensions, heads and neurons fill those sizes.
 """
 
 from __future__ import annotations
@@ -86,16 +91,6 @@ def plan_from_scores(structure: ModelStructure, scores: dict[str, torch.Tensor],
     )
 
 
-def sizes_at_threshold(structure: ModelStructure, scores: dict[str, torch.Tensor], threshold: float) -> PruneSizes:
-    """SIMPLE's global threshold: hidden entries ≥ ``threshold`` (rounded to whole heads, at least
-    one head), mean FFN entries ≥ ``threshold`` over layers (at least 1)."""
-    above = int((scores[HIDDEN] >= threshold).sum())
-    hidden = max(structure.head_dim, round(above / structure.head_dim) * structure.head_dim)
-    counts = [int((scores[f"ffn:{layer}"] >= threshold).sum()) for layer in structure.ffn]
-    ffn = max(1, round(sum(counts) / len(counts)))
-    return sizes_for(structure, hidden, ffn)
-
-
 def parameter_spaces(model: nn.Module, structure: ModelStructure) -> dict[str, tuple[str | None, ...]]:
     """Every prunable parameter (by state-dict name) → the space of each of its dimensions."""
     spaces: dict[str, tuple[str | None, ...]] = {}
@@ -147,24 +142,22 @@ def count_parameters(
     return total
 
 
-def sizes_for_reduction(
-    model: nn.Module, structure: ModelStructure, scores: dict[str, torch.Tensor], reduction: float
-) -> PruneSizes:
-    """The threshold-derived sizes whose parameter count is closest to ``(1 - reduction)`` of the full
-    model's (every distinct threshold among the scores is tried)."""
+def sizes_for_reduction(model: nn.Module, structure: ModelStructure, reduction: float) -> PruneSizes:
+    """Balanced sizes removing ``reduction`` of ``model``'s parameters: for every hidden size (a
+    multiple of the head size), the FFN width that hits the target; of those within 1 % of it, the
+    one whose FFN keeps the share closest to the hidden size's (the closest count if none is)."""
     if not 0 <= reduction < 1:
         raise ValueError(f"reduction must be in [0, 1), got {reduction}")
     full = count_parameters(model, structure)
     target = (1 - reduction) * full
-    thresholds = torch.unique(torch.cat([s.detach().float().flatten() for s in scores.values()]))
-    best, best_gap = None, float("inf")
-    seen: set[PruneSizes] = set()
-    for threshold in thresholds.tolist():
-        sizes = sizes_at_threshold(structure, scores, threshold)
-        if sizes in seen:
-            continue
-        seen.add(sizes)
-        gap = abs(count_parameters(model, structure, sizes) - target)
-        if gap < best_gap:
-            best, best_gap = sizes, gap
-    return best
+    widest = min(structure.ffn.values())
+    candidates = []
+    for hidden in range(structure.head_dim, structure.hidden_size + 1, structure.head_dim):
+        one = count_parameters(model, structure, sizes_for(structure, hidden, 1))
+        slope = count_parameters(model, structure, sizes_for(structure, hidden, 2)) - one
+        ffn = min(widest, max(1, round(1 + (target - one) / slope)))
+        sizes = sizes_for(structure, hidden, ffn)
+        gap = abs(count_parameters(model, structure, sizes) - target) / full
+        balance = abs(ffn / widest - hidden / structure.hidden_size)
+        candidates.append((gap > 0.01, balance if gap <= 0.01 else gap, sizes))
+    return min(candidates, key=lambda c: (c[0], c[1]))[2]

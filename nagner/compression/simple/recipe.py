@@ -4,9 +4,10 @@ size, and fine-tuning with distillation.
 Stage 1 (`learn_masks`): masks start at 1 and train with ``KD(teacher ‖ student) + l1 · Σ|m|``; the
 weights train with them ("sparse training": the paper leaves open whether they do; we let them, at a
 smaller learning rate). Masks are kept non-negative.
-Extraction (`extract_at_reduction`): one global threshold on the learned masks sets the sizes
-(`plan.sizes_at_threshold`), chosen so the parameter count is closest to the target; each group keeps
-its largest masks; the masks fold into the weights.
+Extraction (`extract_at_reduction`): balanced sizes at the parameter target (`plan.sizes_for_reduction`;
+why not the paper's global threshold: see `plan`), each group keeping its largest masks; the masks
+fold into the weights. Mask learning moves a mask by at most ``mask_learning_rate × mask_steps``
+(Adam), kept below 1 by default so no mask reaches 0 and ranks never tie at 0.
 Stage 2 (`distill_finetune`): ``CE + KD + λ1·ℓ_causal + λ2·ℓ_hidden`` against the frozen teacher, where
 ℓ_causal is the MSE between the teacher's and the student's keys and values of the kept heads, and
 ℓ_hidden the MSE between their layer outputs on the kept hidden dimensions. λ1, λ2, l1, learning
@@ -39,9 +40,9 @@ from nagner.compression.simple.structure import ModelStructure, describe
 @dataclass
 class SimpleOptions:
     mask_steps: int = 300
-    mask_learning_rate: float = 0.02
+    mask_learning_rate: float = 0.002
     weight_learning_rate: float = 2e-5  # weights during mask learning
-    l1: float = 2e-4  # per mask entry
+    l1: float = 5e-5  # per mask entry
     finetune_steps: int = 300
     finetune_learning_rate: float = 1e-4
     causal_weight: float = 1.0  # λ1, keys/values of kept heads
@@ -97,7 +98,7 @@ def extract_at_reduction(
 ) -> tuple[nn.Module, PrunePlan]:
     """The dense model at the threshold closest to ``reduction`` of the parameters, and its plan."""
     scores = mask_scores(masks)
-    sizes = sizes_for_reduction(student, structure, scores, reduction)
+    sizes = sizes_for_reduction(student, structure, reduction)
     plan = plan_from_scores(structure, scores, sizes)
     folded = copy.deepcopy(masks)
     folded.keep_only_(plan)
