@@ -138,6 +138,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--skip-agent", action="store_true")
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--agent-rows", default="teacher,SIMPLE 48%,QuantGPT W4,min-max W4,SIMPLE 48% + QuantGPT W4",
+                        help="the core models to run in the agent (comma-separated names)")
     parser.add_argument("--threads", type=int, default=2, help="torch threads for compression (latency always uses 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -145,9 +147,9 @@ def main() -> None:
     reports = compress_all(args)
     accuracy = {}
     if not args.skip_agent:
-        accuracy["teacher"] = agent_accuracy(args.core, "teacher", args)
-        for name in reports:
-            accuracy[name] = agent_accuracy(str(args.out / slug(name)), name, args)
+        for name in args.agent_rows.split(","):
+            core = args.core if name == "teacher" else str(args.out / slug(name))
+            accuracy[name] = agent_accuracy(core, name, args)
     timing = {} if args.skip_latency else measure_latency(args)
     summary = {"compression": reports, "agent": {k: v["results"] for k, v in accuracy.items()}, "latency": timing}
     name = "results.json" if not (args.skip_agent or args.skip_latency) else "results-partial.json"
