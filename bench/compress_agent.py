@@ -9,7 +9,7 @@ min–max quantization, pruning + quantization), then run in the agent on Strate
   sample of ``--max-examples``), encoded as `knowledge-qa train` encodes them; a tenth (at most 200)
   held out to score the teacher and every compressed model (teacher-forced loss).
 * Agent: the recorded CPU set-up — dense index, sentence extractor, the MiniLM yes/no answerer
-  (bench/out/qa/answerer) — with each core model in turn; the rows "GEEK (full)" and the paper's
+  (bench/out/qa/answerer/answerer) — with each core model in turn; the rows "GEEK (full)" and the paper's
   path (the core model answers). bench/knowledge_qa_strategyqa.py runs it, one folder per core model
   (corpus and index linked from bench/out/qa, so they are the same files).
 * Latency: greedy decoding of AddDecomp plans (48 new tokens) for dev questions, batch 1 and 8,
@@ -74,10 +74,18 @@ def agent_accuracy(core: str, name: str, args) -> dict:
         link = folder / item
         if not link.exists():
             os.symlink(QA / item, link)
+    if name == "teacher":  # the recorded run's traces of these two rows: the same computation, resumed
+        for trace in QA.glob("traces-geek-full-*.jsonl"):
+            copy = folder / trace.name
+            if not copy.exists():
+                copy.write_text(trace.read_text())
+                settings = json.loads(Path(f"{trace}.settings.json").read_text())
+                settings["index"] = str(folder / "index-dense")
+                Path(f"{copy}.settings.json").write_text(json.dumps(settings, indent=1, sort_keys=True))
     results = folder / "qa-strategyqa.json"
     if not results.is_file():
         command = [sys.executable, str(REPO / "bench" / "knowledge_qa_strategyqa.py"), "--core", core, "--sentence-extractor",
-                   "--answerer", str(QA / "answerer"), "--recall-kinds", "", "--out", str(folder),
+                   "--answerer", str(QA / "answerer" / "answerer"), "--recall-kinds", "", "--out", str(folder),
                    "--variants", "GEEK (full),GEEK (full) with the core model answering (the paper's path)"]
         subprocess.run(command, check=True, cwd=REPO)
     return json.loads(results.read_text())
