@@ -31,7 +31,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "strategyqa"
-QA = REPO / "bench" / "out" / "qa"
+QA = (REPO / "bench" / "out" / "qa").resolve()  # a link in a worktree: name the files by their real path
 
 
 def configs(args):
