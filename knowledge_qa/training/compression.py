@@ -140,12 +140,11 @@ def _prune(teacher, batches, recipe: CompressionRecipe):
 
 
 def _quantize(teacher, batches, recipe: CompressionRecipe):
-    from nagner.compression.quantgpt import QuantOptions, fold_quantized, quantize_with_qat, storage_report
+    from nagner.compression.quantgpt import QuantOptions, fold_quantized, quantize_with_qat
 
     options = QuantOptions(method=recipe.method, bits=recipe.bits, activation_bits=recipe.activation_bits,
                            steps=recipe.steps, seed=recipe.seed)
     if recipe.learning_rate is not None:
         options.learning_rate = recipe.learning_rate
-    student, details = quantize_with_qat(teacher, batches, options)
-    details["storage"] = storage_report(student)
+    student, details = quantize_with_qat(teacher, batches, options)  # details["storage"]: the bit count
     return fold_quantized(student), details

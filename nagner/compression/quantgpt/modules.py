@@ -137,11 +137,9 @@ def storage_report(model: nn.Module) -> dict:
     """Bits to store ``model`` (with quantized wrappers in place): each quantized tensor at its bit
     width plus one 32-bit clip, every other parameter at 32 bits; compression ratios against 32-bit
     storage, with and without embedding tables."""
-    quantized: dict[int, tuple[int, bool]] = {}
-    for _, module in quantized_modules(model):
-        quantized[id(module.inner.weight)] = (module.weight_quantizer.bits, isinstance(module, QuantizedEmbedding))
-    embedding_ids = {id(m.inner.weight) for _, m in quantized_modules(model) if isinstance(m, QuantizedEmbedding)}
-    embedding_ids |= {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
+    quantized = {id(module.inner.weight): module.weight_quantizer.bits for _, module in quantized_modules(model)}
+    # A wrapped table is still an nn.Embedding inside its wrapper.
+    embedding_ids = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     totals = {"full_bits": 0, "bits": 0, "full_bits_no_embeddings": 0, "bits_no_embeddings": 0}
     seen: set[int] = set()
     for parameter in model.parameters():
@@ -151,7 +149,7 @@ def storage_report(model: nn.Module) -> dict:
         if parameter.dim() == 0:  # a quantizer's clip: counted with its tensor
             continue
         full = parameter.numel() * 32
-        bits = parameter.numel() * quantized[id(parameter)][0] + 32 if id(parameter) in quantized else full
+        bits = parameter.numel() * quantized[id(parameter)] + 32 if id(parameter) in quantized else full
         totals["full_bits"] += full
         totals["bits"] += bits
         if id(parameter) not in embedding_ids:
