@@ -56,12 +56,15 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-cross-slot": {"cross_slot_attention": False},
     "no-pointer-prior": {"pointer_prior": False},
     "no-span-typing": {"span_typing": False},
+    "no-span-classifier": {"span_classifier": False},
+    "typing-x4": {"typing_weight": 4.0},
     "no-negatives": {"negative_start_ratio": 0.0},
     "no-surplus-slots": {"min_slots_per_start": 1},
     "pointers-8": {"max_pointers": 8},
     "no-tuning": {"tune": False},
     "switches-off": {
         "position_init_std": 0.02, "cross_slot_attention": False, "pointer_prior": False, "span_typing": False,
+        "span_classifier": False,
         "negative_start_ratio": 0.0, "min_slots_per_start": 1, "max_pointers": 8, "overlap": "any", "tune": False,
     },
 }

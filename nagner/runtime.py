@@ -7,7 +7,7 @@ form that loads without it:
     <cache>/runtime/<key>/
         encoder.pt          the encoder (adapter merged) traced to TorchScript:
                             (input_ids, attention_mask, token_type_ids) (B, T) -> states (B, T, d)
-        heads.safetensors   the detector and slot decoder weights
+        heads.safetensors   the detector, slot decoder and span classifier weights
         tokenizer.json      the fast tokenizer, read with the `tokenizers` library
         runtime.json        the model config, the encoder width and the tokenizer's special ids
 
@@ -39,7 +39,7 @@ from nagner.modeling.predictor import NagNerPredictor
 
 logger = logging.getLogger(__name__)
 
-FORMAT = 1
+FORMAT = 2  # 2: heads include the span classifier
 
 
 class RuntimeConfig:
@@ -119,7 +119,8 @@ class NagNerRuntime(NagNerPredictor, nn.Module):
 def _heads_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {
         f"{prefix}.{key}": tensor.detach().contiguous().clone()
-        for prefix in ("detector", "decoder")
+        for prefix in ("detector", "decoder", "span_classifier")
+        if getattr(model, prefix) is not None
         for key, tensor in getattr(model, prefix).state_dict().items()
     }
 

@@ -47,7 +47,7 @@ def test_only_the_adapter_and_heads_train_and_are_saved(tiny_encoder, mixed, tmp
     targets = model.attach_adapter(LoraConfig(r=2, lora_alpha=4, target_modules=["query", "value"]))
     assert targets == [f"encoder.layer.{i}.attention.self.{m}" for i in (0, 1) for m in ("query", "value")]
     trainable = {n for n, p in model.named_parameters() if p.requires_grad}
-    assert all(n.startswith(("detector.", "decoder.")) or ".adapters.default." in n for n in trainable)
+    assert all(n.startswith(("detector.", "decoder.", "span_classifier.")) or ".adapters.default." in n for n in trainable)
     assert sum(".adapters." in n for n in trainable) == 8  # lora_A and lora_B on 4 modules
 
     result = train_model(model, mixed, mixed, options(tmp_path, save_checkpoints=False))

@@ -11,7 +11,7 @@ from pointer_decoding import constrained_pointer_decode
 
 from nagner.modeling.decoder import distance_bucket
 from nagner.modeling.decoding import beam_search, non_overlapping, select_entities
-from nagner.modeling.span_typing import span_type_bias
+from nagner.modeling.span_typing import SpanClassifier, span_type_bias
 from nagner.modeling.targets import END, pointer_word_mask, pointers_to_indices
 
 
@@ -140,6 +140,20 @@ def test_span_type_bias_is_the_mean_word_type_logit_over_the_span():
     spans = torch.tensor([[True, False, True], [False, True, False]])
     bias = span_type_bias(word_types, torch.tensor([0, 0]), spans)
     assert bias.tolist() == [[0.0, 3.0, 0.5], [0.0, 3.0, 0.0]]
+
+
+def test_the_span_classifier_reads_the_first_and_last_word_and_the_mean_of_the_span():
+    """With an identity MLP, its input is [first; last; mean] of the span's word states, whichever
+    sentence of the batch the span lies in and however many fragments it has."""
+    torch.manual_seed(0)
+    words = torch.randn(2, 5, 3)  # (B, n, d)
+    classifier = SpanClassifier(3, num_types=9, dropout=0.0, inner_size=9)
+    classifier.mlp = torch.nn.Identity()
+    spans = torch.tensor([[False, True, False, True, True], [True, False, False, False, False]])
+    features = classifier(words, torch.tensor([1, 0]), spans)  # (2, 9)
+    w = words[1]
+    assert torch.allclose(features[0], torch.cat([w[1], w[4], (w[1] + w[3] + w[4]) / 3]))
+    assert torch.allclose(features[1], torch.cat([words[0, 0], words[0, 0], words[0, 0]]))
 
 
 def test_select_entities_keeps_each_span_once_with_its_best_type_and_drops_none():

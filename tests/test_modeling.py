@@ -152,7 +152,7 @@ def test_forward_without_targets_returns_only_detector_logits(tiny_encoder):
 
 
 def test_decode_drops_none_slots_and_duplicates_and_applies_the_threshold(tiny_encoder, monkeypatch):
-    model = tiny_model(tiny_encoder, max_pointers=4, max_entities_per_start=4).eval()
+    model = tiny_model(tiny_encoder, max_pointers=4, max_entities_per_start=4, span_classifier=False).eval()
     n, L = 5, 4
     words = torch.randn(2, n, 32)
     word_mask = torch.tensor([[True] * 5, [True] * 3 + [False] * 2])

@@ -13,6 +13,7 @@ from nagner.data.example import Entity, Sentence
 from nagner.modeling import NagNerCollator, NagNerConfig, NagNerModel, encode_sentences
 from nagner.modeling.detector import Detection
 from nagner.modeling.slots import inference_slot_counts, slots_per_start, training_slot_counts
+from nagner.modeling.span_typing import span_type_bias
 from nagner.modeling.targets import END
 from nagner.modeling.tuning import tune_decoding
 from nagner.training import data_settings
@@ -132,6 +133,59 @@ def test_a_checkpoint_from_before_the_recipe_loads_with_the_settings_it_was_trai
     assert loaded.config.format_version == 1 and not loaded.config.pointer_prior
     assert not loaded.config.span_typing and not loaded.config.cross_slot_attention
     assert NagNerConfig(entity_types=TYPES).pointer_prior  # new configs get the recipe
+
+
+def test_a_checkpoint_of_format_2_loads_without_the_span_classifier(tiny_encoder, tmp_path):
+    older = tiny_model(tiny_encoder, span_classifier=False)
+    older.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["span_classifier"]
+    config["format_version"] = 2
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = NagNerModel.from_pretrained(tmp_path)
+    assert loaded.config.format_version == 2 and loaded.span_classifier is None and loaded.config.span_typing
+    assert tiny_model(tiny_encoder).span_classifier is not None  # new models get it
+
+
+def test_the_span_classifier_types_the_slots_spans_in_training_and_at_inference(tiny_encoder, monkeypatch):
+    """Training: its loss gradient reaches it. Inference: the type logits that decide each slot are
+    the decoder's plus the span terms of the span the slot decodes."""
+    model = tiny_model(tiny_encoder)
+    assert model.span_classifier is not None
+    batch = batch_of(model, SENTENCES[1:])
+    model.train()
+    model(**batch).loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in model.span_classifier.parameters())
+
+    model.eval()
+    seen = {}
+    original = model.span_logits
+
+    def span_logits(words, detection, sentence, spans):
+        seen["spans"], seen["logits"] = spans.clone(), original(words, detection, sentence, spans)
+        return seen["logits"]
+
+    def run_decoder(words, word_mask, detection, slots, previous_classes=None, positions=None):
+        pointers = torch.full((len(slots), model.config.max_pointers, words.shape[1] + 1), -9.0)
+        pointers[:, 0, 1:] = 0.0
+        pointers[torch.arange(len(slots)), 0, slots.word + 1] = 9.0  # each slot: its start word alone
+        pointers[:, 1:, END] = 9.0
+        return pointers, torch.zeros(len(slots), model.config.num_types)  # the decoder adds nothing
+
+    monkeypatch.setattr(model, "span_logits", span_logits)
+    monkeypatch.setattr(model, "_run_decoder", run_decoder)
+    model.config.start_threshold, model.config.score_threshold, model.config.overlap = 0.0, 0.0, "any"
+    with torch.no_grad():
+        words = model.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+        found = model.decode(words, batch["word_mask"], model.detector(words))
+    spans = seen["spans"]  # (S, n): every word opened slots, each slot's span is its start word
+    assert spans.sum(-1).eq(1).all() and set(spans.float().argmax(-1).tolist()) == set(range(4))
+    slot_word = spans.float().argmax(-1).tolist()
+    expected = sorted({(t, (w,)) for w, t in zip(slot_word, seen["logits"].argmax(-1).tolist()) if t > 0}, key=lambda e: e[1])
+    assert [f[:2] for f in found[0]] == expected  # types decided by the span terms alone here
+    sentence = torch.zeros(len(slot_word), dtype=torch.long)
+    assert torch.allclose(seen["logits"], model.span_classifier(words, sentence, spans)
+                          + span_type_bias(model.detector(words).word_type_logits, sentence, spans))
 
 
 # ------------------------------------------------------------------------------------ flat mode

@@ -8,7 +8,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 DECODE_MODES = ("nag", "ar")
 OVERLAP_MODES = ("any", "flat")
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 
 # Settings a checkpoint written before FORMAT_VERSION 2 was trained with (it has no key for them):
 # they keep such a checkpoint loading and decoding as it was trained.
@@ -20,6 +20,8 @@ LEGACY_SETTINGS = {
     "position_init_std": 0.02,
     "decoder_hidden_size": None,
 }
+# Settings added with FORMAT_VERSION 3, off in a checkpoint of an earlier format (it has no weights for them).
+FORMAT_2_SETTINGS = {"span_classifier": False}
 
 
 class NagNerConfig(PretrainedConfig):
@@ -47,6 +49,8 @@ class NagNerConfig(PretrainedConfig):
             learned bias per position and bucketed distance from the start word.
         span_typing: a per-word type head (dense, like token classification) whose mean over the
             entity's words is added to the slot's type logits.
+        span_classifier: a classifier on the span's first, last and mean word states adds its logits
+            over NONE ∪ types to the slot's type logits (`nagner.modeling.span_typing`).
     Slots (one rule in training and inference, `nagner.modeling.slots`):
         start_threshold: detector probability above which a word opens slots.
         min_slots_per_start: slots a detected start opens at least (2 where the training data has
@@ -93,6 +97,7 @@ class NagNerConfig(PretrainedConfig):
         cross_slot_attention: bool = True,
         pointer_prior: bool = True,
         span_typing: bool = True,
+        span_classifier: bool = True,
         start_threshold: float = 0.5,
         min_slots_per_start: int = 1,
         count_threshold: float = 0.25,
@@ -143,6 +148,7 @@ class NagNerConfig(PretrainedConfig):
         self.cross_slot_attention = cross_slot_attention
         self.pointer_prior = pointer_prior
         self.span_typing = span_typing
+        self.span_classifier = span_classifier
         self.start_threshold = start_threshold
         self.min_slots_per_start = min_slots_per_start
         self.count_threshold = count_threshold
@@ -166,10 +172,13 @@ class NagNerConfig(PretrainedConfig):
 
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
-        """A config.json written before format 2 lacks the recipe's switches: it gets the settings
-        it was trained with (`LEGACY_SETTINGS`), not today's defaults."""
-        if config_dict.get("model_type") == cls.model_type and "format_version" not in config_dict:
-            config_dict = {**LEGACY_SETTINGS, **config_dict, "format_version": 1}
+        """A config.json of an earlier format lacks the switches added since: it gets the settings
+        it was trained with (`LEGACY_SETTINGS` before format 2, `FORMAT_2_SETTINGS` before 3), not
+        today's defaults."""
+        if config_dict.get("model_type") == cls.model_type:
+            version = config_dict.get("format_version", 1)
+            earlier = {**(LEGACY_SETTINGS if version < 2 else {}), **(FORMAT_2_SETTINGS if version < 3 else {})}
+            config_dict = {**earlier, **config_dict, "format_version": version}
         return super().from_dict(config_dict, **kwargs)
 
     @property

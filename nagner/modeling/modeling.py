@@ -39,7 +39,6 @@ from nagner.modeling.detector import Detection, MentionDetector
 from nagner.modeling.matcher import match_slots
 from nagner.modeling.predictor import NagNerPredictor
 from nagner.modeling.slots import Slots, training_slot_counts
-from nagner.modeling.span_typing import span_type_bias
 from nagner.modeling.targets import END, IGNORE, pointer_word_mask
 
 logger = logging.getLogger(__name__)
@@ -368,10 +367,10 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         decoder. Returns pointer logits (S, L, n + 1), type logits (S, T + 1) (span-typed when on),
         and the targets: pointers (S, L) (IGNORE where none) and types (S,) (0 NONE where unmatched)."""
         gold_groups = list(zip(gold_batch.tolist(), gold_starts.tolist()))
-        word_types = detection.word_type_logits
+        span_typed = detection.word_type_logits is not None or self.span_classifier is not None
         if self.config.decode_mode == "nag":
             pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
-            gold_bias = None if word_types is None else span_type_bias(word_types, gold_batch, gold_spans)
+            gold_bias = self.span_logits(words, detection, gold_batch, gold_spans) if span_typed else None
             slot_index, gold_index = match_slots(
                 pointer_logits.log_softmax(-1), type_logits.detach(), slots.groups(),
                 gold_pointers, gold_types, gold_groups, gold_type_bias=None if gold_bias is None else gold_bias.detach(),
@@ -387,13 +386,13 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         if self.config.decode_mode == "ar":
             previous = pointer_targets.masked_fill(pointer_targets == IGNORE, END)
             pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots, previous)
-        if word_types is not None:  # type the span each slot stands for: gold where matched, else its own guess
+        if span_typed:  # type the span each slot stands for: gold where matched, else its own guess
             with torch.no_grad():
                 n_words = word_mask.sum(-1)[slots.batch]
                 guessed, _ = beam_search(pointer_logits.detach(), slots.word, n_words)
             spans = pointer_word_mask(slots.word, guessed, words.shape[1])  # (S, n)
             spans[slot_index] = gold_spans[gold_index]
-            type_logits = type_logits + span_type_bias(word_types, slots.batch, spans)
+            type_logits = type_logits + self.span_logits(words, detection, slots.batch, spans)
         return pointer_logits, type_logits, pointer_targets, type_targets
 
     @staticmethod

@@ -19,7 +19,7 @@ from nagner.modeling.decoder import SlotDecoder
 from nagner.modeling.decoding import Found, beam_search, select_entities
 from nagner.modeling.detector import Detection, MentionDetector
 from nagner.modeling.slots import Slots, inference_slot_counts
-from nagner.modeling.span_typing import span_type_bias
+from nagner.modeling.span_typing import SpanClassifier, span_type_bias
 from nagner.modeling.targets import PointerGrammar, pointer_word_mask
 
 
@@ -60,6 +60,22 @@ class NagNerPredictor:
             pointer_prior=config.pointer_prior,
             model_size=config.decoder_hidden_size,
         )
+        self.span_classifier = (
+            SpanClassifier(hidden, config.num_types, config.head_dropout) if config.span_classifier else None
+        )
+
+    def span_logits(
+        self, words: torch.Tensor, detection: Detection, sentence: torch.Tensor, spans: torch.Tensor
+    ) -> torch.Tensor | None:
+        """What the spans add to their slots' type logits (`span_typing`): (S, T + 1), or None
+        with neither span term on. words: (B, n, d); sentence: (S,); spans: (S, n) word masks."""
+        logits = None
+        if detection.word_type_logits is not None:
+            logits = span_type_bias(detection.word_type_logits, sentence, spans)
+        if self.span_classifier is not None:
+            classified = self.span_classifier(words, sentence, spans)
+            logits = classified if logits is None else logits + classified
+        return logits
 
     def encode_words(
         self,
@@ -137,9 +153,9 @@ class NagNerPredictor:
                     break
             _, type_logits = self._run_decoder(words, word_mask, detection, slots, grammar.classes)
             classes, log_prob = grammar.classes, grammar.log_prob
-        if detection.word_type_logits is not None:
-            spans = pointer_word_mask(slots.word, classes, words.shape[1])
-            type_logits = type_logits + span_type_bias(detection.word_type_logits, slots.batch, spans)
+        span_logits = self.span_logits(words, detection, slots.batch, pointer_word_mask(slots.word, classes, words.shape[1]))
+        if span_logits is not None:
+            type_logits = type_logits + span_logits
         none_bias = c.none_bias if none_bias is None else none_bias
         if none_bias:
             type_logits = type_logits - none_bias * torch.nn.functional.one_hot(
