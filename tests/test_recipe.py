@@ -258,5 +258,9 @@ def test_tuning_picks_the_best_setting_tried_and_the_model_keeps_it(tiny_encoder
     assert NagNerModel.from_pretrained(tmp_path).config.start_threshold == best.start_threshold
     flat = tiny_model(tiny_encoder, max_pointers=2).eval()
     _, tried_flat = tune_decoding(flat, SENTENCES, batch_size=2, apply=False)
-    assert {c.beam_size for c in tried_flat} == {1} and {c.end_bias for c in tried_flat} == {0.0}
+    # flat: no END bias to tune; beams only because the span classifier can pick among a beam's sequences
+    assert {c.beam_size for c in tried_flat} == {1, 4} and {c.end_bias for c in tried_flat} == {0.0}
     assert flat.config.score_threshold == 0.0  # apply=False leaves the model as it was
+    plain = tiny_model(tiny_encoder, max_pointers=2, span_classifier=False).eval()
+    _, tried_plain = tune_decoding(plain, SENTENCES, batch_size=2, apply=False)
+    assert {c.beam_size for c in tried_plain} == {1}

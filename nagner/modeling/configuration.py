@@ -21,7 +21,7 @@ LEGACY_SETTINGS = {
     "decoder_hidden_size": None,
 }
 # Settings added with FORMAT_VERSION 3, off in a checkpoint of an earlier format (it has no weights for them).
-FORMAT_2_SETTINGS = {"span_classifier": False}
+FORMAT_2_SETTINGS = {"span_classifier": False, "span_negatives": 0}
 
 
 class NagNerConfig(PretrainedConfig):
@@ -51,6 +51,9 @@ class NagNerConfig(PretrainedConfig):
             entity's words is added to the slot's type logits.
         span_classifier: a classifier on the span's first, last and mean word states adds its logits
             over NONE ∪ types to the slot's type logits (`nagner.modeling.span_typing`).
+        span_negatives: in training, this many other sequences of each matched slot's pointer beam
+            that are no entity teach the span terms NONE; decoding with ``beam_size`` > 1 then
+            lets a slot take the beam sequence most likely to be an entity.
     Slots (one rule in training and inference, `nagner.modeling.slots`):
         start_threshold: detector probability above which a word opens slots.
         min_slots_per_start: slots a detected start opens at least (2 where the training data has
@@ -98,6 +101,7 @@ class NagNerConfig(PretrainedConfig):
         pointer_prior: bool = True,
         span_typing: bool = True,
         span_classifier: bool = True,
+        span_negatives: int = 3,
         start_threshold: float = 0.5,
         min_slots_per_start: int = 1,
         count_threshold: float = 0.25,
@@ -149,6 +153,7 @@ class NagNerConfig(PretrainedConfig):
         self.pointer_prior = pointer_prior
         self.span_typing = span_typing
         self.span_classifier = span_classifier
+        self.span_negatives = span_negatives
         self.start_threshold = start_threshold
         self.min_slots_per_start = min_slots_per_start
         self.count_threshold = count_threshold

@@ -29,6 +29,16 @@ def beam_search(
     n_words: (S,) sentence lengths → classes (S, L) (END-padded after END) and their summed
     log-probability (S,).
     """
+    classes, log_prob = beam_candidates(logits, starts, n_words, beam_size, end_bias)
+    return classes[:, 0], log_prob[:, 0]
+
+
+def beam_candidates(
+    logits: torch.Tensor, starts: torch.Tensor, n_words: torch.Tensor, beam_size: int = 1, end_bias: float = 0.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``beam_size`` best pointer sequences of every slot (`beam_search`'s arguments), best
+    first: classes (S, K, L) and summed log-probabilities (S, K); −inf marks a beam that does not
+    exist (fewer valid sequences than K)."""
     S, L, C = logits.shape
     K = beam_size
     device = logits.device
@@ -61,7 +71,7 @@ def beam_search(
             previous_end = torch.where(ended, previous_end, choice - 1)
         else:
             fragment_start = torch.where(ended, fragment_start, choice - 1)
-    return classes[:, 0], log_prob[:, 0]
+    return classes, log_prob
 
 
 def select_entities(

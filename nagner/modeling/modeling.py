@@ -34,7 +34,7 @@ from nagner.common.state_dicts import copy_tensors
 from nagner.modeling.configuration import NagNerConfig
 from nagner.modeling.criterion import SetCriterion
 from nagner.modeling.decoder import SlotDecoder
-from nagner.modeling.decoding import beam_search
+from nagner.modeling.decoding import beam_candidates, beam_search
 from nagner.modeling.detector import Detection, MentionDetector
 from nagner.modeling.matcher import match_slots
 from nagner.modeling.predictor import NagNerPredictor
@@ -333,13 +333,15 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
                 detection.start_logits, detection.count_logits, count_labels, word_mask, self.config, self.training
             )
         )
-        pointer_logits, type_logits, pointer_targets, type_targets = self._assign_and_decode(
+        pointer_logits, type_logits, pointer_targets, type_targets, negatives = self._assign_and_decode(
             words, word_mask, detection, slots, gold_batch, gold_starts, gold_pointers, gold_types, gold_spans
         )
         B = word_mask.shape[0]
         pointer_loss, type_loss = self.criterion.generation(
             pointer_logits, type_logits, slots, pointer_targets, type_targets, B, per_sentence
         )
+        if negatives is not None:
+            type_loss = type_loss + self.criterion.span_negatives(*negatives, B, per_sentence)
         c = self.config
         output.loss = (
             pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
@@ -362,10 +364,11 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         gold_pointers: torch.Tensor,
         gold_types: torch.Tensor,
         gold_spans: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
         """Give every gold entity a slot (Hungarian in NAG mode, fixed order in AR mode) and run the
         decoder. Returns pointer logits (S, L, n + 1), type logits (S, T + 1) (span-typed when on),
-        and the targets: pointers (S, L) (IGNORE where none) and types (S,) (0 NONE where unmatched)."""
+        the targets: pointers (S, L) (IGNORE where none) and types (S,) (0 NONE where unmatched),
+        and the span negatives (`_span_negatives`) or None."""
         gold_groups = list(zip(gold_batch.tolist(), gold_starts.tolist()))
         span_typed = detection.word_type_logits is not None or self.span_classifier is not None
         if self.config.decode_mode == "nag":
@@ -393,7 +396,41 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
             spans = pointer_word_mask(slots.word, guessed, words.shape[1])  # (S, n)
             spans[slot_index] = gold_spans[gold_index]
             type_logits = type_logits + self.span_logits(words, detection, slots.batch, spans)
-        return pointer_logits, type_logits, pointer_targets, type_targets
+        negatives = None
+        if self.config.decode_mode == "nag" and self.span_classifier is not None and self.config.span_negatives:
+            negatives = self._span_negatives(
+                words, word_mask, detection, pointer_logits, slots, slot_index, gold_batch, gold_spans
+            )
+        return pointer_logits, type_logits, pointer_targets, type_targets, negatives
+
+    def _span_negatives(
+        self,
+        words: torch.Tensor,
+        word_mask: torch.Tensor,
+        detection: Detection,
+        pointer_logits: torch.Tensor,
+        slots: Slots,
+        slot_index: torch.Tensor,
+        gold_batch: torch.Tensor,
+        gold_spans: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Spans that are not entities, for the span terms to learn NONE on: the other sequences of
+        a matched slot's beam (``span_negatives`` of them, the slot's own likeliest mistakes) that
+        are no gold entity of the sentence. Decoding picks among exactly these candidates
+        (`decode`), so this teaches the span terms to reject a wrong boundary that the pointers
+        rate highly. Returns their span logits (N, T + 1) and sentences (N,)."""
+        with torch.no_grad():
+            starts = slots.word[slot_index]
+            candidates, log_prob = beam_candidates(
+                pointer_logits.detach()[slot_index], starts, word_mask.sum(-1)[slots.batch[slot_index]],
+                self.config.span_negatives + 1,
+            )  # (M, K, L), (M, K)
+            K = candidates.shape[1]
+            spans = pointer_word_mask(starts.repeat_interleave(K), candidates.flatten(0, 1), words.shape[1])  # (M*K, n)
+            sentence = slots.batch[slot_index].repeat_interleave(K)
+            is_gold = ((spans[:, None] == gold_spans[None]).all(-1) & (sentence[:, None] == gold_batch[None])).any(-1)
+            keep = torch.isfinite(log_prob.flatten()) & ~is_gold
+        return self.span_logits(words, detection, sentence[keep], spans[keep]), sentence[keep]
 
     @staticmethod
     def _ordered_assignment(slots: Slots, gold_groups: list[tuple[int, int]]) -> tuple[torch.Tensor, torch.Tensor]:

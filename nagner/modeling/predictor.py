@@ -16,7 +16,7 @@ from torch import nn
 
 from nagner.data.example import Entity, Sentence
 from nagner.modeling.decoder import SlotDecoder
-from nagner.modeling.decoding import Found, beam_search, select_entities
+from nagner.modeling.decoding import Found, beam_candidates, select_entities
 from nagner.modeling.detector import Detection, MentionDetector
 from nagner.modeling.slots import Slots, inference_slot_counts
 from nagner.modeling.span_typing import SpanClassifier, span_type_bias
@@ -126,7 +126,10 @@ class NagNerPredictor:
     ) -> list[list[Found]]:
         """Entities of every batch row as (type id, word indices, score), from encoder-side outputs.
 
-        NAG mode: one decoder pass for all slots of the batch, then beam search per slot. AR mode:
+        NAG mode: one decoder pass for all slots of the batch, then beam search per slot; of its
+        beam a slot takes the sequence with the highest log P(pointers) + log P(not NONE | span), so
+        the span terms (`span_logits`) can prefer a slightly less likely span that is an entity
+        over one that is not (beam 1: the best pointer sequence, as greedy decoding). AR mode:
         greedy steps until every slot said END, then one pass for the types. Score = p_start ·
         Π p(pointer) · p(type). ``threshold``, ``beam_size``, ``end_bias`` and ``none_bias`` default
         to the config's.
@@ -138,12 +141,26 @@ class NagNerPredictor:
         if len(slots) == 0:
             return [[] for _ in range(words.shape[0])]
         n_words = word_mask.sum(-1)[slots.batch]  # (S,)
+        n = words.shape[1]
+        none_bias = c.none_bias if none_bias is None else none_bias
+        none_shift = torch.zeros(c.num_types, device=words.device)
+        none_shift[0] = -none_bias
         if c.decode_mode == "nag":
             pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
-            classes, log_prob = beam_search(
+            candidates, candidate_log_prob = beam_candidates(
                 pointer_logits, slots.word, n_words,
                 c.beam_size if beam_size is None else beam_size, c.end_bias if end_bias is None else end_bias,
-            )
+            )  # (S, K, L), (S, K)
+            S, K = candidate_log_prob.shape
+            typed = (type_logits + none_shift).unsqueeze(1).expand(S, K, -1)  # (S, K, T + 1)
+            spans = pointer_word_mask(slots.word.repeat_interleave(K), candidates.flatten(0, 1), n)  # (S*K, n)
+            span_logits = self.span_logits(words, detection, slots.batch.repeat_interleave(K), spans)
+            if span_logits is not None:
+                typed = typed + span_logits.view(S, K, -1)
+            # a slot takes the sequence of its beam most likely to be an entity: log P(pointers) + log P(not NONE | span)
+            choice = (candidate_log_prob + typed.log_softmax(-1)[..., 1:].logsumexp(-1)).argmax(-1)  # (S,)
+            rows = torch.arange(S, device=words.device)
+            classes, log_prob, type_logits = candidates[rows, choice], candidate_log_prob[rows, choice], typed[rows, choice]
         else:
             grammar = PointerGrammar(slots.word, n_words, c.max_pointers)
             for t in range(c.max_pointers):
@@ -153,14 +170,10 @@ class NagNerPredictor:
                     break
             _, type_logits = self._run_decoder(words, word_mask, detection, slots, grammar.classes)
             classes, log_prob = grammar.classes, grammar.log_prob
-        span_logits = self.span_logits(words, detection, slots.batch, pointer_word_mask(slots.word, classes, words.shape[1]))
-        if span_logits is not None:
-            type_logits = type_logits + span_logits
-        none_bias = c.none_bias if none_bias is None else none_bias
-        if none_bias:
-            type_logits = type_logits - none_bias * torch.nn.functional.one_hot(
-                torch.zeros((), dtype=torch.long, device=type_logits.device), type_logits.shape[-1]
-            )
+            type_logits = type_logits + none_shift
+            span_logits = self.span_logits(words, detection, slots.batch, pointer_word_mask(slots.word, classes, n))
+            if span_logits is not None:
+                type_logits = type_logits + span_logits
         type_prob, type_id = type_logits.softmax(-1).max(-1)  # (S,), (S,)
         score = p_start[slots.batch, slots.word] * log_prob.exp() * type_prob  # (S,)
         return select_entities(

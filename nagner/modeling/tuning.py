@@ -1,8 +1,9 @@
 """Decoding settings chosen on dev data: start threshold, NONE bias, beam width, END bias and score threshold.
 
 The encoder runs once over the dev sentences; each setting re-runs only the slot decoder. The
-search is coordinate-wise: first every start threshold × NONE bias at beam 1 and END bias 0, then,
-where entities can have a second fragment, every beam width × END bias at the best of those. For
+search is coordinate-wise: first every start threshold × NONE bias at beam 1 and END bias 0, then
+every beam width (where entities can have a second fragment, or a span classifier can pick among a
+beam's sequences) × END bias (where a second fragment can start) at the best of those. For
 each decoded setting the score threshold is chosen over the decoded entities' scores (dropping
 entities below a threshold after decoding gives the same set as before, since the flat mode's
 greedy selection only lets better-scoring entities block worse ones). The best micro F1 wins; ties
@@ -80,9 +81,10 @@ def tune_decoding(
     try:
         for start, none in itertools.product(START_THRESHOLDS, NONE_BIASES):
             score(start, none, 1, 0.0)
-        if config.max_pointers > 2 and config.decode_mode == "nag":
+        fragments = config.max_pointers > 2  # END biases matter only where a second fragment can start
+        if config.decode_mode == "nag" and (fragments or getattr(model, "span_classifier", None) is not None):
             first = max(tried, key=lambda c: c.f1)
-            for beam, end in itertools.product(BEAM_SIZES, END_BIASES):
+            for beam, end in itertools.product(BEAM_SIZES, END_BIASES if fragments else (0.0,)):
                 if (beam, end) != (1, 0.0):
                     score(first.start_threshold, first.none_bias, beam, end)
     finally:
