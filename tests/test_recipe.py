@@ -188,6 +188,65 @@ def test_the_span_classifier_types_the_slots_spans_in_training_and_at_inference(
                           + span_type_bias(model.detector(words).word_type_logits, sentence, spans))
 
 
+def test_a_slot_takes_the_beam_sequence_most_likely_to_be_an_entity(tiny_encoder, monkeypatch):
+    """One slot on word 0 whose pointers prefer the span (0, 1, 2) slightly over (0,); the span terms
+    say (0, 1, 2) is no entity and (0,) is a LOC. Beam 1 keeps the likelier pointers (and the slot
+    is NONE); beam 2 takes (0,) as a LOC, with the score of that sequence."""
+    model = tiny_model(tiny_encoder, max_pointers=2, start_threshold=0.5, overlap="any").eval()
+    n = 4
+    words, word_mask = torch.zeros(1, n, 32), torch.ones(1, n, dtype=torch.bool)
+    one_entity = torch.zeros(1, n, 9)
+    one_entity[..., 1] = 9.0  # each start holds one entity: one slot
+    detection = Detection(torch.tensor([[9.0, -9.0, -9.0, -9.0]]), torch.zeros(1, n), one_entity)
+    pointers = torch.full((1, 2, n + 1), -20.0)
+    pointers[0, 0, 1], pointers[0, 0, 3] = 1.0, 1.5  # end at word 0 or (likelier) word 2
+    pointers[0, 1, END] = 20.0
+
+    def span_logits(words_, detection_, sentence, spans):
+        none = spans.sum(-1) > 1  # the long span is no entity; the one-word span is a LOC
+        return torch.where(none[:, None], torch.tensor([8.0, 0.0, 0.0]), torch.tensor([0.0, 8.0, 0.0]))
+
+    monkeypatch.setattr(model, "_run_decoder", lambda *a, **k: (pointers, torch.zeros(1, 3)))
+    monkeypatch.setattr(model, "span_logits", span_logits)
+    assert model.decode(words, word_mask, detection, beam_size=1) == [[]]
+    (found,) = model.decode(words, word_mask, detection, beam_size=2)
+    p_end = torch.tensor([1.0, 1.5]).softmax(-1)[0]
+    p_type = torch.tensor([0.0, 8.0, 0.0]).softmax(-1)[1]
+    assert [f[:2] for f in found] == [(1, (0,))]
+    assert found[0][2] == pytest.approx(float(torch.tensor(9.0).sigmoid() * p_end * p_type), rel=1e-4)
+
+
+def test_span_negatives_are_a_matched_slots_other_beam_sequences_that_are_no_gold_entity(tiny_encoder):
+    model = tiny_model(tiny_encoder, span_negatives=3, max_pointers=2)
+    sentence = Sentence("a b c d e".split(), [Entity("LOC", (0,)), Entity("ORG", (0, 1, 2)), Entity("LOC", (3, 4))])
+    batch = batch_of(model, [sentence])
+    words = model.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+    detection = model.detector(words)
+    from nagner.modeling.slots import Slots
+
+    slots = Slots(torch.tensor([0, 0, 0]), torch.tensor([0, 0, 3]), torch.tensor([0, 1, 0]))
+    pointers = torch.full((3, 2, 6), -5.0)
+    pointers[0, 0, 1:] = torch.tensor([4.0, 3.0, 2.0, 1.0, 0.0])  # first slot on word 0: ends 0, 1, 2, 3 lead
+    pointers[1, 0, 1:] = torch.tensor([0.0, 1.0, 2.0, 3.0, 4.0])  # second slot on word 0: ends 4, 3, 2, 1 lead
+    pointers[2, 0, 1:] = 1.0  # the slot on word 3 can end at 3 or 4 only
+    pointers[:, 1, END] = 5.0
+    gold_spans = torch.tensor([[1, 0, 0, 0, 0], [1, 1, 1, 0, 0], [0, 0, 0, 1, 1]], dtype=torch.bool)
+    seen = {}
+
+    def span_logits(words_, detection_, sentence_, spans):
+        seen["spans"] = spans
+        return torch.zeros(len(spans), 3)
+
+    model.span_logits = span_logits
+    logits, sentences = model._span_negatives(
+        words, batch["word_mask"], detection, pointers, slots, torch.tensor([0, 1, 2]), torch.tensor([0, 0, 0]), gold_spans
+    )
+    spans = {tuple(row.nonzero()[:, 0].tolist()) for row in seen["spans"]}
+    # beams of 4: ends 0-3 (gold: 0, 2), ends 1-4 (gold: 2), and 3-4 for the slot on word 3 (gold: 4)
+    assert spans == {(0, 1), (0, 1, 2, 3), (0, 1, 2, 3, 4), (3,)}
+    assert len(seen["spans"]) == 2 + 3 + 1 and sentences.eq(0).all() and logits.shape == (6, 3)
+
+
 # ------------------------------------------------------------------------------------ flat mode
 
 
