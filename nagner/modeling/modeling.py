@@ -4,11 +4,14 @@
     H ─MentionDetector─▶ start / end / count / word-type logits per word
     slots (`slots.py`: one rule for training and inference), query = anchor(H_i) + slot_embedding[k]
     SlotDecoder(queries, H) ─one pass─▶ pointers over END ∪ words (L positions) + type over NONE ∪ types
-    beam search under the entity grammar, scores, de-duplication (`decoding.py`)
+    beam search under the entity grammar; each beam sequence's span typed by the span terms
+    (`span_typing.py`: word-type mean + span classifier); a slot takes its likeliest entity;
+    scores, de-duplication (`decoding.py`)
 
 Training (`forward` with targets): the slots the rule opens, plus missed gold starts and random
 negatives; gold entities are matched to their start word's slots by the Hungarian matcher
-(`matcher.py`) and the loss is `criterion.SetCriterion`'s. The AR mode (ablation only) assigns gold
+(`matcher.py`) and the loss is `criterion.SetCriterion`'s; a matched slot's other beam sequences
+that are no entity teach the span terms NONE (`_span_negatives`). The AR mode (ablation only) assigns gold
 entities to slots in a fixed order and decodes with a causal mask and teacher forcing.
 The heads, word states, decoding and prediction entry points are `predictor.NagNerPredictor`'s
 (torch only, shared with the exported `nagner.runtime.NagNerRuntime`); prediction on sentences and raw
