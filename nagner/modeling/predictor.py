@@ -127,9 +127,11 @@ class NagNerPredictor:
         """Entities of every batch row as (type id, word indices, score), from encoder-side outputs.
 
         NAG mode: one decoder pass for all slots of the batch, then beam search per slot; of its
-        beam a slot takes the sequence with the highest log P(pointers) + log P(not NONE | span), so
-        the span terms (`span_logits`) can prefer a slightly less likely span that is an entity
-        over one that is not (beam 1: the best pointer sequence, as greedy decoding). AR mode:
+        beam a slot takes the sequence with the highest log P(pointers) + log P(not NONE | span),
+        P from the span terms alone (`span_logits`: what span negatives train, and the part of the
+        type logits that differs between a slot's sequences), so a slightly less likely span that
+        is an entity wins over one that is not (beam 1: the best pointer sequence, as greedy
+        decoding). The type then comes from the decoder's and the span terms' logits. AR mode:
         greedy steps until every slot said END, then one pass for the types. Score = p_start ·
         Π p(pointer) · p(type). ``threshold``, ``beam_size``, ``end_bias`` and ``none_bias`` default
         to the config's.
@@ -152,15 +154,17 @@ class NagNerPredictor:
                 c.beam_size if beam_size is None else beam_size, c.end_bias if end_bias is None else end_bias,
             )  # (S, K, L), (S, K)
             S, K = candidate_log_prob.shape
-            typed = (type_logits + none_shift).unsqueeze(1).expand(S, K, -1)  # (S, K, T + 1)
             spans = pointer_word_mask(slots.word.repeat_interleave(K), candidates.flatten(0, 1), n)  # (S*K, n)
             span_logits = self.span_logits(words, detection, slots.batch.repeat_interleave(K), spans)
+            choice = torch.zeros(S, dtype=torch.long, device=words.device)
             if span_logits is not None:
-                typed = typed + span_logits.view(S, K, -1)
-            # a slot takes the sequence of its beam most likely to be an entity: log P(pointers) + log P(not NONE | span)
-            choice = (candidate_log_prob + typed.log_softmax(-1)[..., 1:].logsumexp(-1)).argmax(-1)  # (S,)
+                span_logits = span_logits.view(S, K, -1)
+                if K > 1:  # the sequence of the beam most likely an entity: log P(pointers) + log P_span(not NONE)
+                    entity = span_logits.log_softmax(-1)[..., 1:].logsumexp(-1)  # (S, K)
+                    choice = (candidate_log_prob + entity).argmax(-1)  # (S,)
             rows = torch.arange(S, device=words.device)
-            classes, log_prob, type_logits = candidates[rows, choice], candidate_log_prob[rows, choice], typed[rows, choice]
+            classes, log_prob = candidates[rows, choice], candidate_log_prob[rows, choice]
+            type_logits = type_logits + none_shift + (0.0 if span_logits is None else span_logits[rows, choice])
         else:
             grammar = PointerGrammar(slots.word, n_words, c.max_pointers)
             for t in range(c.max_pointers):
