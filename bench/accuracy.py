@@ -118,6 +118,7 @@ def run_nagner(system: str, variant: str, lr: float, seed: int, data: dict, args
         "best_epoch": result.best_epoch,
         "dev_f1_per_epoch": [r["dev_f1"] for r in result.history],
         "best_dev_f1": result.best_dev_f1,
+        "tuned_dev_f1": result.decoding["dev_f1"] if result.decoding else None,
     }
     return {**row, **test_nagner(result.model, data)}
 
@@ -170,7 +171,8 @@ def retune_nagner(path: Path, record: dict, data: dict, out: Path) -> dict:
 
     model = load_checkpoint(out / "runs" / path.stem / "best")
     if data["dev"] is not None and VARIANTS[record["settings"]["variant"]].get("tune", True):
-        tune_decoding(model, data["dev"])
+        choice, _ = tune_decoding(model, data["dev"])
+        record["tuned_dev_f1"] = choice.f1
         model.save_pretrained(out / "runs" / path.stem / "best")
     return {**record, **test_nagner(model, data), "retuned": True}
 
