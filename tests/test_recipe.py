@@ -190,8 +190,9 @@ def test_the_span_classifier_types_the_slots_spans_in_training_and_at_inference(
 
 def test_a_slot_takes_the_beam_sequence_most_likely_to_be_an_entity(tiny_encoder, monkeypatch):
     """One slot on word 0 whose pointers prefer the span (0, 1, 2) slightly over (0,); the span terms
-    say (0, 1, 2) is no entity and (0,) is a LOC. Beam 1 keeps the likelier pointers (and the slot
-    is NONE); beam 2 takes (0,) as a LOC, with the score of that sequence."""
+    say (0, 1, 2) is no entity and (0,) is a LOC; the decoder's type logit (the same for both) is
+    sure the slot holds some entity. Beam 1 keeps the likelier pointers; beam 2 takes (0,): the
+    choice weighs the span terms alone, which the decoder's certainty would otherwise drown."""
     model = tiny_model(tiny_encoder, max_pointers=2, start_threshold=0.5, overlap="any").eval()
     n = 4
     words, word_mask = torch.zeros(1, n, 32), torch.ones(1, n, dtype=torch.bool)
@@ -201,17 +202,18 @@ def test_a_slot_takes_the_beam_sequence_most_likely_to_be_an_entity(tiny_encoder
     pointers = torch.full((1, 2, n + 1), -20.0)
     pointers[0, 0, 1], pointers[0, 0, 3] = 1.0, 1.5  # end at word 0 or (likelier) word 2
     pointers[0, 1, END] = 20.0
+    decoder_types = torch.tensor([[-20.0, 0.0, -5.0]])  # NONE, LOC, ORG
 
     def span_logits(words_, detection_, sentence, spans):
         none = spans.sum(-1) > 1  # the long span is no entity; the one-word span is a LOC
         return torch.where(none[:, None], torch.tensor([8.0, 0.0, 0.0]), torch.tensor([0.0, 8.0, 0.0]))
 
-    monkeypatch.setattr(model, "_run_decoder", lambda *a, **k: (pointers, torch.zeros(1, 3)))
+    monkeypatch.setattr(model, "_run_decoder", lambda *a, **k: (pointers, decoder_types))
     monkeypatch.setattr(model, "span_logits", span_logits)
-    assert model.decode(words, word_mask, detection, beam_size=1) == [[]]
+    assert [f[:2] for f in model.decode(words, word_mask, detection, beam_size=1)[0]] == [(1, (0, 1, 2))]
     (found,) = model.decode(words, word_mask, detection, beam_size=2)
     p_end = torch.tensor([1.0, 1.5]).softmax(-1)[0]
-    p_type = torch.tensor([0.0, 8.0, 0.0]).softmax(-1)[1]
+    p_type = torch.tensor([-20.0, 8.0, -5.0]).softmax(-1)[1]
     assert [f[:2] for f in found] == [(1, (0,))]
     assert found[0][2] == pytest.approx(float(torch.tensor(9.0).sigmoid() * p_end * p_type), rel=1e-4)
 
