@@ -35,14 +35,14 @@ TESTS = {"conll": DATA / "conll2003" / "eng.testb", "cadec": DATA / "cadec" / "t
 
 def model_dir(runs: Path, dataset: str, system: str, train_sentences: int | None = None) -> Path:
     """A model `bench/accuracy.py` trained: variant "full", seed 42, ``train_sentences`` (default:
-    the most), the learning rate with the best dev F1."""
+    the most), the learning rate with the best dev F1 (after decoding was tuned, where it was)."""
     found = [json.loads(p.read_text()) for p in (runs / dataset).glob(f"{system}-full-*.json")]
     found = [r for r in found if r["settings"]["seed"] == 42]
     size = train_sentences or max((r["settings"]["train_sentences"] for r in found), default=0)
     found = [r for r in found if r["settings"]["train_sentences"] == size]
     if not found:
         raise SystemExit(f"no trained {system} model for {dataset} under {runs}; run bench/accuracy.py first")
-    best = max(found, key=lambda r: r["best_dev_f1"] or 0)
+    best = max(found, key=lambda r: r.get("tuned_dev_f1") or r["best_dev_f1"] or 0)  # as bench/report.py
     settings = best["settings"]
     name = f"{system}-full-lr{settings['lr']:g}-seed42-n{size}-e{settings['epochs']}"
     return runs / dataset / "runs" / name / "best"
