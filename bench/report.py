@@ -95,7 +95,9 @@ def group_tables(key: tuple, runs: list[dict]) -> list[str]:
     full = main.get(("nag", "full"))
     if full and any(v != "full" for (_, v) in main):
         def seed_mean(variant: str) -> tuple[float, int]:
-            f1s = [r["test"]["micro"]["f1"] for r in by_system[("nag", variant)]]
+            """Mean test F1 over the seeds run at the learning rate of the variant's main row."""
+            lr = main[("nag", variant)]["settings"]["lr"]
+            f1s = [r["test"]["micro"]["f1"] for r in by_system[("nag", variant)] if r["settings"]["lr"] == lr]
             return statistics.mean(f1s), len(f1s)
 
         full_mean, _ = seed_mean("full")
