@@ -11,7 +11,7 @@ acc() { python bench/accuracy.py --threads 1 "$@"; }
 acc --dataset conll --systems nag,tokcls --lrs 5e-5,1e-4,2e-4 --epochs 3 --train-limit 3000
 acc --dataset conll --systems nag,tokcls --lrs 2e-4 --seeds 1,2 --epochs 3 --train-limit 3000
 acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 \
-    --variants no-span-classifier,no-span-negatives,no-span-typing,no-pointer-prior,no-negatives
+    --variants no-span-classifier,no-span-negatives,no-span-typing,no-pointer-prior,no-negatives,switches-off
 acc --dataset conll --systems ar --lrs 2e-4 --epochs 3 --train-limit 3000
 acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8
 acc --dataset cadec --systems ar,nag --lrs 1e-4 --epochs 3 --train-limit 1000
