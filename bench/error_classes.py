@@ -16,16 +16,14 @@ from __future__ import annotations
 
 import argparse
 import random
-import sys
 from collections import Counter
 from pathlib import Path
 
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+from nagner.data import Sentence, read_sentences
 
-from nagner.data import Sentence, read_sentences  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 DATA = REPO.parent / "shared" / "data"
 DEV = {"conll": "conll2003/eng.testa", "cadec": "cadec/dev.json"}

@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import torch
+from report import dev_f1  # bench/ is on sys.path when a bench script runs
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
@@ -42,7 +43,7 @@ def model_dir(runs: Path, dataset: str, system: str, train_sentences: int | None
     found = [r for r in found if r["settings"]["train_sentences"] == size]
     if not found:
         raise SystemExit(f"no trained {system} model for {dataset} under {runs}; run bench/accuracy.py first")
-    best = max(found, key=lambda r: r.get("tuned_dev_f1") or r["best_dev_f1"] or 0)  # as bench/report.py
+    best = max(found, key=lambda r: dev_f1(r) or 0)
     settings = best["settings"]
     name = f"{system}-full-lr{settings['lr']:g}-seed42-n{size}-e{settings['epochs']}"
     return runs / dataset / "runs" / name / "best"

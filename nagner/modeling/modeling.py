@@ -376,7 +376,7 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         span_typed = detection.word_type_logits is not None or self.span_classifier is not None
         if self.config.decode_mode == "nag":
             pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
-            gold_bias = self.span_logits(words, detection, gold_batch, gold_spans) if span_typed else None
+            gold_bias = self.span_logits(words, detection, gold_batch, gold_spans)  # None with no span term
             slot_index, gold_index = match_slots(
                 pointer_logits.log_softmax(-1), type_logits.detach(), slots.groups(),
                 gold_pointers, gold_types, gold_groups, gold_type_bias=None if gold_bias is None else gold_bias.detach(),

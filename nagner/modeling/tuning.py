@@ -82,7 +82,7 @@ def tune_decoding(
         for start, none in itertools.product(START_THRESHOLDS, NONE_BIASES):
             score(start, none, 1, 0.0)
         fragments = config.max_pointers > 2  # END biases matter only where a second fragment can start
-        if config.decode_mode == "nag" and (fragments or getattr(model, "span_classifier", None) is not None):
+        if config.decode_mode == "nag" and (fragments or model.span_classifier is not None):
             first = max(tried, key=lambda c: c.f1)
             for beam, end in itertools.product(BEAM_SIZES, END_BIASES if fragments else (0.0,)):
                 if (beam, end) != (1, 0.0):
