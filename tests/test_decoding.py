@@ -156,6 +156,23 @@ def test_the_span_classifier_reads_the_first_and_last_word_and_the_mean_of_the_s
     assert torch.allclose(features[1], torch.cat([words[0, 0], words[0, 0], words[0, 0]]))
 
 
+def test_with_gaps_the_span_classifier_also_reads_the_words_around_the_gap_and_the_skipped_words():
+    """A span of fragments (0, 1) and (4,) in a 6-word sentence: the word before the gap is 1, the
+    one after it 4, the skipped words 2 and 3. Three fragments (0), (2), (5): the gap runs from
+    word 1 to word 4, so the words around it are 0 and 5 and every skipped word counts in the mean.
+    A contiguous span gets zeros for all three."""
+    torch.manual_seed(0)
+    words = torch.randn(1, 6, 2)
+    classifier = SpanClassifier(2, num_types=12, dropout=0.0, gaps=True, inner_size=12)
+    classifier.mlp = torch.nn.Identity()
+    spans = torch.tensor([[1, 1, 0, 0, 1, 0], [1, 0, 1, 0, 0, 1], [0, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    features = classifier(words, torch.zeros(3, dtype=torch.long), spans)  # (3, 12)
+    w = words[0]
+    assert torch.allclose(features[0], torch.cat([w[0], w[4], (w[0] + w[1] + w[4]) / 3, w[1], w[4], (w[2] + w[3]) / 2]))
+    assert torch.allclose(features[1], torch.cat([w[0], w[5], (w[0] + w[2] + w[5]) / 3, w[0], w[5], (w[1] + w[3] + w[4]) / 3]))
+    assert torch.allclose(features[2], torch.cat([w[1], w[3], (w[1] + w[2] + w[3]) / 3, torch.zeros(6)]))
+
+
 def test_select_entities_keeps_each_span_once_with_its_best_type_and_drops_none():
     found = select_entities(
         slot_batch=[0, 0, 0, 0, 1], slot_word=[0, 0, 0, 2, 0], classes=[[2, END], [2, END], [2, END], [3, END], [1, END]],

@@ -147,6 +147,57 @@ def test_a_checkpoint_of_format_2_loads_without_the_span_classifier(tiny_encoder
     assert tiny_model(tiny_encoder).span_classifier is not None  # new models get it
 
 
+def test_a_checkpoint_of_format_3_loads_with_the_span_classifier_it_was_trained_with(tiny_encoder, tmp_path):
+    older = tiny_model(tiny_encoder, span_gaps=False, span_positives=False)
+    older.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["span_gaps"], config["span_positives"]
+    config["format_version"] = 3
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    loaded = NagNerModel.from_pretrained(tmp_path)  # strict: its weights fit the 3-part classifier
+    assert loaded.config.format_version == 3 and not loaded.config.span_gaps and not loaded.config.span_positives
+    assert not loaded.span_classifier.gaps and loaded.span_classifier.mlp[0].in_features == 3 * 32
+    fresh = tiny_model(tiny_encoder)
+    assert fresh.span_classifier.gaps and fresh.span_classifier.mlp[0].in_features == 6 * 32
+
+
+def test_the_span_terms_alone_learn_the_gold_spans_types_and_none_on_the_negatives(tiny_encoder, monkeypatch):
+    """With span_positives the span-term loss is the CE, over the gold spans (towards their types)
+    and the span negatives (towards NONE) together, of the span terms alone; without it, of the
+    negatives alone."""
+    sentences = [Sentence("a b c d e".split(), [Entity("LOC", (0,)), Entity("ORG", (0, 2))])]
+    for positives in (True, False):
+        model = tiny_model(tiny_encoder, span_positives=positives, span_negatives=3, max_pointers=4)
+        batch = batch_of(model, sentences)
+        seen = {}
+        original_terms = model.criterion.span_terms
+
+        def span_terms(logits, targets, sentence, batch_size, per_sentence=False, seen=seen, original=original_terms):
+            seen["logits"], seen["targets"] = logits, targets
+            return original(logits, targets, sentence, batch_size, per_sentence)
+
+        negatives = model._span_negatives
+        monkeypatch.setattr(model, "_span_negatives", lambda *a, seen=seen, negatives=negatives: seen.setdefault("negatives", negatives(*a)))
+        monkeypatch.setattr(model.criterion, "span_terms", span_terms)
+        model.eval()  # no dropout: the span logits can be recomputed
+        model(**batch)
+        negative_logits, _ = seen["negatives"]
+        gold_types = torch.tensor([model.config.entity_types.index(t) + 1 for t in ("LOC", "ORG")])
+        expected_targets = torch.cat([gold_types, torch.zeros(len(negative_logits), dtype=torch.long)])
+        if positives:
+            words = model.encode_words(batch["input_ids"], batch["attention_mask"], batch["word_first"], batch["word_last"])
+            spans = torch.zeros(2, words.shape[1], dtype=torch.bool)
+            spans[0, 0] = spans[1, 0] = spans[1, 2] = True
+            gold_logits = model.span_logits(words, model.detector(words), torch.zeros(2, dtype=torch.long), spans)
+            assert torch.equal(seen["targets"], expected_targets)
+            assert torch.allclose(seen["logits"][:2], gold_logits, atol=1e-5)
+        else:
+            assert torch.equal(seen["targets"], expected_targets[2:])
+        assert len(negative_logits) > 0 and torch.allclose(seen["logits"][-len(negative_logits):], negative_logits)
+        loss = original_terms(seen["logits"], seen["targets"], torch.zeros(len(seen["targets"]), dtype=torch.long), 1)
+        assert loss.item() == pytest.approx(torch.nn.functional.cross_entropy(seen["logits"], seen["targets"]).item())
+
+
 def test_the_span_classifier_types_the_slots_spans_in_training_and_at_inference(tiny_encoder, monkeypatch):
     """Training: its loss gradient reaches it. Inference: the type logits that decide each slot are
     the decoder's plus the span terms of the span the slot decodes."""
@@ -258,6 +309,7 @@ def test_flat_mode_never_outputs_overlapping_entities(tiny_encoder, monkeypatch)
     n = 5
     for overlap, expected in (("flat", 1), ("any", n)):
         model = tiny_model(tiny_encoder, max_pointers=2, overlap=overlap, start_threshold=0.0).eval()
+        monkeypatch.setattr(model, "span_logits", lambda *a: None)  # the scores are the decoder's alone
 
         def run_decoder(words, word_mask, detection, slots, previous_classes=None, positions=None):
             S = len(slots)

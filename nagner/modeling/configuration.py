@@ -8,7 +8,7 @@ from transformers import AutoConfig, PretrainedConfig
 
 DECODE_MODES = ("nag", "ar")
 OVERLAP_MODES = ("any", "flat")
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 # Settings a checkpoint written before FORMAT_VERSION 2 was trained with (it has no key for them):
 # they keep such a checkpoint loading and decoding as it was trained.
@@ -22,6 +22,8 @@ LEGACY_SETTINGS = {
 }
 # Settings added with FORMAT_VERSION 3, off in a checkpoint of an earlier format (it has no weights for them).
 FORMAT_2_SETTINGS = {"span_classifier": False, "span_negatives": 0}
+# Settings added with FORMAT_VERSION 4, off in a checkpoint of an earlier format (as it was trained).
+FORMAT_3_SETTINGS = {"span_gaps": False, "span_positives": False}
 
 
 class NagNerConfig(PretrainedConfig):
@@ -51,9 +53,15 @@ class NagNerConfig(PretrainedConfig):
             entity's words is added to the slot's type logits.
         span_classifier: a classifier on the span's first, last and mean word states adds its logits
             over NONE ∪ types to the slot's type logits (`nagner.modeling.span_typing`).
+        span_gaps: the span classifier also reads a discontinuous span's gap: the words either
+            side of it and the mean of the skipped words (zeros for a contiguous span).
         span_negatives: in training, this many other sequences of each matched slot's pointer beam
             that are no entity teach the span terms NONE; decoding with ``beam_size`` > 1 then
             lets a slot take the beam sequence most likely to be an entity.
+        span_positives: in training, the span terms alone also learn each gold span's type, beside
+            the negatives' NONE: the beam choice reads them alone, so they are trained alone on
+            both (in the slot's type loss they are summed with the decoder's logits, which soon
+            carry the type of a matched slot and leave the span terms little gradient there).
     Slots (one rule in training and inference, `nagner.modeling.slots`):
         start_threshold: detector probability above which a word opens slots.
         min_slots_per_start: slots a detected start opens at least (2 where the training data has
@@ -101,7 +109,9 @@ class NagNerConfig(PretrainedConfig):
         pointer_prior: bool = True,
         span_typing: bool = True,
         span_classifier: bool = True,
+        span_gaps: bool = True,
         span_negatives: int = 3,
+        span_positives: bool = True,
         start_threshold: float = 0.5,
         min_slots_per_start: int = 1,
         count_threshold: float = 0.25,
@@ -153,7 +163,9 @@ class NagNerConfig(PretrainedConfig):
         self.pointer_prior = pointer_prior
         self.span_typing = span_typing
         self.span_classifier = span_classifier
+        self.span_gaps = span_gaps
         self.span_negatives = span_negatives
+        self.span_positives = span_positives
         self.start_threshold = start_threshold
         self.min_slots_per_start = min_slots_per_start
         self.count_threshold = count_threshold
@@ -178,11 +190,15 @@ class NagNerConfig(PretrainedConfig):
     @classmethod
     def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
         """A config.json of an earlier format lacks the switches added since: it gets the settings
-        it was trained with (`LEGACY_SETTINGS` before format 2, `FORMAT_2_SETTINGS` before 3), not
-        today's defaults."""
+        it was trained with (`LEGACY_SETTINGS` before format 2, `FORMAT_2_SETTINGS` before 3,
+        `FORMAT_3_SETTINGS` before 4), not today's defaults."""
         if config_dict.get("model_type") == cls.model_type:
             version = config_dict.get("format_version", 1)
-            earlier = {**(LEGACY_SETTINGS if version < 2 else {}), **(FORMAT_2_SETTINGS if version < 3 else {})}
+            earlier = {
+                **(LEGACY_SETTINGS if version < 2 else {}),
+                **(FORMAT_2_SETTINGS if version < 3 else {}),
+                **(FORMAT_3_SETTINGS if version < 4 else {}),
+            }
             config_dict = {**earlier, **config_dict, "format_version": version}
         return super().from_dict(config_dict, **kwargs)
 

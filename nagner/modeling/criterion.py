@@ -1,7 +1,8 @@
 """The training loss of NAG-NER (the set criterion, beside `matcher.py` as in DETR).
 
     loss = pointer CE + type CE                      (slots matched to gold entities; the rest learn NONE)
-         + span-negative CE                           (span terms alone: NONE for a slot's wrong beam sequences)
+         + span-term CE                               (span terms alone: gold spans' types, NONE for a
+                                                        matched slot's wrong beam sequences)
          + detect_weight · (start BCE + end BCE)     (every word)
          + count_weight  · count CE                  (gold start words only, larger counts weighted up)
          + typing_weight · word-type BCE             (every word × type, with span typing)
@@ -103,13 +104,13 @@ class SetCriterion:
         typed = _mean(F.cross_entropy(type_logits, type_targets, reduction="none"), slots.batch, batch_size, per_sentence)
         return pointer, typed
 
-    def span_negatives(
-        self, logits: torch.Tensor, sentence: torch.Tensor, batch_size: int, per_sentence: bool = False
+    def span_terms(
+        self, logits: torch.Tensor, targets: torch.Tensor, sentence: torch.Tensor, batch_size: int, per_sentence: bool = False
     ) -> torch.Tensor:
-        """CE towards NONE of the span terms of spans that are no entity. logits: (N, T + 1);
-        sentence: (N,). 0 (in the graph) when there are none."""
+        """CE of the span terms alone: gold spans towards their type, spans that are no entity
+        towards NONE. logits: (N, T + 1); targets: (N,) type ids (0 NONE); sentence: (N,). 0 (in
+        the graph) when there are none."""
         if not len(logits):
             zero = logits.sum() * 0.0
             return zero.expand(batch_size) if per_sentence else zero
-        none = torch.zeros(len(logits), dtype=torch.long, device=logits.device)
-        return _mean(F.cross_entropy(logits, none, reduction="none"), sentence, batch_size, per_sentence)
+        return _mean(F.cross_entropy(logits, targets, reduction="none"), sentence, batch_size, per_sentence)

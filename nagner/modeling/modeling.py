@@ -10,8 +10,9 @@
 
 Training (`forward` with targets): the slots the rule opens, plus missed gold starts and random
 negatives; gold entities are matched to their start word's slots by the Hungarian matcher
-(`matcher.py`) and the loss is `criterion.SetCriterion`'s; a matched slot's other beam sequences
-that are no entity teach the span terms NONE (`_span_negatives`). The AR mode (ablation only) assigns gold
+(`matcher.py`) and the loss is `criterion.SetCriterion`'s; the span terms alone also learn the gold
+spans' types and NONE on a matched slot's other beam sequences that are no entity
+(`_span_negatives`), the candidates decoding picks among. The AR mode (ablation only) assigns gold
 entities to slots in a fixed order and decodes with a causal mask and teacher forcing.
 The heads, word states, decoding and prediction entry points are `predictor.NagNerPredictor`'s
 (torch only, shared with the exported `nagner.runtime.NagNerRuntime`); prediction on sentences and raw
@@ -336,15 +337,15 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
                 detection.start_logits, detection.count_logits, count_labels, word_mask, self.config, self.training
             )
         )
-        pointer_logits, type_logits, pointer_targets, type_targets, negatives = self._assign_and_decode(
+        pointer_logits, type_logits, pointer_targets, type_targets, span_examples = self._assign_and_decode(
             words, word_mask, detection, slots, gold_batch, gold_starts, gold_pointers, gold_types, gold_spans
         )
         B = word_mask.shape[0]
         pointer_loss, type_loss = self.criterion.generation(
             pointer_logits, type_logits, slots, pointer_targets, type_targets, B, per_sentence
         )
-        if negatives is not None:
-            type_loss = type_loss + self.criterion.span_negatives(*negatives, B, per_sentence)
+        if span_examples is not None:
+            type_loss = type_loss + self.criterion.span_terms(*span_examples, B, per_sentence)
         c = self.config
         output.loss = (
             pointer_loss + type_loss + c.detect_weight * detect_loss + c.count_weight * count_loss
@@ -367,11 +368,12 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
         gold_pointers: torch.Tensor,
         gold_types: torch.Tensor,
         gold_spans: torch.Tensor,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...] | None]:
         """Give every gold entity a slot (Hungarian in NAG mode, fixed order in AR mode) and run the
         decoder. Returns pointer logits (S, L, n + 1), type logits (S, T + 1) (span-typed when on),
         the targets: pointers (S, L) (IGNORE where none) and types (S,) (0 NONE where unmatched),
-        and the span negatives (`_span_negatives`) or None."""
+        and what the span terms alone learn from (span logits (N, T + 1), types (N,), sentences
+        (N,): gold spans with ``span_positives``, `_span_negatives` as NONE) or None."""
         gold_groups = list(zip(gold_batch.tolist(), gold_starts.tolist()))
         span_typed = detection.word_type_logits is not None or self.span_classifier is not None
         if self.config.decode_mode == "nag":
@@ -399,12 +401,17 @@ class NagNerModel(NagNerPredictor, PreTrainedModel):
             spans = pointer_word_mask(slots.word, guessed, words.shape[1])  # (S, n)
             spans[slot_index] = gold_spans[gold_index]
             type_logits = type_logits + self.span_logits(words, detection, slots.batch, spans)
-        negatives = None
-        if self.config.decode_mode == "nag" and self.span_classifier is not None and self.config.span_negatives:
-            negatives = self._span_negatives(
-                words, word_mask, detection, pointer_logits, slots, slot_index, gold_batch, gold_spans
-            )
-        return pointer_logits, type_logits, pointer_targets, type_targets, negatives
+        examples = []  # (span logits, types, sentences) the span terms alone learn from
+        if self.config.decode_mode == "nag" and self.span_classifier is not None:
+            if self.config.span_positives:
+                examples.append((gold_bias, gold_types, gold_batch))
+            if self.config.span_negatives:
+                negative_logits, negative_sentence = self._span_negatives(
+                    words, word_mask, detection, pointer_logits, slots, slot_index, gold_batch, gold_spans
+                )
+                examples.append((negative_logits, torch.zeros_like(negative_sentence), negative_sentence))
+        span_examples = tuple(torch.cat(parts) for parts in zip(*examples)) if examples else None
+        return pointer_logits, type_logits, pointer_targets, type_targets, span_examples
 
     def _span_negatives(
         self,

@@ -61,7 +61,9 @@ class NagNerPredictor:
             model_size=config.decoder_hidden_size,
         )
         self.span_classifier = (
-            SpanClassifier(hidden, config.num_types, config.head_dropout) if config.span_classifier else None
+            SpanClassifier(hidden, config.num_types, config.head_dropout, gaps=config.span_gaps)
+            if config.span_classifier
+            else None
         )
 
     def span_logits(
