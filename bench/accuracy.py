@@ -59,7 +59,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
     "no-span-classifier": {"span_classifier": False},
     "no-span-negatives": {"span_negatives": 0},
     "no-span-positives": {"span_positives": False},
-    "no-span-gaps": {"span_gaps": False},
+    "span-gaps": {"span_gaps": True},
     "typing-x4": {"typing_weight": 4.0},
     "no-negatives": {"negative_start_ratio": 0.0},
     "no-surplus-slots": {"min_slots_per_start": 1},

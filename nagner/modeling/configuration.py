@@ -54,7 +54,9 @@ class NagNerConfig(PretrainedConfig):
         span_classifier: a classifier on the span's first, last and mean word states adds its logits
             over NONE ∪ types to the slot's type logits (`nagner.modeling.span_typing`).
         span_gaps: the span classifier also reads a discontinuous span's gap: the words either
-            side of it and the mean of the skipped words (zeros for a contiguous span).
+            side of it and the mean of the skipped words (zeros for a contiguous span). Off by
+            default: on CADEC it did not help (dev F1 67.4 against 67.6 without; bench/RESULTS.md
+            section 1).
         span_negatives: in training, this many other sequences of each matched slot's pointer beam
             that are no entity teach the span terms NONE; decoding with ``beam_size`` > 1 then
             lets a slot take the beam sequence most likely to be an entity.
@@ -109,7 +111,7 @@ class NagNerConfig(PretrainedConfig):
         pointer_prior: bool = True,
         span_typing: bool = True,
         span_classifier: bool = True,
-        span_gaps: bool = True,
+        span_gaps: bool = False,
         span_negatives: int = 3,
         span_positives: bool = True,
         start_threshold: float = 0.5,
