@@ -130,7 +130,7 @@ class NagNerPredictor:
 
         NAG mode: one decoder pass for all slots of the batch, then beam search per slot; of its
         beam a slot takes the sequence with the highest log P(pointers) + log P(not NONE | span),
-        P from the span terms alone (`span_logits`: what span negatives train, and the part of the
+        P from the span terms alone (`span_logits`: what span positives and negatives train, and the part of the
         type logits that differs between a slot's sequences), so a slightly less likely span that
         is an entity wins over one that is not (beam 1: the best pointer sequence, as greedy
         decoding). The type then comes from the decoder's and the span terms' logits. AR mode:
