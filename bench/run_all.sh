@@ -10,12 +10,13 @@ mkdir -p bench/out
 acc() { python bench/accuracy.py --threads 1 "$@"; }
 acc --dataset conll --systems nag,tokcls --lrs 5e-5,1e-4,2e-4 --epochs 3 --train-limit 3000
 acc --dataset conll --systems nag,tokcls --lrs 2e-4 --seeds 1,2 --epochs 3 --train-limit 3000
-acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 \
-    --variants no-span-classifier,no-span-negatives,no-span-typing,no-pointer-prior,no-negatives,switches-off
+acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 --variants no-span-positives
 acc --dataset conll --systems ar --lrs 2e-4 --epochs 3 --train-limit 3000
-acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8
+acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8 --variants full,span-gaps
 acc --dataset cadec --systems ar,nag --lrs 1e-4 --epochs 3 --train-limit 1000
 acc --dataset genia --systems nag --lrs 1e-4 --epochs 6
+acc --dataset germeval --systems nag --lrs 1e-4 --epochs 2
+acc --dataset conll --systems tokcls --lrs 1e-4 --epochs 3 --out bench/out/accuracy-full-conll   # section 1c
 python bench/speed.py --threads 2 --rounds 3
 python bench/report.py > bench/out/tables.md
 # Section 4 (issue 14), each alone on the machine:
