@@ -24,10 +24,9 @@ import torch
 
 from nagner.checkpoint import load_checkpoint
 from nagner.data import read_sentences
-from nagner.modeling.decoding import beam_candidates
 from nagner.modeling.inference import encoded_batches
 from nagner.modeling.slots import Slots, inference_slot_counts
-from nagner.modeling.targets import pointer_word_mask, pointers_to_indices
+from nagner.modeling.targets import pointers_to_indices
 
 REPO = Path(__file__).resolve().parents[1]
 CLASSES = (
@@ -48,17 +47,10 @@ def diagnose(model, sentences, beam_size: int) -> Counter:
             slots = Slots.from_counts(inference_slot_counts(detection.start_logits, detection.count_logits, word_mask, c))
             if len(slots):
                 pointer_logits, _ = model._run_decoder(words, word_mask, detection, slots)
-                candidates, log_prob = beam_candidates(
-                    pointer_logits, slots.word, word_mask.sum(-1)[slots.batch], K, c.end_bias
-                )  # (S, K, L), (S, K)
-                S = len(slots)
-                spans = pointer_word_mask(slots.word.repeat_interleave(K), candidates.flatten(0, 1), words.shape[1])
-                span_logits = model.span_logits(words, detection, slots.batch.repeat_interleave(K), spans)
-                p_none = torch.zeros(S, K) if span_logits is None else span_logits.view(S, K, -1).softmax(-1)[..., 0]
-                choice = torch.zeros(S, dtype=torch.long)
-                if span_logits is not None and K > 1:
-                    entity = span_logits.view(S, K, -1).log_softmax(-1)[..., 1:].logsumexp(-1)
-                    choice = (log_prob + entity).argmax(-1)
+                candidates, log_prob, span_logits, choice = model.choose_from_beams(
+                    words, detection, slots, pointer_logits, word_mask.sum(-1)[slots.batch], K, c.end_bias
+                )  # what decode does: (S, K, L), (S, K), (S, K, T + 1) or None, (S,)
+                p_none = torch.zeros(log_prob.shape) if span_logits is None else span_logits.softmax(-1)[..., 0]
             slot_at: dict[tuple[int, int], list[int]] = {}
             for s, (b, w) in enumerate(zip(slots.batch.tolist(), slots.word.tolist())):
                 slot_at.setdefault((b, w), []).append(s)

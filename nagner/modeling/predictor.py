@@ -115,6 +115,33 @@ class NagNerPredictor:
         )
 
     # ------------------------------------------------------------------------------------ decode
+    def choose_from_beams(
+        self,
+        words: torch.Tensor,
+        detection: Detection,
+        slots: Slots,
+        pointer_logits: torch.Tensor,
+        n_words: torch.Tensor,
+        beam_size: int,
+        end_bias: float,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, torch.Tensor]:
+        """Each slot's beam and the sequence it takes (NAG mode, `decode`): the ``beam_size`` best
+        pointer sequences (S, K, L) with their log-probabilities (S, K), the span terms of each
+        (S, K, T + 1) or None, and the choice (S,): the sequence with the highest log P(pointers)
+        + log P_span(not NONE) (the best pointer sequence with beam 1 or no span term).
+        pointer_logits: (S, L, n + 1); n_words: (S,) sentence lengths."""
+        candidates, log_prob = beam_candidates(pointer_logits, slots.word, n_words, beam_size, end_bias)
+        S, K = log_prob.shape
+        spans = pointer_word_mask(slots.word.repeat_interleave(K), candidates.flatten(0, 1), words.shape[1])  # (S*K, n)
+        span_logits = self.span_logits(words, detection, slots.batch.repeat_interleave(K), spans)
+        choice = torch.zeros(S, dtype=torch.long, device=words.device)
+        if span_logits is not None:
+            span_logits = span_logits.view(S, K, -1)
+            if K > 1:  # the sequence of the beam most likely an entity
+                entity = span_logits.log_softmax(-1)[..., 1:].logsumexp(-1)  # (S, K)
+                choice = (log_prob + entity).argmax(-1)  # (S,)
+        return candidates, log_prob, span_logits, choice
+
     @torch.no_grad()
     def decode(
         self,
@@ -130,8 +157,9 @@ class NagNerPredictor:
 
         NAG mode: one decoder pass for all slots of the batch, then beam search per slot; of its
         beam a slot takes the sequence with the highest log P(pointers) + log P(not NONE | span),
-        P from the span terms alone (`span_logits`: what span positives and negatives train, and the part of the
-        type logits that differs between a slot's sequences), so a slightly less likely span that
+        P from the span terms alone (`choose_from_beams`; `span_logits`: what span positives and
+        negatives train, and the part of the type logits that differs between a slot's
+        sequences), so a slightly less likely span that
         is an entity wins over one that is not (beam 1: the best pointer sequence, as greedy
         decoding). The type then comes from the decoder's and the span terms' logits. AR mode:
         greedy steps until every slot said END, then one pass for the types. Score = p_start ·
@@ -151,20 +179,11 @@ class NagNerPredictor:
         none_shift[0] = -none_bias
         if c.decode_mode == "nag":
             pointer_logits, type_logits = self._run_decoder(words, word_mask, detection, slots)
-            candidates, candidate_log_prob = beam_candidates(
-                pointer_logits, slots.word, n_words,
+            candidates, candidate_log_prob, span_logits, choice = self.choose_from_beams(
+                words, detection, slots, pointer_logits, n_words,
                 c.beam_size if beam_size is None else beam_size, c.end_bias if end_bias is None else end_bias,
-            )  # (S, K, L), (S, K)
-            S, K = candidate_log_prob.shape
-            spans = pointer_word_mask(slots.word.repeat_interleave(K), candidates.flatten(0, 1), n)  # (S*K, n)
-            span_logits = self.span_logits(words, detection, slots.batch.repeat_interleave(K), spans)
-            choice = torch.zeros(S, dtype=torch.long, device=words.device)
-            if span_logits is not None:
-                span_logits = span_logits.view(S, K, -1)
-                if K > 1:  # the sequence of the beam most likely an entity: log P(pointers) + log P_span(not NONE)
-                    entity = span_logits.log_softmax(-1)[..., 1:].logsumexp(-1)  # (S, K)
-                    choice = (candidate_log_prob + entity).argmax(-1)  # (S,)
-            rows = torch.arange(S, device=words.device)
+            )
+            rows = torch.arange(len(slots), device=words.device)
             classes, log_prob = candidates[rows, choice], candidate_log_prob[rows, choice]
             type_logits = type_logits + none_shift + (0.0 if span_logits is None else span_logits[rows, choice])
         else:
