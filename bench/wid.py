@@ -20,7 +20,10 @@ WID and logit distillation start from the same teacher with the same fitted MLM 
   again like every other encoder.
 Then the teacher and each student get the same token-classification fine-tuning
 (`nagner.token_classification`, ``--train-limit`` training sentences, ``--epochs``) and are scored on
-CoNLL-2003 test. Latency: encoder forward at batch 1 on test sentences, 1 and 2 threads, the
+CoNLL-2003 test. With ``--nag``, each also gets NAG-NER fine-tuning with the package's recipe
+(`nagner.training`: the same training sentences, epochs and encoder lr, seed 42, head lr 1e-3,
+best epoch and decoding settings chosen on the first ``--nag-dev`` sentences of eng.testa) and is
+scored on the same test sentences. Latency: encoder forward at batch 1 on test sentences, 1 and 2 threads, the
 systems interleaved, median over ``--latency-sentences``. Parameters with and without embeddings.
 """
 
@@ -58,6 +61,7 @@ from nagner.compression.wid.schedule import mask_lowest, mask_lowest_per_head
 from nagner.data import read_sentences
 from nagner.evaluation import evaluate_entities
 from nagner.token_classification import TokenClassificationBaseline, iob2_tags
+from nagner.training import TrainingOptions, build_model, train_model
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data" / "conll2003"
@@ -167,6 +171,19 @@ def task_specific_wid(train, setting: str, epochs: float, lr: float, folder: Pat
     return report
 
 
+def fine_tune_nagner(folder: str, train, dev, test, epochs: float, lr: float, runs: Path) -> dict:
+    """NAG-NER on the encoder at ``folder`` (the package's recipe, `nagner.training`) → test F1."""
+    model = build_model(folder, train, seed=42)
+    options = TrainingOptions(output_dir=str(runs), epochs=epochs, learning_rate=lr, seed=42,
+                              save_checkpoints=False, progress_bar=False)
+    began = time.perf_counter()
+    result = train_model(model, train, dev, options)
+    seconds = time.perf_counter() - began
+    scores = evaluate_entities([s.entities for s in test], result.model.predict_sentences(test, batch_size=64))
+    return {"f1": 100 * scores.f1, "train_seconds": round(seconds), "best_dev_f1": 100 * result.best_dev_f1,
+            "decoding": result.decoding}
+
+
 def parameters(folder: str) -> tuple[int, int]:
     model = AutoModel.from_pretrained(folder)
     total = sum(p.numel() for p in model.parameters())
@@ -206,6 +223,8 @@ def main() -> None:
     parser.add_argument("--reuse-scores", action="store_true",
                         help="take the F1 of systems already scored in OUT/scores/ (same fine-tuning settings) instead of fine-tuning again")
     parser.add_argument("--head-steps", type=int, default=200)
+    parser.add_argument("--nag", action="store_true", help="also fine-tune NAG-NER on every encoder")
+    parser.add_argument("--nag-dev", type=int, default=1000, help="eng.testa sentences for NAG-NER's model selection")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test sentences (smoke runs)")
     parser.add_argument("--latency-sentences", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
@@ -288,16 +307,30 @@ def main() -> None:
         cache.parent.mkdir(exist_ok=True)
         cache.write_text(json.dumps({"setting": setting, "result": results[name]}), encoding="utf-8")
         print(name, json.dumps(results[name]), flush=True)
+    if args.nag:
+        dev = read_sentences(str(DATA / "eng.testa"))[: args.nag_dev]
+        for name, folder in folders.items():
+            cache = out / "scores" / (Path(folder).name + "-nagner.json")
+            nag_setting = {**setting, "dev_sentences": len(dev)}
+            if cache.exists() and json.loads(cache.read_text())["setting"] == nag_setting:
+                results[name]["nagner"] = json.loads(cache.read_text())["result"]
+            else:
+                results[name]["nagner"] = fine_tune_nagner(folder, train[: args.train_limit], dev, test, args.epochs, args.lr,
+                                                           out / "scratch" / "nagner")
+                cache.write_text(json.dumps({"setting": nag_setting, "result": results[name]["nagner"]}), encoding="utf-8")
+            print(name, "NAG-NER", json.dumps(results[name]["nagner"]), flush=True)
     sample = test[: args.latency_sentences]
     for threads in (1, 2):
         for name, ms in latency(folders, sample, threads).items():
             results[name][f"ms_batch1_{threads}t"] = ms
     (out / "results.json").write_text(json.dumps(results, indent=1), encoding="utf-8")
     teacher = results["teacher (384)"]
-    print("| encoder | CoNLL-03 test F1 | params (without embeddings) | ms, batch 1, 1 thread | 2 threads | speed-up (2 t) |")
-    print("|---|---|---|---|---|---|")
+    print("| encoder | CoNLL-03 test F1, token classification | NAG-NER | params (without embeddings) "
+          "| ms, batch 1, 1 thread | 2 threads | speed-up (2 t) |")
+    print("|---|---|---|---|---|---|---|")
     for name, r in results.items():
-        print(f"| {name} | {r['f1']:.2f} | {r['parameters'] / 1e6:.1f} M ({r['parameters_without_embeddings'] / 1e6:.1f} M) "
+        nag = f"{r['nagner']['f1']:.2f}" if "nagner" in r else "–"
+        print(f"| {name} | {r['f1']:.2f} | {nag} | {r['parameters'] / 1e6:.1f} M ({r['parameters_without_embeddings'] / 1e6:.1f} M) "
               f"| {r['ms_batch1_1t']:.2f} | {r['ms_batch1_2t']:.2f} | {teacher['ms_batch1_2t'] / r['ms_batch1_2t']:.2f}× |")
 
 
