@@ -4,7 +4,8 @@
 
 1. Exit bridges for the default model (frozen), trained on CoNLL-2003 train (``--train-limit``
    sentences, ``--epochs``) with `nagner.exit_training.train_exit_bridges` (saved under ``--out``;
-   a later run reuses them).
+   a later run reuses them); ``--distillation W`` adds the exits' self-distillation from the last
+   layer's detector with weight W.
 2. Every exit's slot signature, uncertainty and decoded entities recorded on dev (eng.testa) and
    test (eng.testb) with `record_exits`; the rules are swept offline on those records: each exit
    alone (fixed layer), agreement (patience 1–4), vote (2–5 agreeing exits), uncertainty (τ grid).
@@ -70,6 +71,7 @@ def main() -> None:
     parser.add_argument("--train-limit", type=int, default=None, help="training sentences (default: all)")
     parser.add_argument("--epochs", type=float, default=1.0)
     parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--distillation", type=float, default=0.0, help="self-distillation weight (train_exit_bridges)")
     parser.add_argument("--speed-sentences", type=int, default=300)
     parser.add_argument("--test-limit", type=int, default=None, help="dev/test sentences (smoke runs)")
     parser.add_argument("--threads", type=int, default=2)
@@ -84,9 +86,10 @@ def main() -> None:
     else:
         train = read_sentences(str(DATA / "eng.train"))[: args.train_limit]
         began = time.perf_counter()
-        bridges, losses = train_exit_bridges(model, train, epochs=args.epochs, learning_rate=args.lr)
+        bridges, losses = train_exit_bridges(model, train, epochs=args.epochs, learning_rate=args.lr,
+                                             distillation=args.distillation)
         bridges.save_pretrained(bridges_dir)
-        print(json.dumps({"train_sentences": len(train), "epochs": args.epochs, "losses": [round(x, 4) for x in losses],
+        print(json.dumps({"train_sentences": len(train), "epochs": args.epochs, "distillation": args.distillation, "losses": [round(x, 4) for x in losses],
                           "seconds": round(time.perf_counter() - began)}), flush=True)
     dev = read_sentences(str(DATA / "eng.testa"))[: args.test_limit]
     test = read_sentences(str(DATA / "eng.testb"))[: args.test_limit]

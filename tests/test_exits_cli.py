@@ -27,7 +27,7 @@ def trained(tiny_model_dir, tmp_path_factory):
     data = folder / "flat.conll"
     data.write_text(FLAT_CONLL, encoding="utf-8")
     assert main(["exits", "--model", str(tiny_model_dir), "--train", str(data), "--output", str(folder / "exits"),
-                 "--epochs", "2", "--batch-size", "2"]) == 0
+                 "--epochs", "2", "--batch-size", "2", "--distillation", "1"]) == 0
     return folder, data
 
 
@@ -75,3 +75,7 @@ def test_mistakes_are_one_line_and_exit_2(trained, tiny_model_dir, tmp_path, cap
         main(["predict", "--model", str(tiny_model_dir), "--exits", str(folder / "exits"), "--exit-rule", "soon", "text"])
     assert exited.value.code == 2
     assert "unknown exit rule 'soon'" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        main(["exits", "--model", str(tiny_model_dir), "--train", str(data), "--output", str(tmp_path / "x"), "--distillation", "-1"])
+    assert exited.value.code == 2
+    assert "expected a number >= 0, got '-1'" in capsys.readouterr().err

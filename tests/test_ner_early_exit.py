@@ -5,6 +5,8 @@ exit answers), the bridges' file format, and bridge training."""
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -17,8 +19,9 @@ from nagner.compression.leco.structured_rules import (
     parse_structured_rule,
 )
 from nagner.data.example import Entity, Sentence
-from nagner.exit_training import train_exit_bridges
+from nagner.exit_training import binary_kl, detector_distillation, train_exit_bridges
 from nagner.modeling import NagNerModel
+from nagner.modeling.detector import Detection
 from nagner.modeling.early_exit import ExitBridges, entities_at_exits, predict_early, record_exits
 from nagner.testing import build_tiny_encoder
 
@@ -127,6 +130,45 @@ def test_training_lowers_the_exit_loss_and_leaves_the_model_unchanged(model):
     assert len(losses) >= 2 and losses[-1] < 0.9 * losses[0]
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
     assert all(not p.requires_grad for p in model.parameters())
+
+
+def test_binary_kl_by_hand():
+    # teacher p = σ(0) = 0.5, student q = σ(ln 3) = 0.75: 0.5 ln(0.5/0.75) + 0.5 ln(0.5/0.25)
+    value = binary_kl(torch.tensor([math.log(3.0)]), torch.tensor([0.0]))
+    assert value.item() == pytest.approx(0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(2.0), abs=1e-6)
+    same = torch.tensor([-2.0, 0.3, 4.0])
+    assert torch.allclose(binary_kl(same, same), torch.zeros(3), atol=1e-6)
+
+
+def test_detector_distillation_is_zero_for_the_teacher_itself_and_counts_only_real_words():
+    torch.manual_seed(0)
+    teacher = Detection(torch.randn(2, 4), torch.randn(2, 4), torch.randn(2, 4, 3))
+    mask = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    assert detector_distillation(teacher, teacher, mask).item() == pytest.approx(0.0, abs=1e-6)
+    student = Detection(teacher.start_logits.clone(), teacher.end_logits.clone(), teacher.count_logits.clone())
+    student.start_logits[0, 3] += 5.0  # a padded word: ignored
+    assert detector_distillation(student, teacher, mask).item() == pytest.approx(0.0, abs=1e-6)
+    student.start_logits[1, 0] += 2.0  # a real word: 1/5 of its binary KL (5 real words)
+    expected = binary_kl(student.start_logits[1, 0], teacher.start_logits[1, 0]).item() / 5
+    assert detector_distillation(student, teacher, mask).item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_distillation_brings_the_exits_detector_closer_to_the_last_layers(model):
+    from nagner.modeling.early_exit import _features, layer_word_states
+
+    def distance(bridges):
+        """The exits' summed distillation loss to the last layer's detector, over SENTENCES."""
+        features, collate = _features(model, SENTENCES)
+        batch = collate(features)
+        with torch.no_grad():
+            states = layer_word_states(model, batch)
+            teacher = model.detector(states[-1])
+            return sum(detector_distillation(model.detector(bridges(k, states[k - 1])), teacher, batch["word_mask"]).item()
+                       for k in range(1, len(states)))
+
+    plain, _ = train_exit_bridges(model, SENTENCES * 4, epochs=20, learning_rate=2e-2, batch_size=4)
+    distilled, _ = train_exit_bridges(model, SENTENCES * 4, epochs=20, learning_rate=2e-2, batch_size=4, distillation=5.0)
+    assert distance(distilled) < distance(plain)
 
 
 def test_rules_parse_from_their_command_line_form():

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from nagner.common.cli import positive_float, positive_int
+from nagner.common.cli import non_negative_float, positive_float, positive_int
 from nagner.common.errors import InputError
 from nagner.data.loading import READERS, read_annotations
 
@@ -35,6 +35,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--epochs", type=positive_float, default=1.0, help="passes over --train (default 1)")
     parser.add_argument("--lr", type=positive_float, default=1e-3, help="learning rate (default 1e-3)")
     parser.add_argument("--batch-size", type=positive_int, default=32, help="windows per batch (default 32)")
+    parser.add_argument("--distillation", type=non_negative_float, default=0.0,
+                        help="weight of the exits' self-distillation from the last layer's detector (default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.set_defaults(run=run)
 
@@ -54,7 +56,8 @@ def run(args: argparse.Namespace) -> int:
     from nagner.exit_training import train_exit_bridges
 
     bridges, losses = train_exit_bridges(
-        model, sentences, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed
+        model, sentences, epochs=args.epochs, learning_rate=args.lr, batch_size=args.batch_size, seed=args.seed,
+        distillation=args.distillation,
     )
     bridges.save_pretrained(output)
     print(f"{len(sentences)} sentences, {bridges.layers - 1} exit bridges, loss {losses[0]:.4f} → {losses[-1]:.4f}; saved to {output}")

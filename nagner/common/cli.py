@@ -33,6 +33,17 @@ def positive_float(value: str) -> float:
     return number
 
 
+def non_negative_float(value: str) -> float:
+    """argparse type: a number ≥ 0."""
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
+    if not number >= 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
+    return number
+
+
 def key_value(value: str) -> tuple[str, Any]:
     """argparse type: "r=16" → ("r", 16); the value is JSON when it parses as JSON, else a string."""
     key, sep, text = value.partition("=")
