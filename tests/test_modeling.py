@@ -11,6 +11,7 @@ from transformers import AutoModel
 
 from nagner.data.example import Entity, Sentence
 from nagner.modeling import NagNerCollator, NagNerConfig, NagNerModel, encode_sentences
+from nagner.modeling.decoder import _pack
 from nagner.modeling.detector import Detection
 from nagner.modeling.slots import Slots
 from nagner.modeling.targets import END
@@ -271,6 +272,23 @@ def test_without_cross_slot_attention_slots_decode_like_slots_decoded_one_by_one
             )
             assert torch.allclose(alone, together[s : s + 1], atol=1e-5)
             assert torch.allclose(type_alone, types_together[s : s + 1], atol=1e-5)
+
+
+def test_packing_picks_the_row_capacity_that_costs_least():
+    """Sentence 0 has one group of 4 slots, sentence 1 six groups of one: capacity 1 gives 7 rows
+    of width 4 (the big group), capacity ≥ 8 gives 2 rows of width 6."""
+    slot_batch = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1, 1, 1])
+    group = torch.tensor([0, 0, 0, 0, 1, 2, 3, 4, 5, 6])
+    per_place = lambda width: width  # noqa: E731 - padding costs, memory is free: narrow rows win
+    row, col, width, row_sentence, row_group = _pack(slot_batch, group, per_place)
+    # capacity 1: 7 rows × 4, 2: 4 × 4, 4: 3 × 4 = 12, tied with 8 and 16 (2 × 6): the first wins
+    assert (width, row_sentence.tolist()) == (4, [0, 1, 1])  # [4 slots] [4 groups] [2 groups]
+    assert row.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 2, 2] and col.tolist() == [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]
+    assert row_group.tolist() == [[0, 0, 0, 0], [1, 2, 3, 4], [5, 6, -3, -4]]  # padding: groups of their own
+    per_row = lambda width: 1000 + width  # noqa: E731 - every row re-projects its memory: few rows win
+    _, _, width, row_sentence, _ = _pack(slot_batch, group, per_row)
+    assert (width, row_sentence.tolist()) == (6, [0, 1])
+    assert _pack(slot_batch, group)[2] == 6  # no cost given: the largest capacity
 
 
 @pytest.mark.parametrize("mode", ["nag", "ar"])

@@ -6,8 +6,11 @@ previous target (teacher forcing) and a causal mask, and is otherwise the same m
 With ``cross_slot_attention`` the slots that share a start word attend to each other (so two slots
 on one start word can tell each other apart and one can say NONE instead of repeating the other;
 DETR / PIQN let all queries meet, which costs memory quadratic in a sentence's slots), else each
-slot attends only to itself. Groups of one sentence are packed into rows of up to 16 slots with a
-block-diagonal mask, so cross-attention projects a sentence's words about once per row.
+slot attends only to itself. Groups of one sentence are packed into rows with a block-diagonal
+mask, so cross-attention projects a sentence's words once per row; how many slots a row holds
+(1, 2, 4, 8 or 16) is chosen per batch by a FLOP estimate (`_pack`): every row is padded to the
+widest, so wide rows waste positions where sentences have few slots, and narrow rows project the
+same words again and again where they have many.
 
 Pointer logits over END ∪ words are a scaled dot product; with ``pointer_prior`` they also add
 the detector's end logit of the word (at fragment-end positions, weighted by a learned scalar)
@@ -140,7 +143,7 @@ class SlotDecoder(nn.Module):
         group = _start_groups(slot_batch, slot_word) if self.cross_slot_attention else torch.arange(
             slot_batch.shape[0], device=slot_batch.device
         )
-        row, col, width, row_sentence, row_group = _pack(slot_batch, group)
+        row, col, width, row_sentence, row_group = _pack(slot_batch, group, self._row_cost(P, words.shape[1]))
         packed = hidden.new_zeros(row_sentence.shape[0], width, P, hidden.shape[-1])  # (R, G, P, d)
         packed[row, col] = hidden
         memory, memory_mask = words[row_sentence], word_mask[row_sentence]  # (R, n, d), (R, n)
@@ -167,6 +170,20 @@ class SlotDecoder(nn.Module):
             is_end = (torch.arange(P, device=bias.device) % 2 == 0).to(bias.dtype)  # (P,)
             bias = bias + self.end_weight * is_end[None, :, None] * end_logits[slot_batch][:, None, :n]
         return torch.cat([bias.new_zeros(bias.shape[0], P, 1), bias], dim=-1)
+
+    def _row_cost(self, positions: int, words: int):
+        """Estimated multiply-adds of one packed row of ``width`` slots (``positions`` each) over a
+        memory of ``words`` words: per decoder layer the slots' projections, FFN and attention,
+        and the memory's key/value projections; then the pointer query and key projections."""
+        layer = self.layers.layers[0]
+        d, f, L = layer.linear1.in_features, layer.linear1.out_features, len(self.layers.layers)
+
+        def cost(width: int) -> int:
+            queries = width * positions
+            per_layer = queries * (6 * d * d + 2 * d * f + 2 * d * words) + 2 * d * queries * queries + 2 * d * d * words
+            return L * per_layer + d * d * (queries + words)
+
+        return cost
 
     def _attention_mask(self, row_group: torch.Tensor, positions: int, causal: bool) -> torch.Tensor | None:
         """Additive self-attention mask, (R * heads, G*P, G*P), or None when nothing is masked:
@@ -202,10 +219,15 @@ def _start_groups(slot_batch: torch.Tensor, slot_word: torch.Tensor) -> torch.Te
     return group
 
 
-def _pack(slot_batch: torch.Tensor, group: torch.Tensor, capacity: int = 16):
+ROW_CAPACITIES = (1, 2, 4, 8, 16)
+
+
+def _pack(slot_batch: torch.Tensor, group: torch.Tensor, row_cost=None, capacities: tuple[int, ...] = ROW_CAPACITIES):
     """Where each slot goes in the packed decoder input: rows hold whole groups of one sentence,
-    filled in order up to ``capacity`` slots (or one group, if larger), so a sentence's words are
-    projected for cross-attention about once per row and self-attention stays small.
+    filled in order up to a capacity (or one group, if larger), every row padded to the widest.
+    The capacity is the one of ``capacities`` whose packing costs least by ``row_cost(width)``
+    (the cost of one row of that width; the first capacity wins ties; without ``row_cost``, the
+    largest capacity).
 
     slot_batch, group: (S,). Returns row (S,), col (S,), the row width G, the sentence of each row
     (R,) and the group of each packed place (R, G) (padding: -1 - col, a group of its own).
@@ -216,19 +238,28 @@ def _pack(slot_batch: torch.Tensor, group: torch.Tensor, capacity: int = 16):
     sizes: dict[int, int] = {}
     for g in group_list:
         sizes[g] = sizes.get(g, 0) + 1
-    rows, cols, row_sentence = [0] * S, [0] * S, []
-    fill, current_group, sentence = 0, None, None
-    width = 1
-    for s in order:
-        b, g = slot_batch_list[s], group_list[s]
-        if g != current_group:  # a new group starts: does it fit the current row?
-            if sentence != b or fill + sizes[g] > max(capacity, sizes[g]):
-                row_sentence.append(b)
-                fill = 0
-            current_group, sentence = g, b
-        rows[s], cols[s] = len(row_sentence) - 1, fill
-        fill += 1
-        width = max(width, fill)
+
+    def fill(capacity: int) -> tuple[list[int], list[int], list[int], int]:
+        rows, cols, row_sentence = [0] * S, [0] * S, []
+        fill, current_group, sentence = 0, None, None
+        width = 1
+        for s in order:
+            b, g = slot_batch_list[s], group_list[s]
+            if g != current_group:  # a new group starts: does it fit the current row?
+                if sentence != b or fill + sizes[g] > max(capacity, sizes[g]):
+                    row_sentence.append(b)
+                    fill = 0
+                current_group, sentence = g, b
+            rows[s], cols[s] = len(row_sentence) - 1, fill
+            fill += 1
+            width = max(width, fill)
+        return rows, cols, row_sentence, width
+
+    if row_cost is None:
+        rows, cols, row_sentence, width = fill(max(capacities))
+    else:
+        plans = [fill(capacity) for capacity in capacities]
+        rows, cols, row_sentence, width = min(plans, key=lambda plan: len(plan[2]) * row_cost(plan[3]))
     device = slot_batch.device
     row = torch.tensor(rows, dtype=torch.long, device=device)
     col = torch.tensor(cols, dtype=torch.long, device=device)
