@@ -13,6 +13,7 @@ acc --dataset conll --systems nag,tokcls --lrs 2e-4 --seeds 1,2 --epochs 3 --tra
 acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 --variants no-span-positives
 acc --dataset conll --systems ar --lrs 2e-4 --epochs 3 --train-limit 3000
 acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8 --variants full,span-gaps
+acc --dataset cadec --systems nag --lrs 1e-4,2e-4 --epochs 12 --out bench/out/accuracy-r5   # section 1e
 acc --dataset cadec --systems ar,nag --lrs 1e-4 --epochs 3 --train-limit 1000
 acc --dataset genia --systems nag --lrs 1e-4 --epochs 6
 acc --dataset germeval --systems nag --lrs 1e-4 --epochs 2
