@@ -10,7 +10,7 @@ mkdir -p bench/out
 acc() { python bench/accuracy.py --threads 1 "$@"; }
 acc --dataset conll --systems nag,tokcls --lrs 5e-5,1e-4,2e-4 --epochs 3 --train-limit 3000
 acc --dataset conll --systems nag,tokcls --lrs 2e-4 --seeds 1,2 --epochs 3 --train-limit 3000
-acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 --variants no-span-positives
+acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 --variants no-span-positives,no-span-classifier,no-span-negatives,no-cross-slot,no-pointer-prior,no-span-typing,no-position-init
 acc --dataset conll --systems ar --lrs 2e-4 --epochs 3 --train-limit 3000
 acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8 --variants full,span-gaps
 acc --dataset cadec --systems nag --lrs 1e-4,2e-4 --epochs 12 --out bench/out/accuracy-r5   # section 1e
