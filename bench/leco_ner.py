@@ -40,7 +40,7 @@ from nagner.compression.leco.structured_rules import (
 from nagner.data import read_sentences
 from nagner.evaluation import evaluate_entities
 from nagner.exit_training import train_exit_bridges
-from nagner.modeling.early_exit import ExitBridges, entities_at_exits, predict_early, record_exits
+from nagner.modeling.early_exit import ExitBridges, _features, entities_at_exits, predict_early, record_exits
 from nagner.modeling.inference import merge_windows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,8 +92,16 @@ def speed(model, bridges, test, report: dict, sentences: int) -> None:
     for family, rule in chosen.items():
         flops = total_flops(lambda s, rule=rule: predict_early(model, bridges, [s], rule), speed_sample)
         rows[family]["flops_speed_up"] = base_flops / flops
+    def encoder_alone(sentence) -> None:
+        """The default model's encoder over the sentence's windows, nothing else (its share of the time)."""
+        features, collate = _features(model, [sentence])
+        for feature in features:
+            batch = collate([feature])
+            with torch.no_grad():
+                model.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+
     for threads in (1, 2):
-        systems = {"default model": lambda s: model.predict_sentences([s], batch_size=1)}
+        systems = {"default model": lambda s: model.predict_sentences([s], batch_size=1), "encoder alone": encoder_alone}
         for family, rule in chosen.items():
             systems[family] = lambda s, rule=rule: predict_early(model, bridges, [s], rule)
         timing = interleaved_latency(systems, speed_sample, threads)
@@ -103,6 +111,9 @@ def speed(model, bridges, test, report: dict, sentences: int) -> None:
         rows.setdefault("default model", {})[f"wall_{threads}t"] = timing["default model"]
     print(f"\nOperating points (chosen on dev: fastest with dev F1 ≥ {report['full_dev_f1'] - 0.5:.2f}); test F1 of the default model {full_test:.2f}")
     print(f"speed on the first {len(speed_sample)} test sentences, batch 1; wall-clock: total-time ratio (median per-sentence ratio, quartiles)\n")
+    alone = [report[f"latency_{t}t"]["encoder alone"]["total_s"] / report[f"latency_{t}t"]["default model"]["total_s"] for t in (1, 2)]
+    print(f"(the default model's encoder alone, tokenization included: {100 * alone[0]:.0f} % / {100 * alone[1]:.0f} % of its time "
+          f"at 1 / 2 threads)\n")
     print("| rule | test F1 | ΔF1 | speed-up: layers | FLOPs | wall-clock 1 thread | 2 threads |")
     print("|---|---|---|---|---|---|---|")
     base = rows["default model"]
