@@ -14,12 +14,11 @@ per-round ratio fixed / chosen, and the FLOPs of each (FlopCounterMode, one pass
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from pathlib import Path
 
 import torch
-from speed import TESTS, model_dir  # bench/ is on sys.path when a bench script runs
+from speed import TESTS, model_dir, summary  # bench/ is on sys.path when a bench script runs
 from torch.utils.flop_counter import FlopCounterMode
 
 import nagner.modeling.decoder as decoder_module
@@ -45,10 +44,6 @@ def use_packing(capacities: tuple[int, ...]) -> None:
 
 def decode_all(model, batches) -> list:
     return [model.decode(b.words, b.word_mask, b.detection) for b in batches]
-
-
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.3f} [{min(values):.3f}–{max(values):.3f}]"
 
 
 def main() -> None:
@@ -85,7 +80,7 @@ def main() -> None:
                 decode_all(model, batches)
                 times[name].append(time.perf_counter() - began)
         fixed, chosen = times.values()
-        print(f"| {label} | {summary(fixed)} | {summary(chosen)} | {summary([a / b for a, b in zip(fixed, chosen)])}× | "
+        print(f"| {label} | {summary(fixed, 3)} | {summary(chosen, 3)} | {summary([a / b for a, b in zip(fixed, chosen)], 3)}× | "
               f"{flops['fixed rows of 16']:.1f} → {flops['chosen per batch']:.1f} |", flush=True)
     use_packing(decoder_module.ROW_CAPACITIES)
 

@@ -143,6 +143,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     out = Path(args.out)
+    results = out / "results.json"
+    if args.phase == "speed" and not results.exists():
+        parser.error(f"--phase speed reads {results}: run --phase accuracy with the same --out first")
     model = load_checkpoint(device="cpu")
     bridges_dir = out / "exits"
     if (bridges_dir / "exits.json").exists():
@@ -157,7 +160,6 @@ def main() -> None:
                           "seconds": round(time.perf_counter() - began)}), flush=True)
     dev = read_sentences(str(DATA / "eng.testa"))[: args.test_limit]
     test = read_sentences(str(DATA / "eng.testb"))[: args.test_limit]
-    results = out / "results.json"
     if args.phase == "speed":
         report = json.loads(results.read_text(encoding="utf-8"))
         speed(model, bridges, test, report, args.speed_sentences)

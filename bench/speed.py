@@ -90,8 +90,9 @@ def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int |
     return result
 
 
-def summary(values: list[float]) -> str:
-    return f"{statistics.median(values):.2f} [{min(values):.2f}–{max(values):.2f}]"
+def summary(values: list[float], digits: int = 2) -> str:
+    """Median [min–max] of ``values``."""
+    return f"{statistics.median(values):.{digits}f} [{min(values):.{digits}f}–{max(values):.{digits}f}]"
 
 
 def main() -> None:

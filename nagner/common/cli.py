@@ -11,37 +11,31 @@ from typing import Any
 from nagner.common.errors import InputError
 
 
+def _number(value: str, convert, accept, expected: str):
+    """``convert(value)`` if it parses and ``accept`` holds, else an argparse usage error
+    ("expected <expected>, got '<value>'", exit 2)."""
+    try:
+        number = convert(value)
+    except ValueError:
+        number = None
+    if number is None or not accept(number):
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {value!r}") from None
+    return number
+
+
 def positive_int(value: str) -> int:
     """argparse type: an integer >= 1 (anything else is a usage error, exit 2)."""
-    try:
-        number = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if number < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return number
+    return _number(value, int, lambda n: n >= 1, "a positive integer")
 
 
 def positive_float(value: str) -> float:
     """argparse type: a number > 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}") from None
-    if not number > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number, got {value!r}")
-    return number
+    return _number(value, float, lambda n: n > 0, "a positive number")
 
 
 def non_negative_float(value: str) -> float:
     """argparse type: a number ≥ 0."""
-    try:
-        number = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}") from None
-    if not number >= 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value!r}")
-    return number
+    return _number(value, float, lambda n: n >= 0, "a number >= 0")
 
 
 def key_value(value: str) -> tuple[str, Any]:
