@@ -200,3 +200,46 @@ def test_report_counts_an_unfit_entity_beyond_the_first_window(tokenizer):
     features, report = encode_sentences([sentence], tokenizer, config, with_targets=True)
     assert all(f["entity_starts"] == [] for f in features)  # it is not a target anywhere ...
     assert report.too_many_fragments == 1  # ... so it must be reported
+
+
+def test_sentence_subwords_equal_the_tokenizer_called_word_by_word(tiny_encoder, tmp_path):
+    """Words are encoded once each, in one call, through a bare copy of the fast tokenizer's
+    backend: the pieces equal the transformers call per sentence, even when the saved
+    tokenizer.json pads and truncates (all-MiniLM-L6-v2's pads to 128), and the copy is made once."""
+    import json
+    import shutil
+
+    from transformers import AutoTokenizer
+
+    from nagner.modeling import encoding
+
+    folder = tmp_path / "padded"
+    shutil.copytree(tiny_encoder, folder)
+    saved = json.loads((folder / "tokenizer.json").read_text())
+    saved["padding"] = {"strategy": {"Fixed": 8}, "direction": "Right", "pad_to_multiple_of": None,
+                        "pad_id": 0, "pad_type_id": 0, "pad_token": "[PAD]"}
+    saved["truncation"] = {"direction": "Right", "max_length": 2, "strategy": "LongestFirst", "stride": 0}
+    (folder / "tokenizer.json").write_text(json.dumps(saved))
+    tokenizer = AutoTokenizer.from_pretrained(str(folder))
+    assert tokenizer.backend_tokenizer.padding is not None  # the file's settings are on the backend
+    sentences = [["Paris", "abcdef", "\u200b", "paris"], [], ["Üb", "xy", "abcdef", "…"], ["the"]]
+    found = encoding.sentence_subwords(tokenizer, sentences, 4)
+    assert tokenizer.backend_tokenizer.padding is not None  # the tokenizer itself is left as it was
+    assert encoding.sentence_subwords(tokenizer, [[]], 4) == [[]]
+    # transformers switches the file's padding and truncation off on every call
+    expected = [
+        [(ids or [tokenizer.unk_token_id])[:4] for ids in tokenizer(words, add_special_tokens=False)["input_ids"]]
+        if words else []
+        for words in sentences
+    ]
+    assert expected[0] == [ids(tokenizer, "paris"), ids(tokenizer, "a", "##b", "##c", "##d"),
+                           ids(tokenizer, "[UNK]"), ids(tokenizer, "paris")]
+    assert found == expected
+    copy = encoding._BARE_BACKENDS[tokenizer]
+    encoding.sentence_subwords(tokenizer, sentences, 4)
+    assert encoding._BARE_BACKENDS[tokenizer] is copy
+    config = make_config(max_subwords_per_word=4)
+    batched, _ = encode_sentences([Sentence(words) for words in sentences if words], tokenizer, config)
+    one_by_one = [f for k, words in enumerate(w for w in sentences if w)
+                  for f in encode_sentence(Sentence(words), tokenizer, config, sentence_index=k)]
+    assert batched == one_by_one

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import weakref
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -21,11 +22,44 @@ if TYPE_CHECKING:  # the config class stands on transformers; prediction from a 
 
 def word_subwords(tokenizer: Any, words: list[str], max_subwords_per_word: int) -> list[list[int]]:
     """Sub-token ids of every word (a word the tokenizer drops becomes the unknown token)."""
-    if not words:
-        return []
-    pieces = tokenizer(list(words), add_special_tokens=False)["input_ids"]
+    return sentence_subwords(tokenizer, [words], max_subwords_per_word)[0]
+
+
+def sentence_subwords(tokenizer: Any, sentences: list[list[str]], max_subwords_per_word: int) -> list[list[list[int]]]:
+    """`word_subwords` of many sentences at once: each distinct word is encoded once, all in one
+    call (a word is encoded alone, so its pieces do not depend on the sentence)."""
+    distinct = list(dict.fromkeys(word for words in sentences for word in words))
+    if not distinct:
+        return [[] for _ in sentences]
     unk = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else 0
-    return [(ids or [unk])[:max_subwords_per_word] for ids in pieces]
+    pieces = {
+        word: (ids or [unk])[:max_subwords_per_word] for word, ids in zip(distinct, _encode_words(tokenizer, distinct))
+    }
+    return [[pieces[word] for word in words] for words in sentences]
+
+
+_BARE_BACKENDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _encode_words(tokenizer: Any, words: list[str]) -> list[list[int]]:
+    """Sub-token ids of each word, without special tokens. A transformers fast tokenizer is called
+    through a copy of its `tokenizers` backend with padding and truncation off (what transformers
+    sets on every call, and what a saved tokenizer.json may have on: all-MiniLM-L6-v2's pads to
+    128), which skips the per-call settings and conversions; any other tokenizer is called as is."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None or not hasattr(backend, "encode_batch"):
+        return tokenizer(words, add_special_tokens=False)["input_ids"]
+    try:
+        bare = _BARE_BACKENDS[tokenizer]
+    except (KeyError, TypeError):
+        bare = type(backend).from_str(backend.to_str())
+        bare.no_padding()
+        bare.no_truncation()
+        try:
+            _BARE_BACKENDS[tokenizer] = bare
+        except TypeError:  # not weak-referenceable: a copy per call
+            pass
+    return [encoding.ids for encoding in bare.encode_batch(words, add_special_tokens=False)]
 
 
 @dataclass
@@ -66,14 +100,17 @@ def encode_sentence(
     with_targets: bool = False,
     report: EncodingReport | None = None,
     sentence_index: int = 0,
+    subwords: list[list[int]] | None = None,
 ) -> list[dict[str, Any]]:
     """One feature dict per encoder window of ``sentence``.
 
     Each holds ``input_ids``, the first/last subword position of every word (``word_first``,
     ``word_last``), where the window sits (``sentence_index``, ``word_offset``, ``n_words``) and,
-    with ``with_targets``, the entities that lie inside the window as slot targets.
+    with ``with_targets``, the entities that lie inside the window as slot targets. ``subwords``:
+    the words' sub-token ids where already known (`sentence_subwords`), else computed here.
     """
-    subwords = word_subwords(tokenizer, sentence.words, config.max_subwords_per_word)
+    if subwords is None:
+        subwords = word_subwords(tokenizer, sentence.words, config.max_subwords_per_word)
     windows = plan_windows([len(s) for s in subwords], config.max_subwords - 2)
     targets = trainable_entities(sentence, windows, config, report) if with_targets else []
     features = []
@@ -166,8 +203,9 @@ def encode_sentences(
     """Encode many sentences; the report counts entities that cannot be targets (and logs them)."""
     report = EncodingReport()
     features: list[dict[str, Any]] = []
+    subwords = sentence_subwords(tokenizer, [sentence.words for sentence in sentences], config.max_subwords_per_word)
     for k, sentence in enumerate(sentences):
-        features.extend(encode_sentence(sentence, tokenizer, config, with_targets, report, sentence_index=k))
+        features.extend(encode_sentence(sentence, tokenizer, config, with_targets, report, k, subwords[k]))
     if with_targets:
         report.log()
     return features, report
