@@ -26,6 +26,7 @@ from transformers import (
     set_seed,
 )
 
+from nagner.common.modes import evaluating
 from nagner.data.example import Entity, Sentence
 from nagner.data.tags import spans_to_tags, tags_to_spans
 from nagner.evaluation import evaluate_entities
@@ -206,25 +207,23 @@ class TokenClassificationBaseline:
         """
         if self.model is None:
             raise RuntimeError("train() the baseline before predict()")
-        was_training = self.model.training
-        self.model.eval()
-        encoded = [self.encode(sentence.words) for sentence in sentences]
-        self.truncated_words = sum(e.truncated_words for e in encoded)
-        self.untokenized_words = sum(e.untokenized_words for e in encoded)
-        order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].features["input_ids"]))
-        predictions: list[list[Entity]] = [[] for _ in encoded]
-        for begin in range(0, len(order), batch_size):
-            batch_ids = order[begin : begin + batch_size]
-            batch = self.tokenizer.pad([encoded[i].features for i in batch_ids], return_tensors="pt")
-            logits = self.model(**batch.to(self.model.device)).logits  # (b, t, labels)
-            label_ids = logits.argmax(-1).tolist()  # (b, t)
-            for row, i in enumerate(batch_ids):
-                tags = [
-                    "O" if position is None else self.labels[label_ids[row][position]]
-                    for position in encoded[i].first_subtokens
-                ]
-                predictions[i] = [Entity.from_span(*span) for span in tags_to_spans(tags, "iob2")]
-        self.model.train(was_training)
+        with evaluating(self.model):
+            encoded = [self.encode(sentence.words) for sentence in sentences]
+            self.truncated_words = sum(e.truncated_words for e in encoded)
+            self.untokenized_words = sum(e.untokenized_words for e in encoded)
+            order = sorted(range(len(encoded)), key=lambda i: len(encoded[i].features["input_ids"]))
+            predictions: list[list[Entity]] = [[] for _ in encoded]
+            for begin in range(0, len(order), batch_size):
+                batch_ids = order[begin : begin + batch_size]
+                batch = self.tokenizer.pad([encoded[i].features for i in batch_ids], return_tensors="pt")
+                logits = self.model(**batch.to(self.model.device)).logits  # (b, t, labels)
+                label_ids = logits.argmax(-1).tolist()  # (b, t)
+                for row, i in enumerate(batch_ids):
+                    tags = [
+                        "O" if position is None else self.labels[label_ids[row][position]]
+                        for position in encoded[i].first_subtokens
+                    ]
+                    predictions[i] = [Entity.from_span(*span) for span in tags_to_spans(tags, "iob2")]
         return predictions
 
 

@@ -16,6 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nagner.common.modes import evaluating
+
 Batch = dict[str, torch.Tensor]
 
 
@@ -71,17 +73,15 @@ def logit_distillation(student_logits: torch.Tensor, teacher_logits: torch.Tenso
 @torch.no_grad()
 def language_model_loss(model: nn.Module, batches: Sequence[Batch]) -> dict[str, float]:
     """Token-weighted mean cross-entropy and perplexity of ``model`` over ``batches``."""
-    was_training = model.training
-    model.eval()
-    total, tokens = 0.0, 0
-    for batch in batches:
-        logits = model(**batch).logits
-        labels = batch["labels"] if is_seq2seq(model) else batch["labels"][:, 1:]
-        predicted = logits if is_seq2seq(model) else logits[:, :-1]
-        mask = labels != -100
-        total += float(F.cross_entropy(predicted[mask], labels[mask], reduction="sum"))
-        tokens += int(mask.sum())
-    model.train(was_training)
+    with evaluating(model):
+        total, tokens = 0.0, 0
+        for batch in batches:
+            logits = model(**batch).logits
+            labels = batch["labels"] if is_seq2seq(model) else batch["labels"][:, 1:]
+            predicted = logits if is_seq2seq(model) else logits[:, :-1]
+            mask = labels != -100
+            total += float(F.cross_entropy(predicted[mask], labels[mask], reduction="sum"))
+            tokens += int(mask.sum())
     loss = total / max(tokens, 1)
     return {"loss": loss, "perplexity": math.exp(min(loss, 50.0)), "tokens": tokens}
 

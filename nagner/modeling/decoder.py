@@ -7,10 +7,10 @@ With ``cross_slot_attention`` the slots that share a start word attend to each o
 on one start word can tell each other apart and one can say NONE instead of repeating the other;
 DETR / PIQN let all queries meet, which costs memory quadratic in a sentence's slots), else each
 slot attends only to itself. Groups of one sentence are packed into rows with a block-diagonal
-mask, so cross-attention projects a sentence's words once per row; how many slots a row holds
-(1, 2, 4, 8 or 16) is chosen per batch by a FLOP estimate (`_pack`): every row is padded to the
-widest, so wide rows waste positions where sentences have few slots, and narrow rows project the
-same words again and again where they have many.
+mask; how many slots a row holds (1, 2, 4, 8 or 16) is chosen per batch by a FLOP estimate
+(`_pack`): every row is padded to the widest, so wide rows waste positions where sentences have
+few slots. The words' cross-attention keys and values, and the pointer keys, are projected once
+per sentence and shared by its rows (`decoder_layers.run_layers`).
 
 Pointer logits over END ∪ words are a scaled dot product; with ``pointer_prior`` they also add
 the detector's end logit of the word (at fragment-end positions, weighted by a learned scalar)
@@ -24,6 +24,8 @@ import math
 
 import torch
 from torch import nn
+
+from nagner.modeling.decoder_layers import run_layers
 
 DISTANCE_BUCKETS = 10
 
@@ -146,14 +148,11 @@ class SlotDecoder(nn.Module):
         row, col, width, row_sentence, row_group = _pack(slot_batch, group, self._row_cost(P, words.shape[1]))
         packed = hidden.new_zeros(row_sentence.shape[0], width, P, hidden.shape[-1])  # (R, G, P, d)
         packed[row, col] = hidden
-        memory, memory_mask = words[row_sentence], word_mask[row_sentence]  # (R, n, d), (R, n)
-        mask = self._attention_mask(row_group, P, causal=previous is not None)
-        out = self.layers(
-            packed.flatten(1, 2), memory, tgt_mask=mask, memory_key_padding_mask=~memory_mask
-        ).view_as(packed)  # (R, G, P, d)
+        allowed = self._allowed(row_group, P, causal=previous is not None)
+        out = run_layers(self.layers, packed.flatten(1, 2), words, word_mask, row_sentence, allowed).view_as(packed)  # (R, G, P, d)
         P_ptr = min(P, self.max_pointers)
         pointer_states = out[:, :, :P_ptr].flatten(1, 2)  # (R, G*P_ptr, d)
-        logits = self.pointer_logits(pointer_states, memory, memory_mask)  # (R, G*P_ptr, n + 1)
+        logits = self.pointer_logits(pointer_states, words, word_mask, row_sentence)  # (R, G*P_ptr, n + 1)
         logits = logits.view(out.shape[0], width, P_ptr, -1)[row, col]  # (S, P_ptr, n + 1)
         if self.pointer_prior:
             logits = logits + self._prior(slot_batch, slot_word, end_logits, P_ptr, logits.shape[-1] - 1)
@@ -173,21 +172,22 @@ class SlotDecoder(nn.Module):
 
     def _row_cost(self, positions: int, words: int):
         """Estimated multiply-adds of one packed row of ``width`` slots (``positions`` each) over a
-        memory of ``words`` words: per decoder layer the slots' projections, FFN and attention,
-        and the memory's key/value projections; then the pointer query and key projections."""
+        memory of ``words`` words: per decoder layer the slots' projections, FFN, self-attention
+        and attention to the words, then the pointer query projection and scores. (The words'
+        keys and values are projected once per sentence, whatever the packing.)"""
         layer = self.layers.layers[0]
         d, f, L = layer.linear1.in_features, layer.linear1.out_features, len(self.layers.layers)
 
         def cost(width: int) -> int:
             queries = width * positions
-            per_layer = queries * (6 * d * d + 2 * d * f + 2 * d * words) + 2 * d * queries * queries + 2 * d * d * words
-            return L * per_layer + d * d * (queries + words)
+            per_layer = queries * (6 * d * d + 2 * d * f + 2 * d * words) + 2 * d * queries * queries
+            return L * per_layer + queries * d * (d + words)
 
         return cost
 
-    def _attention_mask(self, row_group: torch.Tensor, positions: int, causal: bool) -> torch.Tensor | None:
-        """Additive self-attention mask, (R * heads, G*P, G*P), or None when nothing is masked:
-        a position sees the positions of its own group's slots (and, causal, no later step).
+    def _allowed(self, row_group: torch.Tensor, positions: int, causal: bool) -> torch.Tensor | None:
+        """Which packed positions a position attends to, (R, G*P, G*P) boolean, or None when all:
+        the positions of its own group's slots (and, causal, no later step).
         row_group: (R, G) group of each packed slot (padding has groups of its own)."""
         R, G = row_group.shape
         if G == 1 and not causal:
@@ -198,18 +198,17 @@ class SlotDecoder(nn.Module):
         allowed = groups[:, :, None] == groups[:, None, :]  # (R, G*P, G*P)
         if causal:
             allowed = allowed & (step[:, None] >= step[None, :])
-        if bool(allowed.all()):
-            return None
-        mask = torch.zeros(allowed.shape, device=row_group.device).masked_fill(~allowed, float("-inf"))
-        heads = self.layers.layers[0].self_attn.num_heads
-        return mask.repeat_interleave(heads, dim=0)
+        return None if bool(allowed.all()) else allowed
 
-    def pointer_logits(self, states: torch.Tensor, memory: torch.Tensor, memory_mask: torch.Tensor) -> torch.Tensor:
-        """states: (R, Q, d), memory: (R, n, d) → (R, Q, n + 1), class 0 = END, padded words −inf."""
+    def pointer_logits(
+        self, states: torch.Tensor, words: torch.Tensor, word_mask: torch.Tensor, row_sentence: torch.Tensor
+    ) -> torch.Tensor:
+        """states: (R, Q, d) of rows of sentences row_sentence (R,); words: (B, n, d); word_mask:
+        (B, n) → (R, Q, n + 1), class 0 = END, padded words −inf (keys projected once per sentence)."""
         query = self.pointer_query(states)  # (R, Q, d)
-        keys = self.pointer_key(torch.cat([self.end.expand(memory.shape[0], 1, -1), memory], dim=1))  # (R, n+1, d)
-        logits = query @ keys.transpose(1, 2) / math.sqrt(query.shape[-1])  # (R, Q, n + 1)
-        valid = torch.cat([memory_mask.new_ones(memory_mask.shape[0], 1), memory_mask], dim=1)  # (R, n + 1)
+        keys = self.pointer_key(torch.cat([self.end.expand(words.shape[0], 1, -1), words], dim=1))  # (B, n+1, d)
+        logits = query @ keys[row_sentence].transpose(1, 2) / math.sqrt(query.shape[-1])  # (R, Q, n + 1)
+        valid = torch.cat([word_mask.new_ones(word_mask.shape[0], 1), word_mask], dim=1)[row_sentence]  # (R, n + 1)
         return logits.masked_fill(~valid.unsqueeze(1), float("-inf"))
 
 

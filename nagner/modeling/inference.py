@@ -13,6 +13,7 @@ from typing import Any
 
 import torch
 
+from nagner.common.modes import evaluating
 from nagner.data.example import Entity, Sentence
 from nagner.data.jsonl import sentence_record
 from nagner.data.text import DEFAULT_LANGUAGE, join_sentences, text_sentences, with_offsets
@@ -81,15 +82,11 @@ def predict_sentences(
     ``threshold`` (default: the config's ``score_threshold``) and ``decoding`` (``beam_size``,
     ``end_bias``) go to `NagNerModel.decode`. The model's training mode is restored afterwards.
     """
-    was_training = model.training
-    model.eval()
-    try:
+    with evaluating(model):
         decoded = [
             (batch.features, model.decode(batch.words, batch.word_mask, batch.detection, threshold, **decoding))
             for batch in encoded_batches(model, sentences, batch_size)
         ]
-    finally:
-        model.train(was_training)
     return merge_windows(sentences, decoded, model.config.entity_types)
 
 

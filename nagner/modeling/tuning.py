@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from nagner.common.modes import evaluating
 from nagner.data.example import Entity, Sentence
 from nagner.evaluation import evaluate_entities
 from nagner.modeling.inference import encoded_batches, merge_windows
@@ -61,36 +62,34 @@ def tune_decoding(
     model's config takes it, so it is saved with the model."""
     config = model.config
     gold = [s.entities for s in dev_sentences]
-    was_training = model.training
-    model.eval()
-    batches = list(encoded_batches(model, dev_sentences, batch_size))
-    keys = ("start_threshold", "none_bias", "beam_size", "end_bias", "score_threshold")
-    original = {k: getattr(config, k) for k in keys}
-    tried: list[DecodingChoice] = []
+    with evaluating(model):
+        batches = list(encoded_batches(model, dev_sentences, batch_size))
+        keys = ("start_threshold", "none_bias", "beam_size", "end_bias", "score_threshold")
+        original = {k: getattr(config, k) for k in keys}
+        tried: list[DecodingChoice] = []
 
-    def score(start: float, none: float, beam: int, end: float) -> None:
-        config.start_threshold = start
-        decoded = [
-            (b.features, model.decode(b.words, b.word_mask, b.detection, 0.0, beam, end, none)) for b in batches
-        ]
-        found = merge_windows(dev_sentences, decoded, config.entity_types)
-        for threshold in SCORE_THRESHOLDS:
-            metrics = evaluate_entities(gold, _above(found, threshold))
-            tried.append(DecodingChoice(start, none, beam, end, threshold, metrics.f1, metrics.precision, metrics.recall))
+        def score(start: float, none: float, beam: int, end: float) -> None:
+            config.start_threshold = start
+            decoded = [
+                (b.features, model.decode(b.words, b.word_mask, b.detection, 0.0, beam, end, none)) for b in batches
+            ]
+            found = merge_windows(dev_sentences, decoded, config.entity_types)
+            for threshold in SCORE_THRESHOLDS:
+                metrics = evaluate_entities(gold, _above(found, threshold))
+                tried.append(DecodingChoice(start, none, beam, end, threshold, metrics.f1, metrics.precision, metrics.recall))
 
-    try:
-        for start, none in itertools.product(START_THRESHOLDS, NONE_BIASES):
-            score(start, none, 1, 0.0)
-        fragments = config.max_pointers > 2  # END biases matter only where a second fragment can start
-        if config.decode_mode == "nag" and (fragments or model.span_classifier is not None):
-            first = max(tried, key=lambda c: c.f1)
-            for beam, end in itertools.product(BEAM_SIZES, END_BIASES if fragments else (0.0,)):
-                if (beam, end) != (1, 0.0):
-                    score(first.start_threshold, first.none_bias, beam, end)
-    finally:
-        for key, value in original.items():
-            setattr(config, key, value)
-        model.train(was_training)
+        try:
+            for start, none in itertools.product(START_THRESHOLDS, NONE_BIASES):
+                score(start, none, 1, 0.0)
+            fragments = config.max_pointers > 2  # END biases matter only where a second fragment can start
+            if config.decode_mode == "nag" and (fragments or model.span_classifier is not None):
+                first = max(tried, key=lambda c: c.f1)
+                for beam, end in itertools.product(BEAM_SIZES, END_BIASES if fragments else (0.0,)):
+                    if (beam, end) != (1, 0.0):
+                        score(first.start_threshold, first.none_bias, beam, end)
+        finally:
+            for key, value in original.items():
+                setattr(config, key, value)
     best = max(tried, key=lambda c: c.f1)  # max keeps the first of equals
     if apply:
         for key, value in best.settings().items():
