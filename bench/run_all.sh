@@ -19,6 +19,7 @@ acc --dataset genia --systems nag --lrs 1e-4 --epochs 6
 acc --dataset germeval --systems nag --lrs 1e-4 --epochs 2
 acc --dataset conll --systems tokcls --lrs 1e-4 --epochs 3 --out bench/out/accuracy-full-conll   # section 1c
 python bench/speed.py --threads 2 --rounds 3
+python bench/speed.py --threads 2 --rounds 3 --datasets conll --batch-size 1 --sentences 500
 python bench/decoder_packing.py --threads 2 --rounds 5   # section 1d, alone
 python bench/report.py > bench/out/tables.md
 # Section 4 (issue 14), each alone on the machine:

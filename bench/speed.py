@@ -8,6 +8,7 @@ pass; the systems are interleaved round by round (A B C A B C …) so that drift
 speed hits them alike, and the table gives the median and the min–max spread over the rounds.
 
     python bench/speed.py --threads 2 --rounds 5
+    python bench/speed.py --threads 2 --rounds 3 --datasets conll --batch-size 1 --sentences 500   # one at a time
 
 End to end = words → sub-tokens → encoder → heads → entities (`predict_sentences`). Decoder phase =
 `NagNerModel.decode` on precomputed encoder outputs of the same batches: slot rule, slot decoder,
@@ -49,10 +50,10 @@ def model_dir(runs: Path, dataset: str, system: str, train_sentences: int | None
     return runs / dataset / "runs" / name / "best"
 
 
-def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int | None) -> dict:
+def worker(dataset: str, system: str, folder: Path, batch_size: int, beam: int | None, limit: int | None = None) -> dict:
     from nagner.data import read_sentences
 
-    sentences = read_sentences(TESTS[dataset])
+    sentences = read_sentences(TESTS[dataset])[:limit]
     for s in sentences:
         s.entities = []
     result: dict = {"sentences": len(sentences)}
@@ -102,12 +103,14 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--datasets", default="conll,cadec")
+    parser.add_argument("--sentences", type=int, default=None, help="the first N test sentences only (default: all)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)  # dataset system folder beam
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.worker:
         dataset, system, folder, beam = args.worker
-        print(json.dumps(worker(dataset, system, Path(folder), args.batch_size, None if beam == "-" else int(beam))))
+        beam_size = None if beam == "-" else int(beam)
+        print(json.dumps(worker(dataset, system, Path(folder), args.batch_size, beam_size, args.sentences)))
         return
     runs = Path(args.runs)
     plans = {
@@ -125,6 +128,7 @@ def main() -> None:
             for label, system, folder, beam in plan:
                 command = [sys.executable, __file__, "--worker", dataset, system, str(folder), beam,
                            "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
+                command += ["--sentences", str(args.sentences)] if args.sentences else []
                 done = subprocess.run(command, capture_output=True, text=True, check=True)
                 rounds[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"{dataset} round {r + 1} {label}: {rounds[label][-1]['seconds']:.2f} s", flush=True)
@@ -149,7 +153,7 @@ def main() -> None:
         lines += ["", f"Decoder phase, AR time / NAG time ({nag_label}), per round: {summary([a / b for a, b in zip(ar, nag)])}×", ""]
         tables += lines
         print("\n".join(lines), flush=True)
-    out = runs.parent / "speed.json"
+    out = runs.parent / ("speed.json" if args.batch_size == 64 and not args.sentences else f"speed-b{args.batch_size}.json")
     out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rounds": raw, "tables": tables}, indent=2))
 
 
