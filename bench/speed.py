@@ -9,6 +9,7 @@ speed hits them alike, and the table gives the median and the min–max spread o
 
     python bench/speed.py --threads 2 --rounds 5
     python bench/speed.py --threads 2 --rounds 3 --datasets conll --batch-size 1 --sentences 500   # one at a time
+    python bench/speed.py --baseline-code ../old-checkout   # + the main NAG-NER rows at another commit's code
 
 End to end = words → sub-tokens → encoder → heads → entities (`predict_sentences`). Decoder phase =
 `NagNerModel.decode` on precomputed encoder outputs of the same batches: slot rule, slot decoder,
@@ -20,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -104,6 +106,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--datasets", default="conll,cadec")
     parser.add_argument("--sentences", type=int, default=None, help="the first N test sentences only (default: all)")
+    parser.add_argument("--baseline-code", default=None, metavar="DIR",
+                        help="a checkout of another commit: the main NAG-NER row also runs with that package, "
+                             "interleaved in the same rounds (same model folder)")
     parser.add_argument("--worker", nargs=4, help=argparse.SUPPRESS)  # dataset system folder beam
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -120,6 +125,14 @@ def main() -> None:
         "cadec": [("NAG-NER, beam 1", "nag", None, "1"), ("NAG-NER, beam 4", "nag", None, "4"),
                   ("NAG-NER (1,000 sent.), beam 1", "nag", 1000, "1"), ("NAG-NER (AR mode, 1,000 sent.)", "ar", 1000, "-")],
     }
+    baseline_rows = set()
+    if args.baseline_code:  # the main NAG-NER row (second of each plan) once more, on the other code
+        found = subprocess.run(["git", "-C", args.baseline_code, "rev-parse", "--short", "HEAD"], capture_output=True, text=True)
+        name = found.stdout.strip() or Path(args.baseline_code).name
+        for plan in plans.values():
+            label, *rest = plan[1]
+            plan.append((f"{label} at {name}", *rest))
+            baseline_rows.add(plan[-1][0])
     tables, raw = [], {}
     for dataset in args.datasets.split(","):
         plan = [(label, system, model_dir(runs, dataset, system, size), beam) for label, system, size, beam in plans[dataset]]
@@ -129,7 +142,10 @@ def main() -> None:
                 command = [sys.executable, __file__, "--worker", dataset, system, str(folder), beam,
                            "--threads", str(args.threads), "--batch-size", str(args.batch_size)]
                 command += ["--sentences", str(args.sentences)] if args.sentences else []
-                done = subprocess.run(command, capture_output=True, text=True, check=True)
+                env = dict(os.environ)
+                if label in baseline_rows:  # that checkout's package first on the path
+                    env["PYTHONPATH"] = os.pathsep.join(filter(None, [args.baseline_code, env.get("PYTHONPATH")]))
+                done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)
                 rounds[label].append(json.loads(done.stdout.strip().splitlines()[-1]))
                 print(f"{dataset} round {r + 1} {label}: {rounds[label][-1]['seconds']:.2f} s", flush=True)
         raw[dataset] = rounds
