@@ -14,6 +14,7 @@ acc --dataset conll --systems nag --lrs 2e-4 --epochs 3 --train-limit 3000 --var
 acc --dataset conll --systems ar --lrs 2e-4 --epochs 3 --train-limit 3000
 acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8 --variants full,span-gaps
 acc --dataset cadec --systems nag --lrs 1e-4,2e-4 --epochs 12 --out bench/out/accuracy-r5   # section 1e
+acc --dataset cadec --systems nag --lrs 1e-4 --epochs 8 --variants full,no-surplus-slots,no-position-init,no-cross-slot,no-pointer-prior --out bench/out/accuracy-abl   # section 1g
 acc --dataset cadec --systems ar,nag --lrs 1e-4 --epochs 3 --train-limit 1000
 acc --dataset genia --systems nag --lrs 1e-4 --epochs 6
 acc --dataset germeval --systems nag --lrs 1e-4 --epochs 2
