@@ -169,7 +169,8 @@ def main() -> None:
         lines += ["", f"Decoder phase, AR time / NAG time ({nag_label}), per round: {summary([a / b for a, b in zip(ar, nag)])}×", ""]
         tables += lines
         print("\n".join(lines), flush=True)
-    out = runs.parent / ("speed.json" if args.batch_size == 64 and not args.sentences else f"speed-b{args.batch_size}.json")
+    default_run = args.batch_size == parser.get_default("batch_size") and not args.sentences
+    out = runs.parent / ("speed.json" if default_run else f"speed-b{args.batch_size}.json")
     out.write_text(json.dumps({"command": "python " + " ".join(sys.argv), "rounds": raw, "tables": tables}, indent=2))
 
 

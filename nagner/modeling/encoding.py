@@ -26,8 +26,8 @@ def word_subwords(tokenizer: Any, words: list[str], max_subwords_per_word: int) 
 
 
 def sentence_subwords(tokenizer: Any, sentences: list[list[str]], max_subwords_per_word: int) -> list[list[list[int]]]:
-    """`word_subwords` of many sentences at once: each distinct word is encoded once, all in one
-    call (a word is encoded alone, so its pieces do not depend on the sentence)."""
+    """`word_subwords` of many sentences at once: each distinct word is encoded once (a word is
+    encoded alone, so its pieces do not depend on the sentence)."""
     distinct = list(dict.fromkeys(word for words in sentences for word in words))
     if not distinct:
         return [[] for _ in sentences]
@@ -48,7 +48,7 @@ def _encode_words(tokenizer: Any, words: list[str]) -> list[list[int]]:
     128), which skips transformers' per-call settings and conversions; any other tokenizer is
     called as is."""
     backend = getattr(tokenizer, "backend_tokenizer", None)
-    if backend is None or not hasattr(backend, "encode_batch"):
+    if backend is None or not hasattr(backend, "encode"):
         return tokenizer(words, add_special_tokens=False)["input_ids"]
     try:
         bare = _BARE_BACKENDS[tokenizer]
@@ -60,8 +60,9 @@ def _encode_words(tokenizer: Any, words: list[str]) -> list[list[int]]:
             _BARE_BACKENDS[tokenizer] = bare
         except TypeError:  # not weak-referenceable: a copy per call
             pass
-    # one word at a time: `encode_batch` hands small batches to a thread pool that costs more than
-    # it saves beside torch's threads (measured: 6 µs a word alone, 20 µs and up in batches)
+    # one word at a time: `encode_batch` hands the words to a thread pool that competes with torch's
+    # threads (measured on this 2-core machine: about 6 µs a word one by one, 5–20 µs a word in
+    # batches, worst for small batches and while other work runs)
     return [bare.encode(word, add_special_tokens=False).ids for word in words]
 
 
