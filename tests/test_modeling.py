@@ -222,6 +222,37 @@ def test_decode_with_no_opened_word_returns_nothing(tiny_encoder, monkeypatch):
     assert found == [[], []]
 
 
+@pytest.mark.parametrize("mode", ["nag", "ar"])
+def test_decode_runs_the_decoder_on_the_sentences_with_slots_only(tiny_encoder, monkeypatch, mode):
+    """A sentence that opens no slot is left out of the decoder pass, the padding beyond the
+    longest decoded sentence is cut, and each sentence gets what it gets when decoded alone."""
+    model = tiny_model(tiny_encoder, mode).eval()
+    torch.manual_seed(1)
+    lengths = [6, 4, 2]
+    words = torch.randn(3, 6, 32)
+    word_mask = torch.arange(6)[None, :] < torch.tensor(lengths)[:, None]
+    detection = model.detector(words)
+    detection.start_logits = torch.full((3, 6), -5.0)
+    detection.start_logits[1, 0] = detection.start_logits[1, 2] = detection.start_logits[2, 1] = 5.0
+    shapes = []
+    run_decoder = model._run_decoder
+
+    def recording(words_, *args, **kwargs):
+        shapes.append(tuple(words_.shape[:2]))
+        return run_decoder(words_, *args, **kwargs)
+
+    monkeypatch.setattr(model, "_run_decoder", recording)
+    found = model.decode(words, word_mask, detection, threshold=0.0, none_bias=20.0)
+    assert set(shapes) == {(2, 4)}  # sentences 1 and 2, cut to sentence 1's 4 words
+    assert found[0] == [] and found[1] and found[2]
+    for b in (1, 2):
+        n = lengths[b]
+        alone = model.decode(words[b : b + 1, :n], word_mask[b : b + 1, :n], detection.select(torch.tensor([b]), n),
+                             threshold=0.0, none_bias=20.0)[0]
+        assert [e[:2] for e in alone] == [e[:2] for e in found[b]]
+        assert [e[2] for e in alone] == pytest.approx([e[2] for e in found[b]], rel=1e-5)
+
+
 # ------------------------------------------------------------------------------------ overfit
 
 

@@ -20,6 +20,11 @@ class Detection:
     count_logits: torch.Tensor
     word_type_logits: torch.Tensor | None = None
 
+    def select(self, rows: torch.Tensor, n: int) -> Detection:
+        """The outputs of sentences ``rows`` (B',) over their first ``n`` words."""
+        types = None if self.word_type_logits is None else self.word_type_logits[rows, :n]
+        return Detection(self.start_logits[rows, :n], self.end_logits[rows, :n], self.count_logits[rows, :n], types)
+
 
 class MentionDetector(nn.Module):
     """Per-word heads on the pooled word states.

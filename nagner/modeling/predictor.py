@@ -164,16 +164,22 @@ class NagNerPredictor:
         decoding). The type then comes from the decoder's and the span terms' logits. AR mode:
         greedy steps until every slot said END, then one pass for the types. Score = p_start ·
         Π p(pointer) · p(type). ``threshold``, ``beam_size``, ``end_bias`` and ``none_bias`` default
-        to the config's.
+        to the config's. Only the sentences that open a slot go through the decoder, cut to the
+        longest of them.
         """
         c = self.config
         threshold = c.score_threshold if threshold is None else threshold
-        p_start = detection.start_logits.sigmoid()  # (B, n)
-        slots = Slots.from_counts(inference_slot_counts(detection.start_logits, detection.count_logits, word_mask, c))
-        if len(slots) == 0:
-            return [[] for _ in range(words.shape[0])]
+        counts = inference_slot_counts(detection.start_logits, detection.count_logits, word_mask, c)  # (B, n)
+        found: list[list[Found]] = [[] for _ in range(words.shape[0])]
+        opened = counts.sum(-1).nonzero().squeeze(-1)  # the sentences that open a slot: only they are decoded
+        if opened.numel() == 0:
+            return found
+        n = int(word_mask[opened].any(0).nonzero().max()) + 1  # their longest, without the padding beyond
+        words, word_mask, counts = words[opened, :n], word_mask[opened, :n], counts[opened, :n]
+        detection = detection.select(opened, n)
+        p_start = detection.start_logits.sigmoid()  # (B', n)
+        slots = Slots.from_counts(counts)
         n_words = word_mask.sum(-1)[slots.batch]  # (S,)
-        n = words.shape[1]
         none_bias = c.none_bias if none_bias is None else none_bias
         none_shift = torch.zeros(c.num_types, device=words.device)
         none_shift[0] = -none_bias
@@ -201,10 +207,13 @@ class NagNerPredictor:
                 type_logits = type_logits + span_logits
         type_prob, type_id = type_logits.softmax(-1).max(-1)  # (S,), (S,)
         score = p_start[slots.batch, slots.word] * log_prob.exp() * type_prob  # (S,)
-        return select_entities(
+        selected = select_entities(
             slots.batch.tolist(), slots.word.tolist(), classes.tolist(), type_id.tolist(), score.tolist(),
             words.shape[0], threshold, c.overlap,
         )
+        for row, entities in zip(opened.tolist(), selected):
+            found[row] = entities
+        return found
 
     # ------------------------------------------------------------------------------- prediction
     def predict_sentences(
