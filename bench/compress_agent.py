@@ -67,6 +67,30 @@ def compress_all(args) -> dict:
     return reports
 
 
+def compression_against_teacher(reports: dict, args) -> dict[str, float]:
+    """Each row's compression in bits against the fp32 teacher, embeddings included: 32 bits per
+    teacher parameter over the row's bits (a quantized row's `storage_report` count, which already
+    holds its own pruning; a pruned row: 32 bits per parameter it keeps). Parameters are counted
+    once each, as `storage_report` counts them (tied tables once)."""
+    from knowledge_qa.models.transformers_model import TransformersModel
+    from nagner.peft import merge_and_unload
+    from nagner.peft.attach import peft_state
+
+    def unique_parameters(folder: str) -> int:
+        model = TransformersModel.from_pretrained(folder, device="cpu").model
+        state = peft_state(model)
+        if state is not None and state.configs:  # the teacher folder holds an adapter: count the merged model
+            model = merge_and_unload(model)
+        return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
+
+    teacher_bits = 32 * unique_parameters(args.core)
+    ratios = {}
+    for name, report in reports.items():
+        bits = report["storage"]["bits"] if "storage" in report else 32 * unique_parameters(str(args.out / slug(name)))
+        ratios[name] = teacher_bits / bits
+    return ratios
+
+
 def agent_accuracy(core: str, name: str, args) -> dict:
     folder = args.out / f"agent-{slug(name)}"
     folder.mkdir(parents=True, exist_ok=True)
@@ -159,12 +183,15 @@ def main() -> None:
             core = args.core if name == "teacher" else str(args.out / slug(name))
             accuracy[name] = agent_accuracy(core, name, args)
     timing = {} if args.skip_latency else measure_latency(args)
-    summary = {"compression": reports, "agent": {k: v["results"] for k, v in accuracy.items()}, "latency": timing}
+    against_teacher = compression_against_teacher(reports, args)
+    summary = {"compression": reports, "compression_against_teacher": against_teacher,
+               "agent": {k: v["results"] for k, v in accuracy.items()}, "latency": timing}
     name = "results.json" if not (args.skip_agent or args.skip_latency) else "results-partial.json"
     (args.out / name).write_text(json.dumps(summary, indent=1))
     print(json.dumps({"agent": summary["agent"], "latency": timing}, indent=1))
     for name, report in reports.items():
-        print(name, json.dumps({k: report.get(k) for k in ("parameters", "storage", "teacher_loss", "compressed_loss")}))
+        print(name, f"{against_teacher[name]:.2f}x the fp32 teacher's bits",
+              json.dumps({k: report.get(k) for k in ("parameters", "storage", "teacher_loss", "compressed_loss")}))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ baselines, in one run (2-core CPU).
 * Teacher: a small GPT-2 (``--hidden`` 256, ``--layers`` 4, heads of 32, FFN 4×), trained from
   scratch for ``--teacher-steps`` batches of 32 (AdamW, linear decay).
 * Pruning, at each ``--reductions`` share of the teacher's parameters (embeddings included), every
-  method at the *same* shape (SIMPLE's global threshold sets it, so parameter counts are equal):
+  method at the *same* shape (`plan.sizes_for_reduction`, so parameter counts are equal):
   - SIMPLE: masks learned once (``--mask-steps``, weights training with them), extracted at each
     budget (balanced sizes: the same share of the hidden size and the FFN width), fine-tuned ``--finetune-steps`` with CE + KD + key/value + hidden distillation;
   - SIMPLE without its distillation terms (CE + KD only): an ablation row;

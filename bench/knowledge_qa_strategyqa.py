@@ -380,13 +380,19 @@ def main() -> None:
     train_majority = majority_answer(read_questions(DATA / "train.json"))
     majority = ("yes" if train_majority else "no", sum(q.answer == train_majority for q in dev) / len(dev),
                 [q.answer == train_majority for q in dev])
+    # a question the backend failed on (correct None, the error in its trace) counts as wrong, and
+    # how many there were is printed under the table: the paired tests need every question
     correct = {name: [bool(r["correct"]) for r in rows] for name, rows in records.items()}
+    failed = {name: sum(r["correct"] is None for r in rows) for name, rows in records.items()}
     if FULL in records:
         correct.update(controls(parts, records, dev))
     own_recall = agent_recall(records[FULL], dev, corpus) if FULL in records and retrieval_on(FULL) else {}
     table = markdown(results, correct, recall, majority)
+    if any(failed.values()):
+        table += "\n\nFailed questions (backend errors, counted as wrong; rerun to retry them): " + ", ".join(
+            f"{name}: {count}" for name, count in failed.items() if count)
     (OUT / "qa-strategyqa.json").write_text(json.dumps(
-        {"results": results, "correct": correct, "recall": recall, "agent_recall": own_recall,
+        {"results": results, "correct": correct, "failed": failed, "recall": recall, "agent_recall": own_recall,
          "coverage": coverage}, indent=1), encoding="utf-8")
     print(table)
     if own_recall:

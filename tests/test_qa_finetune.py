@@ -22,6 +22,7 @@ from transformers import (
 )
 
 from knowledge_qa.errors import QAInputError
+from knowledge_qa.models.base import continuation
 from knowledge_qa.models.transformers_model import TRAINED_MODULES, TransformersModel, load_base
 from knowledge_qa.training.finetune import (
     IGNORE,
@@ -153,17 +154,52 @@ def _tokenizer_files(folder: Path) -> list[str]:
             "special_tokens_map.json")]
 
 
+@pytest.fixture(scope="module")
+def byte_level_gpt2(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A tiny GPT-2 with a byte-level BPE tokenizer trained here, where " yes" and "yes" differ."""
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import GPT2TokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(["Answer: yes", "Answer: no", "yes no maybe", "Question: is it?\nAnswer:"] * 20,
+                            vocab_size=300, min_frequency=1, special_tokens=["<|endoftext|>"])
+    tokenizer = GPT2TokenizerFast(tokenizer_object=bpe._tokenizer, eos_token="<|endoftext|>", bos_token="<|endoftext|>")
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=len(tokenizer), n_embd=32, n_layer=2, n_head=2, n_positions=64, initializer_range=0.2,
+                        eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id)
+    return _save(GPT2LMHeadModel(config), tokenizer, tmp_path_factory.mktemp("byte-level-gpt2"))
+
+
+def test_a_causal_option_is_scored_as_the_same_text_in_both_backends(byte_level_gpt2: str) -> None:
+    """Local scoring reads an option as `continuation(prompt, option)`, the text the HTTP backend
+    echoes: " yes" after "Answer:", "yes" after "Answer:\n" (it used to add the space always)."""
+    causal = TransformersModel(*load_base(byte_level_gpt2))
+    tokens = causal.tokenizer
+    assert tokens("yes").input_ids != tokens(" yes").input_ids  # byte-level BPE: the space is part of the token
+    assert causal.target_ids("yes", "Answer:") == tokens(" yes", add_special_tokens=False).input_ids
+    assert causal.target_ids("yes", "Answer:\n") == tokens("yes", add_special_tokens=False).input_ids
+    assert continuation("Answer:", "yes") == " yes" and continuation("Answer:\n", "yes") == "yes"
+    for prompt in ("Answer:", "Answer:\n"):  # the score is log p of exactly those tokens after the prompt
+        prompt_ids = tokens(prompt).input_ids
+        option_ids = tokens(continuation(prompt, "yes"), add_special_tokens=False).input_ids
+        with torch.no_grad():
+            logits = causal.model(input_ids=torch.tensor([prompt_ids + option_ids])).logits[0]
+        log_probs = logits.log_softmax(-1)
+        expected = sum(float(log_probs[len(prompt_ids) - 1 + i, token]) for i, token in enumerate(option_ids))
+        assert causal.score([prompt], ["yes"])[0][0] == pytest.approx(expected, abs=1e-4)
+
+
 def test_encoding_uses_the_scorers_target_ids(tiny_t5: str, tiny_gpt2: str, tmp_path: Path) -> None:
     opts = options(tmp_path)
     seq2seq = TransformersModel(*load_base(tiny_t5))
     [feature] = encode_examples(EXAMPLES[:1], seq2seq, opts)
-    assert feature["labels"] == seq2seq.target_ids("yes")
+    assert feature["labels"] == seq2seq.target_ids("yes", EXAMPLES[0].source)
     causal = TransformersModel(*load_base(tiny_gpt2))
     longer = Example("answer", PROMPTS[1] + " think about the dates first.", "no")
     features = encode_examples([EXAMPLES[0], longer], causal, opts, with_prompt_mask=True)
     prompt = causal.tokenizer(PROMPTS[0]).input_ids
-    assert features[0]["input_ids"] == prompt + causal.target_ids("yes") + [102]  # answer then EOS
-    assert features[0]["labels"] == [IGNORE] * len(prompt) + causal.target_ids("yes") + [102]
+    assert features[0]["input_ids"] == prompt + causal.target_ids("yes", PROMPTS[0]) + [102]  # answer then EOS
+    assert features[0]["labels"] == [IGNORE] * len(prompt) + causal.target_ids("yes", PROMPTS[0]) + [102]
     assert features[0]["prompt_mask"] == [1] * len(prompt) + [0, 0]
     batch = QACollator(pad_id=0)(features)
     width = max(len(f["input_ids"]) for f in features)

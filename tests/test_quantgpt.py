@@ -3,6 +3,7 @@ a hand-made case, the memory bank, tied weights, folding, bit accounting, QAT an
 
 from __future__ import annotations
 
+import copy
 import math
 
 import pytest
@@ -13,6 +14,7 @@ from transformers import AutoModelForCausalLM
 
 from nagner.compression.language_modeling import logit_distillation, predicted_positions
 from nagner.compression.quantgpt import (
+    ActivationQuantizer,
     MinMaxQuantizer,
     ModuleScaledQuantizer,
     PactQuantizer,
@@ -28,6 +30,7 @@ from nagner.compression.quantgpt import (
     storage_report,
     token_contrastive_loss,
 )
+from nagner.compression.quantgpt.quantizers import levels
 
 
 def test_fake_quantize_levels():
@@ -38,6 +41,33 @@ def test_fake_quantize_levels():
     assert len(set(four.tolist())) == 15 and four.abs().max() == 1.0
     with pytest.raises(ValueError, match="at least 2 bits"):
         fake_quantize(values, torch.tensor(1.0), 1)
+
+
+def test_activation_quantizer_rounds_to_levels_of_the_tensors_own_largest_value():
+    """Dynamic per-tensor min–max: at 3 bits the levels are k/3 · max|x| for k in −3..3; the gradient
+    passes straight through (no clip: every value is inside its own ±max)."""
+    values = torch.tensor([-0.9, -0.2, 0.1, 0.35, 0.6], requires_grad=True)
+    quantized = ActivationQuantizer(3)(values)
+    step = 0.9 / 3
+    assert quantized.tolist() == pytest.approx([-3 * step, -1 * step, 0.0, 1 * step, 2 * step])
+    quantized.sum().backward()
+    assert values.grad.tolist() == [1.0] * 5
+    assert ActivationQuantizer(8)(values).sub(values).abs().max() <= 0.9 / 127 / 2 + 1e-7
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_quantized_layers_compute_with_fake_quantized_weights_and_activations(bits):
+    """A wrapped layer's output equals the float layer applied to the fake-quantized input and weight."""
+    teacher = tiny_gpt2()
+    student = quantize_model(copy.deepcopy(teacher), "minmax", bits, activation_bits=8)
+    layer = student.transformer.h[0].mlp.c_fc
+    assert isinstance(layer, QuantizedLinear)
+    hidden = torch.randn(2, 5, 64)
+    weight = teacher.transformer.h[0].mlp.c_fc.weight  # Conv1D: [in, out]
+    expected = fake_quantize(hidden, hidden.abs().max(), 8) @ fake_quantize(weight, weight.abs().max(), bits)
+    expected = expected + teacher.transformer.h[0].mlp.c_fc.bias
+    torch.testing.assert_close(layer(hidden), expected, atol=1e-5, rtol=1e-5)
+    assert len(set(layer.quantized_weight().flatten().tolist())) <= 2 * levels(bits) + 1
 
 
 def test_straight_through_gradient_passes_inside_the_clip_and_stops_outside():
@@ -160,8 +190,9 @@ def test_quantization_aware_training_brings_the_student_closer_to_the_teacher(ma
 def test_real_int8_replaces_every_linear_layer_and_stays_close():
     model = tiny_gpt2()
     int8 = dynamic_int8(model)
-    names = {type(m).__name__ for m in int8.modules()}
-    assert "Conv1D" not in names and "DynamicQuantizedLinear" in names or "Linear" in names
+    quantized = torch.ao.nn.quantized.dynamic.Linear
+    assert "Conv1D" not in {type(m).__name__ for m in int8.modules()}
+    assert sum(isinstance(m, quantized) for m in int8.modules()) == 2 * 4 + 1  # per block: qkv, out, fc, proj; the head
     assert not any(type(m) is nn.Linear for m in int8.modules())
     batch = random_batches(model, 1)[0]
     with torch.no_grad():

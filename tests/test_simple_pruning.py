@@ -23,6 +23,7 @@ from nagner.compression.simple import (
     magnitude_scores,
     masked_layer_norm,
     masks_attached,
+    movement_scores,
     plan_from_scores,
     prune_with_simple,
     sizes_for,
@@ -169,6 +170,25 @@ def test_loss_aware_score_is_the_first_order_taylor_term_of_the_weights():
     c_proj = model.transformer.h[1].mlp.c_proj  # Conv1D weight [ffn, hidden]
     taylor = (c_proj.weight * c_proj.weight.grad).sum(dim=1).abs()
     assert torch.allclose(scores["ffn:transformer.h.1"], taylor, atol=1e-6)
+
+
+def test_movement_score_sums_minus_the_gate_gradient_over_the_fine_tuning_steps():
+    """−Σ_t ∂L/∂gate: at learning rate 0 the weights stay, so two steps give −2·Σ W·∂L/∂W (signed,
+    unlike the loss-aware |·|); with a real learning rate the model passed in is trained in place."""
+    model = tiny_gpt2()
+    structure = describe(model)
+    batch = random_batches(model, 1)[0]
+    loss_of = lambda m, b: m(**b).loss  # noqa: E731
+    reference = copy.deepcopy(model)
+    loss_of(reference, batch).backward()
+    c_proj = reference.transformer.h[1].mlp.c_proj  # Conv1D weight [ffn, hidden]
+    taylor = (c_proj.weight * c_proj.weight.grad).sum(dim=1)
+    assert (taylor > 0).any() and (taylor < 0).any()  # the sign matters here
+    scores = movement_scores(copy.deepcopy(model), structure, [batch], loss_of, steps=2, learning_rate=0.0)
+    assert torch.allclose(scores["ffn:transformer.h.1"], -2 * taylor, atol=1e-5)
+    trained = copy.deepcopy(model)
+    movement_scores(trained, structure, [batch], loss_of, steps=1, learning_rate=1e-2)
+    assert not torch.equal(trained.transformer.h[1].mlp.c_proj.weight, model.transformer.h[1].mlp.c_proj.weight)
 
 
 def test_distillation_targets_are_zero_for_a_student_that_keeps_everything():

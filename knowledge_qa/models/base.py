@@ -17,6 +17,13 @@ def cut_at_stop(text: str, stop: Sequence[str]) -> str:
     return text[:end]
 
 
+def continuation(prompt: str, option: str) -> str:
+    """The text an option is scored as after ``prompt`` by a causal LM, in every backend: with a
+    leading space unless the prompt ends in, or the option starts with, white space (so "yes" after
+    "Answer:" is " yes", after "Answer:\n" it is "yes")."""
+    return option if not prompt or prompt[-1].isspace() or option[:1].isspace() else " " + option
+
+
 class TextModel(ABC):
     """A text-to-text model. Both methods are batched: one call serves many prompts."""
 

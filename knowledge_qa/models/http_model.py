@@ -69,7 +69,7 @@ from typing import Any
 import httpx
 
 from knowledge_qa.errors import BackendError, QAInputError
-from knowledge_qa.models.base import TextModel, cut_at_stop
+from knowledge_qa.models.base import TextModel, continuation, cut_at_stop
 from knowledge_qa.prompts import chat_messages
 
 SCORE_MODES = ("echo", "generate")
@@ -354,12 +354,6 @@ class OpenAICompatibleModel(TextModel):
 
 
 # ---------------------------------------------------------------------- reply parsing
-
-
-def continuation(prompt: str, option: str) -> str:
-    """The option as scored after ``prompt``: with a leading space unless the prompt ends in, or the
-    option starts with, white space (what `TransformersModel` scores for causal LMs)."""
-    return option if not prompt or prompt[-1].isspace() or option[:1].isspace() else " " + option
 
 
 def retry_after_seconds(value: str | None) -> float:

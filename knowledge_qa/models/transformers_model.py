@@ -19,7 +19,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 from transformers.modeling_outputs import BaseModelOutput
 
 from knowledge_qa.errors import QAInputError
-from knowledge_qa.models.base import TextModel, cut_at_stop
+from knowledge_qa.models.base import TextModel, continuation, cut_at_stop
 
 logger = logging.getLogger(__name__)
 
@@ -102,11 +102,12 @@ class TransformersModel(TextModel):
         )
         return {key: value.to(self.device) for key, value in batch.items() if key in ("input_ids", "attention_mask")}
 
-    def target_ids(self, text: str) -> list[int]:
-        """Token ids the decoder must produce for ``text`` (seq2seq), or the continuation's ids
-        (causal, with a leading space so it tokenises as a continuation)."""
+    def target_ids(self, text: str, prompt: str) -> list[int]:
+        """Token ids the decoder must produce for ``text`` (seq2seq; ``prompt`` unused), or the ids
+        of ``text`` as a continuation of ``prompt`` (causal: `continuation`'s rule, the one the HTTP
+        backend scores by too)."""
         if not self.is_seq2seq:
-            return self.tokenizer(text if text[:1].isspace() else " " + text, add_special_tokens=False).input_ids
+            return self.tokenizer(continuation(prompt, text), add_special_tokens=False).input_ids
         ids = self.tokenizer(text_target=text).input_ids
         start = self.model.config.decoder_start_token_id
         if ids and start is not None and ids[0] == start:  # BERT-style [CLS]: the decoder starts with it already
@@ -143,12 +144,14 @@ class TransformersModel(TextModel):
     def score(self, prompts: Sequence[str], options: Sequence[str]) -> list[list[float]]:
         if not options:
             return [[] for _ in prompts]
-        option_ids = [self.target_ids(option) for option in options]
         rows: list[list[float]] = []
         per_chunk = max(1, self.batch_size // len(options))
         for start in range(0, len(prompts), per_chunk):
             chunk = prompts[start : start + per_chunk]
-            scores = self._score_seq2seq(chunk, option_ids) if self.is_seq2seq else self._score_causal(chunk, option_ids)
+            if self.is_seq2seq:
+                scores = self._score_seq2seq(chunk, [self.target_ids(option, "") for option in options])
+            else:
+                scores = self._score_causal(chunk, [[self.target_ids(option, prompt) for option in options] for prompt in chunk])
             rows.extend(scores.view(len(chunk), len(options)).tolist())
         return rows
 
@@ -167,13 +170,14 @@ class TransformersModel(TextModel):
         logits = self.model(encoder_outputs=BaseModelOutput(last_hidden_state=hidden), attention_mask=mask, labels=labels).logits
         return sequence_log_likelihood(logits, labels)
 
-    def _score_causal(self, prompts: Sequence[str], option_ids: list[list[int]]) -> torch.Tensor:
-        """Prompt + option as one sequence, right-padded; only the option's tokens are scored."""
+    def _score_causal(self, prompts: Sequence[str], option_ids: list[list[list[int]]]) -> torch.Tensor:
+        """Prompt + option as one sequence, right-padded; only the option's tokens are scored.
+        option_ids: per prompt, each option's `target_ids` after it."""
         self.tokenizer.truncation_side = "left"
         prompt_ids = self.tokenizer(list(prompts), truncation=True, max_length=self.max_input_tokens).input_ids
         sequences, labels = [], []
-        for ids in prompt_ids:
-            for option in option_ids:
+        for ids, options in zip(prompt_ids, option_ids, strict=True):
+            for option in options:
                 sequences.append(ids + option)
                 labels.append([-100] * len(ids) + option)
         width = max(len(s) for s in sequences)

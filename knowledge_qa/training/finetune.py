@@ -136,9 +136,9 @@ def encode_examples(
     """Token ids of every example (lists, unpadded).
 
     Seq2seq: ``input_ids`` / ``attention_mask`` of the source (cut at the right, as
-    `TransformersModel` encodes prompts) and ``labels`` = ``scorer.target_ids(target)``.
+    `TransformersModel` encodes prompts) and ``labels`` = ``scorer.target_ids(target, source)``.
     Causal: prompt ids (cut at the left, keeping the question's end and the cue) followed by
-    ``target_ids(target)`` and EOS, one sequence; ``labels`` are IGNORE on the prompt. The prompt
+    ``target_ids(target, source)`` and EOS, one sequence; ``labels`` are IGNORE on the prompt. The prompt
     and target are tokenised apart, as `TransformersModel.score` does, not joined as one string
     (a BPE merge across the seam would train tokens the scorer never asks for).
     ``with_prompt_mask``: also a ``prompt_mask`` (1 on prompt tokens) for prompt-conditioned
@@ -152,7 +152,7 @@ def encode_examples(
         if not isinstance(source, str) or not isinstance(target, str):
             kind = type(example).__name__
             raise QAInputError(f"example {index}: needs text .source and .target, got {kind}")
-        answer = scorer.target_ids(target)[: options.max_target_tokens]
+        answer = scorer.target_ids(target, source)[: options.max_target_tokens]
         if scorer.is_seq2seq:
             tokenizer.truncation_side = "right"
             prompt = tokenizer(source, truncation=True, max_length=options.max_source_tokens).input_ids

@@ -1,4 +1,4 @@
-"""The `nagner` command: `nagner train | predict | evaluate | exits | compress`.
+"""The `nagner` command: `nagner train | predict | evaluate | exits | compress | leco`.
 
 Each sub-command lives in its own module with ``add_parser(subparsers)`` and ``run(args) -> int``.
 User mistakes (bad files, bad flags) print one clear line and exit 2, without a traceback.
@@ -11,7 +11,7 @@ import sys
 
 from nagner.common.cli import run_command
 
-COMMANDS = ("train", "predict", "evaluate", "exits", "compress")
+COMMANDS = ("train", "predict", "evaluate", "exits", "compress", "leco")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -33,10 +34,16 @@ class MultiExitClassifier(nn.Module):
     """``encoder`` plus one exit per layer: ``exits`` given as type names (one per layer, or one for
     all), or None for a searchable `MixedExit` at every layer."""
 
-    def __init__(self, encoder: nn.Module, classes: int, exits: Sequence[str] | str | None = None):
+    def __init__(
+        self, encoder: nn.Module, classes: int, exits: Sequence[str] | str | None = None, labels: Sequence[str] | None = None
+    ):
+        """labels: the name of each class (saved with the model), or None."""
         super().__init__()
+        if labels is not None and len(labels) != classes:
+            raise ValueError(f"{len(labels)} label names for {classes} classes")
         self.encoder = encoder
         self.classes = classes
+        self.labels = list(labels) if labels is not None else None
         layers = len(encoder.encoder.layer)
         hidden = encoder.config.hidden_size
         if exits is None:
@@ -68,15 +75,18 @@ class MultiExitClassifier(nn.Module):
             output["loss"] = (weights * losses).sum() / weights.sum()
         return output
 
-    def save_pretrained(self, directory: str | Path) -> None:
-        """The encoder (``save_pretrained``: config + safetensors) and the exits (``exits.json``:
-        classes and each layer's type; ``exits.safetensors``) in ``directory``, written atomically.
-        A model still searching (`MixedExit` exits) is refused: `discretize` and train it first."""
+    def save_pretrained(self, directory: str | Path, tokenizer: Any = None) -> None:
+        """The encoder (``save_pretrained``: config + safetensors), the exits (``exits.json``:
+        classes, label names and each layer's type; ``exits.safetensors``) and, if given, the
+        tokenizer in ``directory``, written atomically. A model still searching (`MixedExit` exits)
+        is refused: `discretize` and train it first."""
         if self.exit_architecture_parameters():
             raise ValueError("the exits are still a search mixture: discretize and train them before saving")
         with atomic_folder(directory) as folder:
             self.encoder.save_pretrained(folder)
-            config = {"classes": self.classes, "exits": self.chosen_exits()}
+            if tokenizer is not None:
+                tokenizer.save_pretrained(folder)
+            config = {"classes": self.classes, "labels": self.labels, "exits": self.chosen_exits()}
             (folder / EXITS_CONFIG).write_text(json.dumps(config, indent=1) + "\n", encoding="utf-8")
             save_file({k: v.detach().contiguous() for k, v in self.exits.state_dict().items()}, str(folder / EXITS_WEIGHTS))
 
@@ -91,7 +101,7 @@ class MultiExitClassifier(nn.Module):
             raise InputError(f"not a multi-exit model folder (expected {EXITS_CONFIG} and {EXITS_WEIGHTS})", folder)
         try:
             config = json.loads((folder / EXITS_CONFIG).read_text(encoding="utf-8"))
-            model = cls(AutoModel.from_pretrained(str(folder)), int(config["classes"]), list(config["exits"]))
+            model = cls(AutoModel.from_pretrained(str(folder)), int(config["classes"]), list(config["exits"]), config.get("labels"))
             copy_tensors(model.exits.state_dict(), load_file(str(folder / EXITS_WEIGHTS)), str(folder / EXITS_WEIGHTS))
         except (KeyError, TypeError, ValueError) as error:
             raise InputError(f"the exits do not load: {error}", folder) from None

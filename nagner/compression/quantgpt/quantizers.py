@@ -34,10 +34,12 @@ def levels(bits: int) -> int:
 
 
 def fake_quantize(values: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch.Tensor:
-    """Clip ``values`` to ±``alpha`` and round to ``bits``-bit symmetric levels (STE)."""
+    """Clip ``values`` to ±``alpha`` and round to ``bits``-bit symmetric levels (STE). A value at
+    exactly ±alpha counts as inside the clip: its gradient is 1 (``torch.minimum`` would split it
+    0.5 / 0.5 with alpha at the tie, halving the gradient of the largest value under min–max)."""
     n = levels(bits)
     alpha = alpha.clamp(min=1e-8)
-    clipped = torch.maximum(torch.minimum(values, alpha), -alpha)
+    clipped = torch.where(values > alpha, alpha, torch.where(values < -alpha, -alpha, values))
     return round_ste(clipped / alpha * n) / n * alpha
 
 
