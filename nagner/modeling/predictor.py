@@ -171,12 +171,15 @@ class NagNerPredictor:
         threshold = c.score_threshold if threshold is None else threshold
         counts = inference_slot_counts(detection.start_logits, detection.count_logits, word_mask, c)  # (B, n)
         found: list[list[Found]] = [[] for _ in range(words.shape[0])]
-        opened = counts.sum(-1).nonzero().squeeze(-1)  # the sentences that open a slot: only they are decoded
-        if opened.numel() == 0:
+        has_slot = counts.sum(-1) > 0  # (B,)
+        if not bool(has_slot.any()):
             return found
-        n = int(word_mask[opened].any(0).nonzero().max()) + 1  # their longest, without the padding beyond
-        words, word_mask, counts = words[opened, :n], word_mask[opened, :n], counts[opened, :n]
-        detection = detection.select(opened, n)
+        opened = None if bool(has_slot.all()) else has_slot.nonzero().squeeze(-1)  # only these are decoded
+        if opened is not None:  # cut to them and their longest, without the padding beyond
+            n = int(word_mask[opened].any(0).nonzero().max()) + 1
+            words, word_mask, counts = words[opened, :n], word_mask[opened, :n], counts[opened, :n]
+            detection = detection.select(opened, n)
+        n = words.shape[1]
         p_start = detection.start_logits.sigmoid()  # (B', n)
         slots = Slots.from_counts(counts)
         n_words = word_mask.sum(-1)[slots.batch]  # (S,)
@@ -211,6 +214,8 @@ class NagNerPredictor:
             slots.batch.tolist(), slots.word.tolist(), classes.tolist(), type_id.tolist(), score.tolist(),
             words.shape[0], threshold, c.overlap,
         )
+        if opened is None:
+            return selected
         for row, entities in zip(opened.tolist(), selected):
             found[row] = entities
         return found
