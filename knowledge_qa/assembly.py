@@ -39,7 +39,8 @@ class AgentSpec:
     `knowledge-qa train` trains on), "few-shot" (`knowledge_qa.few_shot`) or a JSON file overriding
     tasks of the fine-tuned set (`knowledge_qa.prompts.load_prompt_set`).
     ``sentence_extractor``: extract the passage sentence closest to the sub-question instead of
-    generating a fact. ``index``: a folder from `knowledge-qa index` (needed when retrieval is on).
+    generating a fact (``extractor_hint``: with AddDecomp's hint in the query;
+    ``extractor_lexical_weight``: reranked by word overlap, `knowledge_qa.extraction`). ``index``: a folder from `knowledge-qa index` (needed when retrieval is on).
     """
 
     core: str | None = None
@@ -47,6 +48,8 @@ class AgentSpec:
     answerer: str | None = None
     adapter: str | None = None
     sentence_extractor: bool = False
+    extractor_hint: bool = False
+    extractor_lexical_weight: float = 0.0
     server: str | None = None
     server_model: str | None = None
     server_extractor_model: str | None = None
@@ -137,6 +140,9 @@ def _models(spec: AgentSpec, retriever: Retriever | None) -> tuple[TextModel, Te
     """(core, extractor); a dense ``retriever`` lends the sentence extractor its encoder."""
     if spec.sentence_extractor and (spec.extractor or spec.server_extractor_model):
         raise QAInputError("give either --sentence-extractor or an extractor model, not both")
+    if not spec.sentence_extractor and (spec.extractor_hint or spec.extractor_lexical_weight):
+        raise QAInputError("--extractor-hint and --extractor-lexical-weight apply to --sentence-extractor only")
+    sentence_options = {"use_hint": spec.extractor_hint, "lexical_weight": spec.extractor_lexical_weight}
     if spec.server:
         if not spec.server_model:
             raise QAInputError("--server needs --server-model NAME (the model the server serves)")
@@ -145,12 +151,12 @@ def _models(spec: AgentSpec, retriever: Retriever | None) -> tuple[TextModel, Te
 
         core = remote_model(spec, spec.server_model)
         extractor = remote_model(spec, spec.server_extractor_model) if spec.server_extractor_model else core
-        return core, sentence_extractor(retriever) if spec.sentence_extractor else extractor
+        return core, sentence_extractor(retriever, **sentence_options) if spec.sentence_extractor else extractor
     if not spec.core:
         raise QAInputError("no model: give --core MODEL (a name, a folder or an adapter folder) or --server URL")
     core = local_model(spec, spec.core, spec.adapter)
     if spec.sentence_extractor:
-        return core, sentence_extractor(retriever)
+        return core, sentence_extractor(retriever, **sentence_options)
     return core, local_model(spec, spec.extractor) if spec.extractor else core
 
 

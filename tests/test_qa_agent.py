@@ -262,6 +262,49 @@ def test_sentence_extractor_picks_the_answering_sentence():
     assert steps[1].action == Action.RETRIEVE_EXTRACT and steps[1].output == "Aristotle was a Greek philosopher who died in 322 BC."
 
 
+def test_lexical_overlap_by_hand():
+    """Query words {boiling, point, water}; over 3 sentences idf(boiling) = idf(point) = log 2.5
+    (in one sentence), idf(water) = log 2 (in two)."""
+    from knowledge_qa.extraction import lexical_overlap
+
+    sentences = ["Water boils at 100 degrees.", "The boiling point of water is 100 C.", "Salt is a mineral."]
+    total = 2 * math.log(2.5) + math.log(2)
+    found = lexical_overlap("What is the boiling point of #1 water?", sentences)
+    assert found == pytest.approx([math.log(2) / total, 1.0, 0.0])
+    assert lexical_overlap("What is it?", sentences) == [0.0, 0.0, 0.0]  # no content words
+
+
+class _FixedEncoder:
+    """Unit vectors by text, recording what it was asked to encode."""
+
+    def __init__(self, vectors: dict[str, list[float]]):
+        self.vectors, self.seen = vectors, []
+
+    def encode(self, texts):
+        import numpy as np
+
+        self.seen.extend(texts)
+        rows = np.array([self.vectors[t] for t in texts], dtype=np.float32)
+        return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def test_lexical_reranking_and_the_hint_change_the_choice_as_documented():
+    from knowledge_qa.corpus import Passage
+    from knowledge_qa.extraction import ExtractionRequest, SentenceExtractor
+
+    topical, answering = "Water is wet and clear.", "The boiling point of water is high."
+    question, hint = "What is the boiling point of water?", "very high"
+    encoder = _FixedEncoder({question: [1.0, 0.0], f"{question} {hint}": [0.0, 1.0], topical: [0.9, 0.436], answering: [0.8, 0.6]})
+    request = ExtractionRequest(question, hint, [Passage("p", "Water", f"{topical} {answering}")])
+    # cosine alone: 0.90 against 0.80; λ 0.2 adds 0.2 × overlap: the answering sentence has every query word
+    assert SentenceExtractor(encoder).extract([request]) == [topical]
+    assert SentenceExtractor(encoder, lexical_weight=0.2).extract([request]) == [answering]
+    assert SentenceExtractor(encoder, use_hint=True).extract([request]) == [answering]  # the hint's vector points at it
+    assert f"{question} {hint}" in encoder.seen
+    with pytest.raises(ValueError, match="lexical_weight"):
+        SentenceExtractor(encoder, lexical_weight=-1)
+
+
 def test_a_separate_answerer_gives_the_final_answer():
     core, answerer = ScriptedModel(final="no"), ScriptedModel(final="yes")
     agent = GeekAgent(core, retriever=KeywordRetriever(), answerer=answerer, options=AgentOptions(exploration=False))

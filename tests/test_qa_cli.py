@@ -64,6 +64,8 @@ def test_ask_prints_a_trace(capsys, index, tiny_text_model_dirs):
         (["ask", "   ", "--core", "CORE", "--no-retrieval"], "the question is empty"),
         (["ask", "q?", "--core", "/nonexistent/model", "--no-retrieval"], "/nonexistent/model"),
         (["ask", "q?", "--server", "http://127.0.0.1:9", "--no-retrieval"], "--server needs --server-model"),
+        (["ask", "q?", "--core", "CORE", "--no-retrieval", "--extractor-lexical-weight", "0.2"],
+         "--extractor-hint and --extractor-lexical-weight apply to --sentence-extractor only"),
         (["evaluate", "--questions", "/nonexistent.json", "--traces", "t.jsonl", "--core", "CORE", "--no-retrieval"], "/nonexistent.json"),
     ],
 )

@@ -30,6 +30,11 @@ def add_agent_arguments(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--sentence-extractor", action="store_true",
                         help="extract by picking the passage sentence closest to the sub-question (MiniLM embeddings) "
                         "instead of generating a fact")
+    models.add_argument("--extractor-hint", action="store_true",
+                        help="sentence extractor: query with the sub-question and AddDecomp's hint (default: the sub-question)")
+    models.add_argument("--extractor-lexical-weight", type=non_negative_float, default=0.0, metavar="W",
+                        help="sentence extractor: add W x the IDF-weighted share of the query's words a sentence "
+                        "contains to its cosine (default 0: cosine only)")
     models.add_argument("--adapter", metavar="FOLDER", help="a nagner.peft adapter folder to put on the core model")
     models.add_argument("--server", metavar="URL", help="an OpenAI-compatible server (vLLM, TGI, llama.cpp) instead of local models")
     models.add_argument("--server-model", metavar="NAME", help="the model name the server serves (required with --server)")
