@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 from collections import Counter
 from pathlib import Path
 
@@ -46,6 +45,8 @@ from nagner.compression.leco import (
     decide,
     search_exits,
 )
+from nagner.compression.leco.training import exit_probabilities as recorded_exits
+from nagner.compression.leco.training import make_batches, train_multi_exit
 from nagner.data import read_sentences
 
 REPO = Path(__file__).resolve().parents[1]
@@ -89,39 +90,8 @@ def task_rows(task: str, tokenizer, train: int, held_out: int):
             strategyqa_examples(test, tokenizer))
 
 
-def batches(rows, size: int, seed: int | None = None) -> list[dict[str, torch.Tensor]]:
-    order = list(range(len(rows)))
-    if seed is not None:
-        random.Random(seed).shuffle(order)
-    out = []
-    for start in range(0, len(order), size):
-        chunk = [rows[i] for i in order[start : start + size]]
-        width = max(len(r["input_ids"]) for r in chunk)
-        ids = torch.zeros(len(chunk), width, dtype=torch.long)
-        mask = torch.zeros(len(chunk), width, dtype=torch.long)
-        for i, r in enumerate(chunk):
-            ids[i, : len(r["input_ids"])] = r["input_ids"]
-            mask[i, : len(r["input_ids"])] = 1
-        out.append({"input_ids": ids, "attention_mask": mask, "labels": torch.tensor([r["label"] for r in chunk])})
-    return out
-
-
-def train(model: MultiExitClassifier, train_batches, epochs: int, lr: float) -> None:
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
-    model.train()
-    for _ in range(epochs):
-        for batch in train_batches:
-            loss = model(**batch)["loss"]
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-    model.eval()
-
-
-@torch.no_grad()
 def exit_probabilities(model: MultiExitClassifier, test_batches) -> tuple[torch.Tensor, torch.Tensor]:
-    probabilities = [model.exit_logits(b["input_ids"], b["attention_mask"]).softmax(-1) for b in test_batches]
-    return torch.cat(probabilities), torch.cat([b["labels"] for b in test_batches])
+    return recorded_exits(model, test_batches), torch.cat([b["labels"] for b in test_batches])
 
 
 def curve(probabilities: torch.Tensor, labels: torch.Tensor, rules) -> list[tuple[float, float, str]]:
@@ -191,8 +161,8 @@ def main() -> None:
     path = resolve_encoder(TEACHER)
     tokenizer = AutoTokenizer.from_pretrained(path)
     train_rows, held_rows, test_rows = task_rows(args.task, tokenizer, args.train, args.held_out)
-    train_batches, held_batches = batches(train_rows, 32, seed=0), batches(held_rows, 32, seed=1)
-    test_batches = batches(test_rows, 64)
+    train_batches, held_batches = make_batches(train_rows, 32, seed=0), make_batches(held_rows, 32, seed=1)
+    test_batches = make_batches(test_rows, 64)
     majority = max(sum(r["label"] for r in test_rows), len(test_rows) - sum(r["label"] for r in test_rows)) / len(test_rows)
     systems = {}
     torch.manual_seed(0)
@@ -202,11 +172,11 @@ def main() -> None:
     for kind in single:  # the same exit type after every layer; the search's most frequent type always among them
         torch.manual_seed(0)
         model = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2, exits=kind)
-        train(model, train_batches, args.epochs, args.lr)
+        train_multi_exit(model, train_batches, args.epochs, args.lr)
         systems[f"{kind} at every layer"] = model
     torch.manual_seed(0)
     model = MultiExitClassifier(AutoModel.from_pretrained(path), classes=2, exits=result.exits)
-    train(model, train_batches, args.epochs, args.lr)
+    train_multi_exit(model, train_batches, args.epochs, args.lr)
     systems[f"searched exits ({', '.join(result.exits)})"] = model
     report = {"task": args.task, "majority": majority, "searched": result.exits, "systems": {}}
     print(f"task {args.task}: {len(train_rows)} training, {len(held_rows)} held-out, {len(test_rows)} test inputs; "

@@ -94,7 +94,7 @@ def make_batches(rows: Sequence[dict[str, Any]], size: int, seed: int | None = N
         ids = torch.zeros(len(chunk), width, dtype=torch.long)
         mask = torch.zeros(len(chunk), width, dtype=torch.long)
         for i, r in enumerate(chunk):
-            ids[i, : len(r["input_ids"])] = torch.tensor(r["input_ids"])
+            ids[i, : len(r["input_ids"])] = torch.as_tensor(r["input_ids"])
             mask[i, : len(r["input_ids"])] = 1
         batch = {"input_ids": ids, "attention_mask": mask}
         if "label" in chunk[0]:
