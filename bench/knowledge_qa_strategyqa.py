@@ -211,58 +211,12 @@ def evaluate_variants(args: argparse.Namespace, index: Path, core: str, extracto
     return results, records, parts
 
 
-def derangement(count: int, seed: int = 0) -> list[int]:
-    """A seeded permutation of range(count) without fixed points: question i gets the facts of
-    question derangement[i]."""
-    import random
-
-    rng = random.Random(seed)
-    order = list(range(count))
-    while count > 1 and any(i == j for i, j in enumerate(order)):
-        rng.shuffle(order)
-    return order
-
-
-def answer_from_states(answerer, questions, states: list[list[list[tuple[str, str]]]]) -> list[bool]:
-    """Per question, the answerer's yes/no on each of its states (branches), voted as the agent votes;
-    returns whether each is correct."""
-    from knowledge_qa.agent import vote
-    from knowledge_qa.prompts import YES_NO_OPTIONS, final_answer_prompt, render_state
-    from knowledge_qa.state import QuestionState
-
-    prompts, owners = [], []
-    for index, (question, branches) in enumerate(zip(questions, states)):
-        for answered in branches or [[]]:
-            prompts.append(final_answer_prompt(render_state(" ".join(question.question.split()), answered)))
-            owners.append(index)
-    rows = answerer.score(prompts, list(YES_NO_OPTIONS))
-    branches: list[list[QuestionState]] = [[] for _ in questions]
-    for owner, (yes, no) in zip(owners, rows):
-        state = QuestionState(questions[owner].question, answer="yes" if yes - no > 0 else "no", answer_margin=yes - no)
-        branches[owner].append(state)
-    return [(vote(b)[0] == "yes") == q.answer for q, b in zip(questions, branches)]
-
-
 def controls(parts, records: dict[str, list[dict]], questions) -> dict[str, list[bool]]:
-    """Per-question correctness of the knowledge controls, all scored by the agent's answerer:
-    gold dev facts (an upper bound), gold facts of another question, and the full agent's own facts
-    given to another question (if this scores like the full agent, its knowledge does not matter)."""
-    from knowledge_qa.training.examples import align_steps
+    """Per-question correctness of the knowledge controls (`knowledge_qa.controls`), scored by the
+    agent's answerer on the full agent's traces."""
+    from knowledge_qa.controls import knowledge_controls
 
-    answerer = parts.answerer or parts.core
-    gold = [[[(s.sub_question, s.answer) for s in align_steps(q) if s.how != "final"]] for q in questions]
-    agent_states = [
-        [[(st["sub_question"], st["output"]) for st in branch["steps"] if st["action"] in ("RetrieveExtract", "SelfAnswer")]
-         for branch in record["branches"]]
-        for record in records[FULL]
-    ]
-    other = derangement(len(questions))
-    return {
-        "oracle: gold dev facts": answer_from_states(answerer, questions, gold),
-        "oracle facts of another question": answer_from_states(answerer, questions, [gold[j] for j in other]),
-        "the full agent's facts of another question": answer_from_states(answerer, questions, [agent_states[j] for j in other]),
-        "no knowledge: the bare question": answer_from_states(answerer, questions, [[[]] for _ in questions]),
-    }
+    return knowledge_controls(parts.answerer or parts.core, questions, records[FULL])
 
 
 def agent_recall(records: list[dict], questions, corpus: Path) -> dict[str, float]:
