@@ -118,6 +118,26 @@ def test_the_agent_runs_on_a_prompted_llm(endpoint, server, index, capsys):
     assert generation and all(p["stop"] == ["\n"] for p in generation)
 
 
+def test_the_agent_explores_and_scores_by_echo_over_http(server, index, capsys):
+    """The completions endpoint's default scoring (echo: the server's log-probabilities of each option
+    after the prompt) and exploration (AddDecomp asks for n plans at a temperature) through the
+    whole agent. The fake server's echo log-probability of a token is −len/10, so " no" (−0.3) beats
+    " yes" (−0.4). Its n plans differ only after their first sub-question, and only distinct first
+    sub-questions open branches, so one branch runs."""
+    code = main(["ask", "Did Aristotle use a laptop?", "--server", server.url, "--server-model", "llm", "--prompts", "few-shot",
+                 "--index", str(index), "--branches", "3", "--exploration-temperature", "0.7", "--max-steps", "6", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    trace = json.loads(out)
+    assert trace["prediction"] == "no"
+    assert len(trace["branches"]) == 1 and trace["branches"][0]["steps"][-1]["action"] == "FinalAnswer"
+    assert trace["branches"][0]["margin"] == pytest.approx(-0.1)  # log p(" yes") − log p(" no") = −0.4 − (−0.3)
+    echo = [p for p in server.payloads if p.get("echo")]
+    assert echo and all(p["max_tokens"] == 1 and p["logprobs"] == 1 for p in echo)
+    plans = [p for p in server.payloads if p.get("n", 1) == 3]
+    assert plans and all(p["temperature"] == 0.7 for p in plans)
+
+
 def test_evaluate_records_a_failing_question_and_retries_it_on_resume(server, index, tmp_path, capsys):
     questions = tmp_path / "questions.json"
     questions.write_text(json.dumps([
