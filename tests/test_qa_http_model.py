@@ -306,6 +306,31 @@ def test_retry_after_is_honoured(server: FakeOpenAIServer) -> None:
     assert second - first >= 0.4  # not the 1 ms backoff
 
 
+def test_backoff_is_exponential_with_jitter_and_retry_after_is_a_floor(server: FakeOpenAIServer, monkeypatch) -> None:
+    """Waits before retries k = 1, 2, 3: backoff · 2^(k−1) · U(0.5, 1.5), so clients that failed
+    together do not come back together; a Retry-After larger than that wait replaces it."""
+    import types
+
+    import knowledge_qa.models.http_model as http_model
+
+    draws = iter([0.5, 1.5, 1.0])
+    waits: list[float] = []
+    # the module's own view of `random` and `time` (patching the modules would reach other threads)
+    monkeypatch.setattr(http_model, "random", types.SimpleNamespace(uniform=lambda low, high: (low, high) == (0.5, 1.5) and next(draws)))
+    monkeypatch.setattr(http_model, "time", types.SimpleNamespace(sleep=waits.append, time=time.time))
+    server.fail_statuses = [503, 503, 429]
+    server.fail_headers = {"Retry-After": "3"}
+    with make_model(server, backoff=1.0, max_retries=3) as model:
+        assert model.generate(["Q: cba"]) == [["abc"]]
+    assert waits == [3.0, 3.0, 4.0]  # max(Retry-After 3, 1·0.5), max(3, 2·1.5), max(3, 4·1.0)
+    waits.clear()
+    draws = iter([0.5, 1.5])
+    server.fail_statuses, server.fail_headers = [503, 503], {}
+    with make_model(server, backoff=1.0, max_retries=3) as model:
+        assert model.generate(["Q: cba"]) == [["abc"]]
+    assert waits == [0.5, 3.0]  # 1·0.5, then 2·1.5: the jitter, no Retry-After
+
+
 def test_retry_after_header_forms() -> None:
     import email.utils
 
