@@ -67,20 +67,26 @@ def compress_all(args) -> dict:
     return reports
 
 
+def load_merged(folder: str):
+    """The `TransformersModel` of ``folder`` on the CPU, an adapter it carries merged into the weights."""
+    from knowledge_qa.models.transformers_model import TransformersModel
+    from nagner.peft import merge_and_unload
+    from nagner.peft.attach import peft_state
+
+    loaded = TransformersModel.from_pretrained(folder, device="cpu")
+    if peft_state(loaded.model) is not None:
+        loaded.model = merge_and_unload(loaded.model).eval()
+    return loaded
+
+
 def compression_against_teacher(reports: dict, args) -> dict[str, float]:
     """Each row's compression in bits against the fp32 teacher, embeddings included: 32 bits per
     teacher parameter over the row's bits (a quantized row's `storage_report` count, which already
     holds its own pruning; a pruned row: 32 bits per parameter it keeps). Parameters are counted
     once each, as `storage_report` counts them (tied tables once)."""
-    from knowledge_qa.models.transformers_model import TransformersModel
-    from nagner.peft import merge_and_unload
-    from nagner.peft.attach import peft_state
 
     def unique_parameters(folder: str) -> int:
-        model = TransformersModel.from_pretrained(folder, device="cpu").model
-        state = peft_state(model)
-        if state is not None and state.configs:  # the teacher folder holds an adapter: count the merged model
-            model = merge_and_unload(model)
+        model = load_merged(folder).model  # the teacher folder holds an adapter: count the merged model
         return sum(p.numel() for p in {id(p): p for p in model.parameters()}.values())
 
     teacher_bits = 32 * unique_parameters(args.core)
@@ -141,12 +147,8 @@ def measure_latency(args) -> dict:
     from knowledge_qa.models.transformers_model import TransformersModel
     from knowledge_qa.strategyqa import read_questions
     from nagner.compression.quantgpt import dynamic_int8
-    from nagner.peft import merge_and_unload
-    from nagner.peft.attach import peft_state
 
-    teacher = TransformersModel.from_pretrained(args.core, device="cpu")
-    if peft_state(teacher.model) is not None:
-        teacher.model = merge_and_unload(teacher.model).eval()
+    teacher = load_merged(args.core)
     pruned = TransformersModel.from_pretrained(str(args.out / slug("SIMPLE 48%")), device="cpu")
     systems = {
         "teacher fp32": teacher,

@@ -14,7 +14,8 @@ sub-question.
     a sentence that names the asked-about entity and property beats a merely topical one. A
     sentence-embedding model scores topic similarity; the words an answer must share with its
     question are what a cross-encoder would add, and no cross-encoder ships offline.
-  `bench/extraction.py` measures both on StrategyQA's gold evidence.
+  `bench/extraction.py` measures the reranking on StrategyQA's gold evidence (the hint needs a
+  trained core model to write it, so it is not measured there).
 """
 
 from __future__ import annotations

@@ -75,24 +75,8 @@ def _rule(text: str):
         raise InputError(str(error)) from None
 
 
-def _texts(path: str, labelled: bool):
-    from nagner.compression.leco.training import LabelledText, read_labelled_texts
-
-    if labelled:
-        return read_labelled_texts(path)
-    from nagner.common.jsonl import iter_json_records
-
-    records = []
-    for line, record in iter_json_records(path):
-        if not isinstance(record, dict) or not isinstance(record.get("text"), str) or not record["text"].strip():
-            raise InputError("expected a JSON object with a non-empty string \"text\"", path, line)
-        records.append(LabelledText(record["text"], "", record.get("text_pair")))
-    if not records:
-        raise InputError("no records", path)
-    return records
-
-
 def _load(folder: str):
+    """The model, its tokenizer and its class names."""
     from transformers import AutoTokenizer
 
     from nagner.compression.leco import MultiExitClassifier
@@ -102,11 +86,11 @@ def _load(folder: str):
         tokenizer = AutoTokenizer.from_pretrained(folder)
     except (OSError, ValueError):
         raise InputError("the model folder has no tokenizer (was it saved by nagner leco train?)", folder) from None
-    return model, tokenizer
+    labels = model.labels or [str(i) for i in range(model.classes)]
+    return model, tokenizer, labels
 
 
 def run_train(args: argparse.Namespace) -> int:
-    import torch
     from transformers import AutoTokenizer
 
     from nagner.common.encoders import resolve_encoder
@@ -133,12 +117,11 @@ def run_train(args: argparse.Namespace) -> int:
     train = make_batches(encode_texts(train_records, tokenizer, labels, args.max_length), args.batch_size, args.seed)
     held_out = make_batches(encode_texts(held_out_records, tokenizer, labels, args.max_length), args.batch_size, args.seed + 1) \
         if held_out_records else []
-    torch.manual_seed(args.seed)
     run = train_leco(encoder, train, len(labels), held_out=held_out, exits=args.exits, search_steps=args.search_steps,
                      epochs=args.epochs, learning_rate=args.lr, seed=args.seed)
     run.model.labels = labels
     run.model.save_pretrained(output, tokenizer)
-    print(f"{len(train_records)} texts, labels {', '.join(labels)}; exits {', '.join(run.exits)}; "
+    print(f"{len(train_records)} texts, labels {', '.join(labels)}; exits {', '.join(run.model.chosen_exits())}; "
           f"loss {run.train_losses[0]:.4f} → {run.train_losses[-1]:.4f}; saved to {output}")
     return 0
 
@@ -146,12 +129,17 @@ def run_train(args: argparse.Namespace) -> int:
 def run_evaluate(args: argparse.Namespace) -> int:
     import torch
 
-    from nagner.compression.leco.training import encode_texts, exit_probabilities, make_batches, rule_report
+    from nagner.compression.leco.training import (
+        encode_texts,
+        exit_probabilities,
+        make_batches,
+        read_labelled_texts,
+        rule_report,
+    )
 
     rules = [(text, _rule(text)) for text in args.rule]
-    model, tokenizer = _load(args.model)
-    labels = model.labels or [str(i) for i in range(model.classes)]
-    records = _texts(args.data, labelled=True)
+    model, tokenizer, labels = _load(args.model)
+    records = read_labelled_texts(args.data)
     batches = make_batches(encode_texts(records, tokenizer, labels, args.max_length), args.batch_size)
     probabilities = exit_probabilities(model, batches)  # (N, L, C)
     gold = torch.cat([b["labels"] for b in batches])
@@ -172,12 +160,11 @@ def run_predict(args: argparse.Namespace) -> int:
     import torch
 
     from nagner.common.jsonl import write_jsonl
-    from nagner.compression.leco.training import encode_texts
+    from nagner.compression.leco.training import encode_texts, read_labelled_texts
 
     rule = _rule(args.rule)
-    model, tokenizer = _load(args.model)
-    labels = model.labels or [str(i) for i in range(model.classes)]
-    records = _texts(args.data, labelled=False)
+    model, tokenizer, labels = _load(args.model)
+    records = read_labelled_texts(args.data, labelled=False)
     rows = encode_texts(records, tokenizer, None, args.max_length)
     out = []
     for record, row in zip(records, rows, strict=True):

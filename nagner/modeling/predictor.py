@@ -176,9 +176,9 @@ class NagNerPredictor:
             return found
         opened = None if bool(has_slot.all()) else has_slot.nonzero().squeeze(-1)  # only these are decoded
         if opened is not None:  # cut to them and their longest, without the padding beyond
-            n = int(word_mask[opened].any(0).nonzero().max()) + 1
-            words, word_mask, counts = words[opened, :n], word_mask[opened, :n], counts[opened, :n]
-            detection = detection.select(opened, n)
+            longest = int(word_mask[opened].any(0).nonzero().max()) + 1
+            words, word_mask, counts = words[opened, :longest], word_mask[opened, :longest], counts[opened, :longest]
+            detection = detection.select(opened, longest)
         n = words.shape[1]
         p_start = detection.start_logits.sigmoid()  # (B', n)
         slots = Slots.from_counts(counts)

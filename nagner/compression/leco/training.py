@@ -42,18 +42,20 @@ class LabelledText:
     text_pair: str | None = None
 
 
-def read_labelled_texts(path: str | Path) -> list[LabelledText]:
-    """The records of ``path``; `InputError` (file, line, what was expected) for a bad one."""
+def read_labelled_texts(path: str | Path, labelled: bool = True) -> list[LabelledText]:
+    """The records of ``path``; `InputError` (file, line, what was expected) for a bad one. With
+    ``labelled=False`` a record needs no label (and any label is ignored: ``label`` is "")."""
     records = []
     for line, record in iter_json_records(path):
         if not isinstance(record, dict):
-            raise InputError(f"expected a JSON object with \"text\" and \"label\", got {type(record).__name__}", path, line)
-        text, label, pair = record.get("text"), record.get("label"), record.get("text_pair")
+            wanted = '"text" and "label"' if labelled else '"text"'
+            raise InputError(f"expected a JSON object with {wanted}, got {type(record).__name__}", path, line)
+        text, label, pair = record.get("text"), record.get("label", "") if labelled else "", record.get("text_pair")
         if not isinstance(text, str) or not text.strip():
             raise InputError("expected a non-empty string \"text\"", path, line)
         if isinstance(label, bool):
             label = "yes" if label else "no"
-        if not isinstance(label, (str, int)) or str(label) == "":
+        if labelled and (not isinstance(label, (str, int)) or str(label) == ""):
             raise InputError("expected a \"label\" (a string, an integer or true/false)", path, line)
         if pair is not None and not isinstance(pair, str):
             raise InputError("expected \"text_pair\" to be a string", path, line)
@@ -122,10 +124,10 @@ def train_multi_exit(model: MultiExitClassifier, batches: Sequence[Batch], epoch
 
 @dataclass
 class LecoRun:
-    """What `train_leco` produced: the trained model, the exit types and the losses."""
+    """What `train_leco` produced: the trained model (its exit types: ``model.chosen_exits()``) and
+    the losses."""
 
     model: MultiExitClassifier
-    exits: list[str]
     search_losses: list[float] = field(default_factory=list)
     train_losses: list[float] = field(default_factory=list)
 
@@ -163,7 +165,7 @@ def train_leco(
     else:
         model = MultiExitClassifier(AutoModel.from_pretrained(encoder), classes, exits)
     losses = train_multi_exit(model, train, epochs, learning_rate)
-    return LecoRun(model, model.chosen_exits(), search_losses, losses)
+    return LecoRun(model, search_losses, losses)
 
 
 @torch.no_grad()
@@ -186,13 +188,15 @@ def parse_exit_rule(text: str) -> ExitRule:
     if match is None:
         raise ValueError(f"unknown exit rule {text!r}: expected {forms}")
     name, value = match.groups()
+    counts = name in ("cobee", "pabee")  # a number of exits, else a threshold
     try:
-        number = int(value) if name in ("cobee", "pabee") else float(value)
+        number = int(value) if counts else float(value)
     except ValueError:
-        kind = "an integer" if name in ("cobee", "pabee") else "a number"
-        raise ValueError(f"exit rule {text!r}: expected {kind} after {name}:") from None
-    if (name in ("cobee", "pabee") and number < 1) or (name not in ("cobee", "pabee") and not 0 < number <= 1):
-        raise ValueError(f"exit rule {text!r}: {'expected ≥ 1' if name in ('cobee', 'pabee') else 'expected 0 < threshold ≤ 1'}")
+        raise ValueError(f"exit rule {text!r}: expected {'an integer' if counts else 'a number'} after {name}:") from None
+    if counts and number < 1:
+        raise ValueError(f"exit rule {text!r}: expected ≥ 1")
+    if not counts and not 0 < number <= 1:
+        raise ValueError(f"exit rule {text!r}: expected 0 < threshold ≤ 1")
     return RULE_NAMES[name](number)
 
 
