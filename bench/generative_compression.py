@@ -1,14 +1,28 @@
-"""SIMPLE structured pruning and QuantGPT quantization of a small GPT-2 trained here, against their
-baselines, in one run (2-core CPU).
+"""SIMPLE structured pruning and QuantGPT quantization of a small GPT-2 trained here, or of the
+MiniLM-warm-started encoder-decoder, against their baselines, in one run (2-core CPU).
 
-    python bench/generative_compression.py --out bench/out/gencomp
+    python bench/generative_compression.py --out bench/out/gencomp                      # causal LM
+    python bench/generative_compression.py --model seq2seq --out bench/out/gencomp-seq2seq \
+        --teacher-steps 500 --teacher-lr 1e-4 --mask-steps 100 --finetune-steps 100 \
+        --finetune-lr 5e-5 --finetune-batch-size 8 --skip quantization outliers     # seq2seq
 
+``--model gpt2`` (causal LM):
 * Data: CoNLL-2003 sentences as plain text (words joined by spaces, one sentence per example, an
   end-of-text token after each). Training: eng.train; every reported perplexity: eng.testb
   (3,453 sentences), never seen in training.
 * Tokenizer: byte-level BPE (HF `tokenizers`), ``--vocab`` entries, trained on eng.train.
 * Teacher: a small GPT-2 (``--hidden`` 256, ``--layers`` 4, heads of 32, FFN 4×), trained from
   scratch for ``--teacher-steps`` batches of 32 (AdamW, linear decay).
+
+``--model seq2seq`` (entity-list generation):
+* Task: a CoNLL-2003 sentence in, its entities out as ``text type ; text type ; …`` in sentence
+  order (types spelt out: person, organisation, location, miscellaneous; nothing for a sentence
+  without entities). Training: eng.train; perplexity on all of eng.testb, entity F1 (exact text
+  and type, micro over entities) of greedy decoding on its first ``--task-sentences``.
+* Teacher: the bert2bert model `knowledge_qa` warm-starts from all-MiniLM-L6-v2 (its tokenizer;
+  cross-attention new), fine-tuned for ``--teacher-steps`` batches of ``--batch-size``.
+
+Both:
 * Pruning, at each ``--reductions`` share of the teacher's parameters (embeddings included), every
   method at the *same* shape (`plan.sizes_for_reduction`, so parameter counts are equal):
   - SIMPLE: masks learned once (``--mask-steps``, weights training with them), extracted at each
@@ -21,8 +35,8 @@ baselines, in one run (2-core CPU).
   PACT (QAT, KD), QuantGPT without the contrastive term, QuantGPT (QAT, KD + token contrastive), all
   ``--qat-steps``. Then SIMPLE at the largest reduction combined with QuantGPT (compression in bits).
 * Real int8 (`torch.ao` dynamic int8 linear layers): perplexity, bytes, latency.
-* Latency: greedy decoding of 32 new tokens after 8-token prompts from eng.testb, batch 1 and 8,
-  2 threads, systems interleaved round by round, median and spread over ``--latency-rounds``.
+* Latency: greedy decoding of exactly 32 new tokens after 8-token prompts from eng.testb (seq2seq:
+  16 new tokens for whole test sentences), batch 1 and 8, 2 threads, systems interleaved round by round, median and spread over ``--latency-rounds``.
 * Outliers: per hidden dimension, the largest |activation| of every layer output over 512 test
   sentences, for this GPT-2 and for the pretrained all-MiniLM-L6-v2.
 """
@@ -34,11 +48,21 @@ import copy
 import json
 import statistics
 import time
+import warnings
+from collections import Counter
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-from transformers import AutoModel, AutoTokenizer, GPT2Config, GPT2LMHeadModel, PreTrainedTokenizerFast
+from transformers import (
+    AutoModel,
+    AutoModelForCausalLM,
+    AutoModelForSeq2SeqLM,
+    AutoTokenizer,
+    GPT2Config,
+    GPT2LMHeadModel,
+    PreTrainedTokenizerFast,
+)
 from transformers.utils import logging as transformers_logging
 
 from nagner.compression.language_modeling import language_model_loss, make_batches, train_steps
@@ -61,12 +85,64 @@ from nagner.compression.simple.recipe import mask_scores
 from nagner.data import read_sentences
 
 transformers_logging.disable_progress_bar()
+# EncoderDecoderModel warns on every forward with labels that it builds the decoder inputs itself.
+warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category=FutureWarning)
 
 EOS, PAD = "<|endoftext|>", "<pad>"
+TYPE_WORDS = {"PER": "person", "ORG": "organisation", "LOC": "location", "MISC": "miscellaneous"}
+SEPARATOR = " ; "
+
+
+def conll_sentences(path: str):
+    return [s for s in read_sentences(path) if s.words and s.words[0] != "-DOCSTART-"]
 
 
 def sentences(path: str) -> list[str]:
-    return [" ".join(s.words) + EOS for s in read_sentences(path) if s.words and s.words[0] != "-DOCSTART-"]
+    return [" ".join(s.words) + EOS for s in conll_sentences(path)]
+
+
+def entity_pairs(path: str) -> list[tuple[str, str]]:
+    """(sentence, its entities as ``text type ; …`` in sentence order) for every sentence of ``path``."""
+    pairs = []
+    for sentence in conll_sentences(path):
+        entities = sorted(sentence.entities, key=lambda e: e.indices)
+        target = SEPARATOR.join(" ".join(sentence.words[i] for i in e.indices) + " " + TYPE_WORDS[e.type] for e in entities)
+        pairs.append((" ".join(sentence.words), target))
+    return pairs
+
+
+def parse_entities(text: str) -> Counter:
+    """The (text, type) multiset of an entity list; an item without a known type word is kept as
+    typed ``None`` (it counts as a false positive)."""
+    found = Counter()
+    for item in text.split(";"):
+        words = item.split()
+        if words:
+            typed = words[-1] in TYPE_WORDS.values()
+            found[(" ".join(words[:-1] if typed else words), words[-1] if typed else None)] += 1
+    return found
+
+
+@torch.no_grad()
+def entity_f1(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: int = 64, max_new_tokens: int = 48) -> dict:
+    """Micro F1 of greedy-decoded entity lists against the gold ones. The gold list goes through the
+    tokenizer and back, so both sides are spelt as the (uncased) tokenizer spells them."""
+    model.eval()
+    true_positives = predicted = gold = 0
+    for start in range(0, len(pairs), batch_size):
+        chunk = pairs[start : start + batch_size]
+        inputs = tokenizer([source for source, _ in chunk], padding=True, truncation=True, max_length=128, return_tensors="pt")
+        outputs = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1)
+        for output, (_, target) in zip(outputs, chunk, strict=True):
+            found = parse_entities(tokenizer.decode(output, skip_special_tokens=True))
+            expected = parse_entities(tokenizer.decode(tokenizer(target)["input_ids"], skip_special_tokens=True))
+            true_positives += sum((found & expected).values())
+            predicted += sum(found.values())
+            gold += sum(expected.values())
+    precision = true_positives / max(predicted, 1)
+    recall = true_positives / max(gold, 1)
+    f1 = 2 * precision * recall / max(precision + recall, 1e-12)
+    return {"precision": 100 * precision, "recall": 100 * recall, "f1": 100 * f1, "sentences": len(pairs)}
 
 
 def build_tokenizer(texts: list[str], vocab: int, folder: Path) -> PreTrainedTokenizerFast:
@@ -79,6 +155,19 @@ def build_tokenizer(texts: list[str], vocab: int, folder: Path) -> PreTrainedTok
         fast = PreTrainedTokenizerFast(tokenizer_object=tokenizer, eos_token=EOS, bos_token=EOS, pad_token=PAD)
         fast.save_pretrained(folder)
     return PreTrainedTokenizerFast.from_pretrained(folder)
+
+
+def train_seq2seq_teacher(args, batches, folder: Path):
+    """The warm-started MiniLM bert2bert (in ``folder``/start), fine-tuned on the entity lists."""
+    if (folder / "config.json").is_file():
+        return AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
+    model = AutoModelForSeq2SeqLM.from_pretrained(folder / "start").train()
+    start = time.time()
+    losses = train_steps(list(model.parameters()), batches, lambda b: model(**b).loss, steps=args.teacher_steps,
+                         learning_rate=args.teacher_lr, seed=args.seed)
+    print(f"teacher: {args.teacher_steps} steps in {time.time() - start:.0f}s, last loss {statistics.mean(losses[-50:]):.3f}", flush=True)
+    model.save_pretrained(folder)
+    return model.eval()
 
 
 def train_teacher(args, tokenizer, batches, folder: Path) -> GPT2LMHeadModel:
@@ -101,16 +190,17 @@ def train_teacher(args, tokenizer, batches, folder: Path) -> GPT2LMHeadModel:
 
 
 @torch.no_grad()
-def greedy_latency(systems: dict, prompts: list[torch.Tensor], rounds: int, new_tokens: int, pad_id: int) -> dict:
-    """Median and spread (min–max) seconds per generate() call, per system, interleaved."""
+def greedy_latency(systems: dict, prompts: list[dict], rounds: int, new_tokens: int, pad_id: int) -> dict:
+    """Median and spread (min–max) seconds per generate() call (``prompts``: model inputs), per
+    system, interleaved."""
     torch.set_num_threads(2)
     times = {name: [] for name in systems}
     for round_index in range(rounds + 1):
         for name, model in systems.items():
             for prompt in prompts:
                 start = time.perf_counter()
-                model.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
-                               min_new_tokens=new_tokens, do_sample=False, pad_token_id=pad_id)
+                model.generate(**prompt, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
+                               num_beams=1, pad_token_id=pad_id)
                 if round_index:  # round 0 warms up
                     times[name].append(time.perf_counter() - start)
     return {name: {"median": statistics.median(v), "min": min(v), "max": max(v)} for name, v in times.items()}
@@ -118,6 +208,8 @@ def greedy_latency(systems: dict, prompts: list[torch.Tensor], rounds: int, new_
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", choices=["gpt2", "seq2seq"], default="gpt2",
+                        help="a small GPT-2 trained here, or the MiniLM-warm-started encoder-decoder (entity lists)")
     parser.add_argument("--out", default="bench/out/gencomp")
     parser.add_argument("--data", default="../shared/data/conll2003")
     parser.add_argument("--vocab", type=int, default=4096)
@@ -137,6 +229,7 @@ def main() -> None:
     parser.add_argument("--latency-rounds", type=int, default=5)
     parser.add_argument("--latency-prompts", type=int, default=4)
     parser.add_argument("--test-limit", type=int, default=None)
+    parser.add_argument("--task-sentences", type=int, default=1000, help="seq2seq: test sentences decoded for entity F1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training (latency always uses 2)")
     parser.add_argument("--finetune-batch-size", type=int, default=16, help="batch size of mask learning, fine-tuning and QAT")
@@ -147,21 +240,43 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     results: dict = {"args": vars(args), "torch": torch.__version__}
 
-    train_texts = sentences(f"{args.data}/eng.train")
-    test_texts = sentences(f"{args.data}/eng.testb")[: args.test_limit]
-    tokenizer = build_tokenizer(train_texts, args.vocab, out / "tokenizer")
+    if args.model == "gpt2":
+        train_texts = sentences(f"{args.data}/eng.train")
+        test_texts = sentences(f"{args.data}/eng.testb")[: args.test_limit]
+        tokenizer = build_tokenizer(train_texts, args.vocab, out / "tokenizer")
+        loader = AutoModelForCausalLM
+    else:
+        from knowledge_qa.training.warm_start import build_warm_started_seq2seq
+
+        train_texts = entity_pairs(f"{args.data}/eng.train")
+        test_texts = entity_pairs(f"{args.data}/eng.testb")[: args.test_limit]
+        if not (out / "teacher" / "start" / "config.json").is_file():
+            build_warm_started_seq2seq(None, out / "teacher" / "start", seed=args.seed)
+        tokenizer = AutoTokenizer.from_pretrained(out / "teacher" / "start")
+        loader = AutoModelForSeq2SeqLM
     train = make_batches(tokenizer, train_texts, batch_size=args.batch_size, max_length=64)
     compress_train = make_batches(tokenizer, train_texts, batch_size=args.finetune_batch_size, max_length=64)
     test = make_batches(tokenizer, test_texts, batch_size=64, max_length=64)
-    teacher = train_teacher(args, tokenizer, train, out / "teacher")
+    if args.model == "gpt2":
+        teacher = train_teacher(args, tokenizer, train, out / "teacher")
+    else:
+        teacher = train_seq2seq_teacher(args, train, out / "teacher")
     for p in teacher.parameters():
         p.requires_grad_(False)
+
+    def task_metric(model) -> dict:
+        """Test perplexity, and for seq2seq the entity F1 of greedy decoding."""
+        metric = {"test_perplexity": language_model_loss(model, test)["perplexity"]}
+        if args.model == "seq2seq":
+            metric["entity"] = entity_f1(model, tokenizer, test_texts[: args.task_sentences])
+        return metric
+
     structure = describe(teacher)
     full_params = count_parameters(teacher, structure)
-    teacher_ppl = language_model_loss(teacher, test)["perplexity"]
+    teacher_metric = task_metric(teacher)
     results["teacher"] = {"parameters": full_params, "parameters_no_embeddings": count_parameters(teacher, structure, embeddings=False),
-                          "test_perplexity": teacher_ppl}
-    print(f"teacher: {full_params} parameters, test perplexity {teacher_ppl:.2f}", flush=True)
+                          **teacher_metric}
+    print(f"teacher: {full_params} parameters, {json.dumps(teacher_metric)}", flush=True)
     pruned_models: dict[float, torch.nn.Module] = {}
 
     if "pruning" not in args.skip:
@@ -197,10 +312,9 @@ def main() -> None:
                 before = language_model_loss(student, test)["perplexity"]
                 extra = {} if method == "simple" else {"causal_weight": 0.0, "hidden_weight": 0.0}
                 distill_finetune(student, teacher, structure, plan, compress_train, options, **extra)
-                after = language_model_loss(student, test)["perplexity"]
                 rows.append({"method": method, "target_reduction": reduction, "reduction": 1 - kept / full_params,
                              "parameters": kept, "sizes": vars(sizes), "perplexity_before_finetune": before,
-                             "test_perplexity": after})
+                             **task_metric(student)})
                 print(json.dumps(rows[-1]), flush=True)
                 if method == "simple":
                     pruned_models[reduction] = student.eval()
@@ -216,8 +330,7 @@ def main() -> None:
                 qopts = QuantOptions(method=method, bits=bits, steps=args.qat_steps, seed=args.seed, **extra)
                 start = time.time()
                 student, report = quantize_with_qat(teacher, compress_train, qopts)
-                ppl = language_model_loss(student, test)["perplexity"]
-                rows.append({"method": name, "bits": bits, "test_perplexity": ppl, "seconds": time.time() - start,
+                rows.append({"method": name, "bits": bits, **task_metric(student), "seconds": time.time() - start,
                              "compression": report["storage"]["compression"],
                              "compression_no_embeddings": report["storage"]["compression_no_embeddings"]})
                 print(json.dumps(rows[-1]), flush=True)
@@ -226,12 +339,11 @@ def main() -> None:
                 student, report = quantize_with_qat(pruned, compress_train, QuantOptions(bits=bits, steps=args.qat_steps, seed=args.seed))
                 storage = report["storage"]
                 ratio = 32 * full_params / storage["bits"]
-                rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits,
-                             "test_perplexity": language_model_loss(student, test)["perplexity"],
+                rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits, **task_metric(student),
                              "compression": ratio, "compression_no_embeddings": None})
                 print(json.dumps(rows[-1]), flush=True)
         int8 = dynamic_int8(teacher)
-        rows.append({"method": "torch.ao dynamic int8 (real)", "bits": 8, "test_perplexity": language_model_loss(int8, test)["perplexity"],
+        rows.append({"method": "torch.ao dynamic int8 (real)", "bits": 8, **task_metric(int8),
                      "bytes_fp32": _state_bytes(teacher, out / "fp32.pt"), "bytes_int8": _state_bytes(int8, out / "int8.pt")})
         print(json.dumps(rows[-1]), flush=True)
         results["quantization"] = rows
@@ -240,11 +352,9 @@ def main() -> None:
         for reduction in args.reductions:  # a latency-only run loads the pruned models an earlier run saved
             folder = out / f"simple-{round(100 * reduction)}"
             if reduction not in pruned_models and (folder / "config.json").is_file():
-                pruned_models[reduction] = GPT2LMHeadModel.from_pretrained(folder).eval()
-        prompts = [tokenizer(t, return_tensors="pt")["input_ids"][:, :8] for t in test_texts[: args.latency_prompts * 8]]
-        prompts = [p for p in prompts if p.shape[1] == 8]
-        single = prompts[: args.latency_prompts]
-        batched = [torch.cat(prompts[i : i + 8]) for i in range(0, 8 * max(1, args.latency_prompts // 2), 8) if len(prompts[i : i + 8]) == 8]
+                pruned_models[reduction] = loader.from_pretrained(folder).eval()
+        single, batched = latency_prompts(args, tokenizer, test_texts)
+        new_tokens = 32 if args.model == "gpt2" else 16
         systems = {"full fp32": teacher, "full int8": dynamic_int8(teacher)}
         for reduction, model in sorted(pruned_models.items()):
             systems[f"SIMPLE {reduction:.0%}"] = model
@@ -252,21 +362,23 @@ def main() -> None:
             last = max(pruned_models)
             systems[f"SIMPLE {last:.0%} int8"] = dynamic_int8(pruned_models[last])
         results["latency"] = {
-            "batch 1": greedy_latency(systems, single, args.latency_rounds, 32, tokenizer.pad_token_id),
-            "batch 8": greedy_latency(systems, batched, args.latency_rounds, 32, tokenizer.pad_token_id),
+            "batch 1": greedy_latency(systems, single, args.latency_rounds, new_tokens, tokenizer.pad_token_id),
+            "batch 8": greedy_latency(systems, batched, args.latency_rounds, new_tokens, tokenizer.pad_token_id),
         }
         print(json.dumps(results["latency"]), flush=True)
 
     if "outliers" not in args.skip:
         probe = make_batches(tokenizer, test_texts[:512], batch_size=64, max_length=64)
-        results["outliers"] = {"gpt2 (trained here)": hidden_outliers(teacher, probe, structure.layer_outputs)}
+        name = "gpt2 (trained here)" if args.model == "gpt2" else "MiniLM bert2bert (fine-tuned here)"
+        results["outliers"] = {name: hidden_outliers(teacher, probe, structure.layer_outputs)}
         try:
             from nagner.common.encoders import resolve_encoder
 
             path = resolve_encoder("sentence-transformers/all-MiniLM-L6-v2")
             minilm = AutoModel.from_pretrained(path).eval()
             mtok = AutoTokenizer.from_pretrained(path)
-            mprobe = make_batches(mtok, [t.removesuffix(EOS) for t in test_texts[:512]], batch_size=64, max_length=64)
+            plain = [t.removesuffix(EOS) if isinstance(t, str) else t[0] for t in test_texts[:512]]
+            mprobe = make_batches(mtok, plain, batch_size=64, max_length=64)
             results["outliers"]["all-MiniLM-L6-v2"] = hidden_outliers(minilm, mprobe, describe(minilm).layer_outputs)
         except Exception as error:  # noqa: BLE001 - the packaged encoder is optional here
             print(f"MiniLM outliers skipped: {error}")
@@ -275,6 +387,23 @@ def main() -> None:
     name = "results.json" if not args.skip else f"results-without-{'-'.join(sorted(args.skip))}.json"
     (out / name).write_text(json.dumps(results, indent=1))
     print(f"results → {out / name}")
+
+
+def latency_prompts(args, tokenizer, test_texts) -> tuple[list[dict], list[dict]]:
+    """``--latency-prompts`` single prompts and half as many batches of 8 (at least one): GPT-2, the
+    first 8 tokens of test sentences at least that long; seq2seq, whole test sentences (padded)."""
+    count = args.latency_prompts
+    if args.model == "seq2seq":
+        sources = [source for source, _ in test_texts[: count * 8]]
+        single = [tokenizer([source], return_tensors="pt") for source in sources[:count]]
+        batched = [tokenizer(sources[i : i + 8], padding=True, return_tensors="pt") for i in range(0, 8 * max(1, count // 2), 8)]
+        return single, batched
+    prompts = [tokenizer(t, return_tensors="pt")["input_ids"][:, :8] for t in test_texts[: count * 8]]
+    prompts = [p for p in prompts if p.shape[1] == 8]
+    as_inputs = lambda ids: {"input_ids": ids, "attention_mask": torch.ones_like(ids)}  # noqa: E731
+    single = [as_inputs(p) for p in prompts[:count]]
+    batched = [as_inputs(torch.cat(prompts[i : i + 8])) for i in range(0, 8 * max(1, count // 2), 8) if len(prompts[i : i + 8]) == 8]
+    return single, batched
 
 
 def _state_bytes(model, path: Path) -> int:

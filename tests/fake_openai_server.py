@@ -12,7 +12,8 @@ Deterministic behaviour, so tests can compute expected values exactly:
 
 Chat requests answer the last user message the same way, as ``message.content``. ``responder``
 (a function of the payload returning the text) replaces the reversed-word rule for both endpoints: a
-scripted "LLM". Like real servers, the fake cuts a text at the first of the request's ``stop``
+scripted "LLM"; a responder that returns a list gives one text per choice (as many as ``n``), as a
+sampling server does. Like real servers, the fake cuts a text at the first of the request's ``stop``
 strings, unless ``ignore_stop``.
 
 Knobs: ``fail_statuses`` (statuses answered, one per request, before behaving; ``fail_headers`` are
@@ -60,7 +61,7 @@ class FakeOpenAIServer:
         self.fail_statuses: list[int] = []
         self.fail_headers: dict[str, str] = {}
         self.fail_when: Callable[[dict[str, Any]], int | None] | None = None
-        self.responder: Callable[[dict[str, Any]], str] | None = None
+        self.responder: Callable[[dict[str, Any]], str | list[str]] | None = None
         self.ignore_stop = False
         self.request_times: list[float] = []
         self.delay = 0.0
@@ -100,19 +101,26 @@ class FakeOpenAIServer:
         self._server.shutdown()
         self._server.server_close()
 
-    def text_for(self, payload: dict[str, Any], base: str) -> str:
+    def texts_for(self, payload: dict[str, Any], base: str) -> list[str]:
+        """The ``n`` choices' texts, each cut at the first stop string."""
+        n = int(payload.get("n", 1))
+
+        def cut(text: str) -> str:
+            for stop in [] if self.ignore_stop else payload.get("stop") or []:
+                text = text.split(stop)[0]
+            return text
+
         text = self.responder(payload) if self.responder else base
-        for stop in [] if self.ignore_stop else payload.get("stop") or []:
-            text = text.split(stop)[0]
-        return text
+        if isinstance(text, list):
+            return [cut(t) for t in text[:n]]
+        return [cut(text) if i < 2 else f"{cut(text)} {i}" for i in range(n)]
 
     def chat_reply(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The JSON answer to a well-formed chat completions request."""
         last = [m["content"] for m in payload["messages"] if m["role"] == "user"][-1]
-        n = int(payload.get("n", 1))
-        text = self.text_for(payload, fake_completion(last))
-        choices = [{"index": i, "message": {"role": "assistant", "content": text if i < 2 else f"{text} {i}"},
-                    "finish_reason": "stop"} for i in range(n)]
+        texts = self.texts_for(payload, fake_completion(last))
+        choices = [{"index": i, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}
+                   for i, text in enumerate(texts)]
         return {"object": "chat.completion", "choices": choices}
 
     def reply(self, payload: dict[str, Any]) -> dict[str, Any]:
@@ -129,9 +137,7 @@ class FakeOpenAIServer:
                 "top_logprobs": None,
             }
             return {"choices": [{"index": 0, "text": prompt + generated, "logprobs": logprobs}]}
-        base = self.text_for(payload, fake_completion(prompt))
-        n = int(payload.get("n", 1))
-        texts = [base if i < 2 else f"{base} {i}" for i in range(n)]
+        texts = self.texts_for(payload, fake_completion(prompt))
         choices = [{"index": i, "text": text, "logprobs": None} for i, text in enumerate(texts)]
         return {"object": "text_completion", "choices": choices[::-1]}
 

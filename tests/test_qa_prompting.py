@@ -163,3 +163,34 @@ def test_evaluate_records_a_failing_question_and_retries_it_on_resume(server, in
     lines = [json.loads(line) for line in traces.read_text().splitlines()]
     assert [r["qid"] for r in lines] == ["a", "b", "c", "b"] and "error" not in lines[-1]
     assert server.request_count - before <= 8  # one question's calls, not three
+
+
+@pytest.mark.parametrize("endpoint", ["chat", "completions"])
+def test_exploration_over_http_opens_a_branch_per_sampled_plan_and_votes(endpoint, server, index, capsys):
+    """A sampling "LLM": asked for n plans at a temperature, it returns n plans with different first
+    sub-questions, so the agent opens one branch per plan (at most ``--branches``); each branch runs
+    to its own FinalAnswer, and the answers are voted (2 × no against 1 × yes)."""
+    firsts = ["When did Aristotle live?", "When were laptops invented?", "Who was Aristotle?", "Was Aristotle Greek?"]
+
+    def sampling_llm(payload: dict) -> str | list[str]:
+        if payload.get("n", 1) > 1:
+            return [f" Q: {first} A: x Q: Did he own #1? A: no{RAMBLE}" for first in firsts]
+        text = payload["messages"][-1]["content"] if "messages" in payload else payload["prompt"].split("\n\n")[-1]
+        if text.endswith("Final answer:"):
+            return " yes" if "Q1: When were laptops invented?" in text else " no"
+        return scripted_llm(payload)
+
+    server.responder = sampling_llm
+    code = main(["ask", "Did Aristotle use a laptop?", "--server", server.url, "--server-model", "llm", "--endpoint", endpoint,
+                 "--score-mode", "generate", "--prompts", "few-shot", "--index", str(index), "--branches", "3",
+                 "--exploration-temperature", "0.8", "--max-steps", "6", "--json"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    trace = json.loads(out)
+    assert sorted(b["steps"][0]["sub_question"] for b in trace["branches"]) == sorted(firsts[:3])
+    assert all(b["steps"][-1]["action"] == "FinalAnswer" for b in trace["branches"])
+    by_first = {b["steps"][0]["sub_question"]: b["answer"] for b in trace["branches"]}
+    assert by_first == {"When did Aristotle live?": "no", "When were laptops invented?": "yes", "Who was Aristotle?": "no"}
+    assert trace["votes"] == {"yes": 1, "no": 2} and trace["prediction"] == "no"
+    sampled = [p for p in server.payloads if p.get("n", 1) > 1]
+    assert sampled and all(p["temperature"] == 0.8 and p["n"] == 3 for p in sampled)
