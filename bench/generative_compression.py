@@ -124,7 +124,7 @@ def parse_entities(text: str) -> Counter:
 
 
 @torch.no_grad()
-def entity_f1(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: int = 64, max_new_tokens: int = 48) -> dict:
+def entity_f1(model, tokenizer, pairs: list[tuple[str, str]], *, batch_size: int = 64, max_new_tokens: int = 64) -> dict:
     """Micro F1 of greedy-decoded entity lists against the gold ones. The gold list goes through the
     tokenizer and back, so both sides are spelt as the (uncased) tokenizer spells them."""
     model.eval()
