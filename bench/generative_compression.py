@@ -3,8 +3,9 @@ MiniLM-warm-started encoder-decoder, against their baselines, in one run (2-core
 
     python bench/generative_compression.py --out bench/out/gencomp                      # causal LM
     python bench/generative_compression.py --model seq2seq --out bench/out/gencomp-seq2seq \
-        --teacher-steps 500 --teacher-lr 1e-4 --mask-steps 100 --finetune-steps 100 \
-        --finetune-lr 5e-5 --finetune-batch-size 8 --skip quantization outliers     # seq2seq
+        --teacher-steps 500 --teacher-lr 1e-4 --batch-size 16 --mask-steps 100 --finetune-steps 100 \
+        --finetune-lr 1e-4 --finetune-batch-size 8 --score-batches 32 --skip quantization outliers \
+        --latency-rounds 3                                                          # seq2seq
 
 ``--model gpt2`` (causal LM):
 * Data: CoNLL-2003 sentences as plain text (words joined by spaces, one sentence per example, an
@@ -157,29 +158,22 @@ def build_tokenizer(texts: list[str], vocab: int, folder: Path) -> PreTrainedTok
     return PreTrainedTokenizerFast.from_pretrained(folder)
 
 
-def train_seq2seq_teacher(args, batches, folder: Path):
-    """The warm-started MiniLM bert2bert (in ``folder``/start), fine-tuned on the entity lists."""
+def train_teacher(args, tokenizer, batches, folder: Path, loader):
+    """The teacher saved in ``folder`` (loaded with ``loader``); trained there first if it is not: the
+    GPT-2 from scratch, the seq2seq model from its warm start in ``folder``/start."""
     if (folder / "config.json").is_file():
-        return AutoModelForSeq2SeqLM.from_pretrained(folder).eval()
-    model = AutoModelForSeq2SeqLM.from_pretrained(folder / "start").train()
-    start = time.time()
-    losses = train_steps(list(model.parameters()), batches, lambda b: model(**b).loss, steps=args.teacher_steps,
-                         learning_rate=args.teacher_lr, seed=args.seed)
-    print(f"teacher: {args.teacher_steps} steps in {time.time() - start:.0f}s, last loss {statistics.mean(losses[-50:]):.3f}", flush=True)
-    model.save_pretrained(folder)
-    return model.eval()
-
-
-def train_teacher(args, tokenizer, batches, folder: Path) -> GPT2LMHeadModel:
-    if (folder / "config.json").is_file():
-        return GPT2LMHeadModel.from_pretrained(folder).eval()
-    torch.manual_seed(args.seed)
-    config = GPT2Config(
-        vocab_size=len(tokenizer), n_positions=128, n_embd=args.hidden, n_layer=args.layers, n_head=args.hidden // 32,
-        n_inner=4 * args.hidden, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id,
-    )
-    model = GPT2LMHeadModel(config).train()
+        return loader.from_pretrained(folder).eval()
+    if args.model == "gpt2":
+        torch.manual_seed(args.seed)
+        config = GPT2Config(
+            vocab_size=len(tokenizer), n_positions=128, n_embd=args.hidden, n_layer=args.layers, n_head=args.hidden // 32,
+            n_inner=4 * args.hidden, bos_token_id=tokenizer.eos_token_id, eos_token_id=tokenizer.eos_token_id,
+            pad_token_id=tokenizer.pad_token_id,
+        )
+        model = GPT2LMHeadModel(config)
+    else:
+        model = loader.from_pretrained(folder / "start")
+    model.train()
     start = time.time()
     losses = train_steps(list(model.parameters()), batches, lambda b: model(**b).loss, steps=args.teacher_steps,
                          learning_rate=args.teacher_lr, seed=args.seed)
@@ -257,10 +251,7 @@ def main() -> None:
     train = make_batches(tokenizer, train_texts, batch_size=args.batch_size, max_length=64)
     compress_train = make_batches(tokenizer, train_texts, batch_size=args.finetune_batch_size, max_length=64)
     test = make_batches(tokenizer, test_texts, batch_size=64, max_length=64)
-    if args.model == "gpt2":
-        teacher = train_teacher(args, tokenizer, train, out / "teacher")
-    else:
-        teacher = train_seq2seq_teacher(args, train, out / "teacher")
+    teacher = train_teacher(args, tokenizer, train, out / "teacher", loader)
     for p in teacher.parameters():
         p.requires_grad_(False)
 

@@ -113,7 +113,8 @@ class FakeOpenAIServer:
         text = self.responder(payload) if self.responder else base
         if isinstance(text, list):
             return [cut(t) for t in text[:n]]
-        return [cut(text) if i < 2 else f"{cut(text)} {i}" for i in range(n)]
+        text = cut(text)
+        return [text if i < 2 else f"{text} {i}" for i in range(n)]
 
     def chat_reply(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The JSON answer to a well-formed chat completions request."""
