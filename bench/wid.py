@@ -2,6 +2,7 @@
 students made without training, each fine-tuned as a token classifier on CoNLL-2003.
 
     python bench/wid.py --texts 4000 --steps 200 --w-step 10 --train-limit 3000 --epochs 2
+    python bench/wid.py --texts 4000 --steps 200 --w-step 10 --train-limit 3000 --epochs 2 --strategies head --nag
 
 Students (all 6 layers × 192, converted to plain BERT folders):
 * WID: `nagner.compression.wid.compress_with_wid` with the MLM loss on CoNLL-2003 *training*
@@ -13,6 +14,11 @@ Students (all 6 layers × 192, converted to plain BERT folders):
   the same text with KL(teacher ‖ student) at T = 2 on the masked positions plus the MLM loss
   (DistilBERT's pair of losses, equal weights), AdamW at ``--kd-lr``, every weight trainable.
 WID and logit distillation start from the same teacher with the same fitted MLM head (saved once).
+* with ``--strategies dim,head``, the same four students again with whole heads dropped (WID's
+  ``head`` strategy, 12 heads of 32 → 6 heads of 32, hidden 192): truncation keeps the first 6 heads
+  and the first 192 hidden dimensions, norm selection the heads (and 32-dimension chunks of the
+  hidden stream) with the largest summed teacher norms, WID ranks and squeezes whole heads, and
+  logit distillation starts from the head-truncated student.
 * with ``--task-wid STEPS/W_STEP/COMPACTOR_LR``, task-specific WID (a labelled deviation: the
   token-classification loss instead of MLM): the teacher fine-tuned as a token classifier exactly
   as in the table below, then compactors, masks and squeezing trained with that loss on the same
@@ -56,6 +62,7 @@ from nagner.compression.wid import (
     convert_to_student,
     wid_param_groups,
 )
+from nagner.compression.wid.config import STRATEGIES
 from nagner.compression.wid.recipe import WidTraining, compress_with_wid, fit_mlm_head
 from nagner.compression.wid.schedule import mask_lowest, mask_lowest_per_head
 from nagner.data import read_sentences
@@ -69,18 +76,21 @@ TEACHER = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 @torch.no_grad()
-def untrained_student(kind: str, hidden: int, intermediate: int, folder: Path) -> Path:
+def untrained_student(kind: str, hidden: int, intermediate: int, strategy: str, folder: Path) -> Path:
     """Truncation or norm selection: masks chosen from the teacher, identity compactors."""
     model = AutoModel.from_pretrained(resolve_encoder(TEACHER)).eval()
-    plan = attach_compactors(model, WidConfig(target_hidden=hidden, target_intermediate=intermediate))
+    plan = attach_compactors(model, WidConfig(target_hidden=hidden, target_intermediate=intermediate, strategy=strategy))
     truncate = kind == "truncation"
 
     def head_dims(scores: torch.Tensor) -> torch.Tensor:
-        """Hidden or attention dimensions: the same number kept in every head."""
+        """Hidden or attention dimensions: the same number kept in every head ("dim"), or whole
+        heads ("head")."""
+        if truncate and strategy == "head":  # the first heads
+            return torch.arange(scores.numel()) < hidden
         if truncate:  # the first dimensions of each head
             return torch.arange(scores.numel()).remainder(plan.head_size) < hidden // model.config.num_attention_heads
         everything = torch.ones_like(scores, dtype=torch.bool)
-        return mask_lowest_per_head(scores, everything, scores.numel() - hidden, plan.head_size, "dim")
+        return mask_lowest_per_head(scores, everything, scores.numel() - hidden, plan.head_size, strategy)
 
     def ffn_units(scores: torch.Tensor) -> torch.Tensor:
         if truncate:
@@ -208,6 +218,13 @@ def latency(folders: dict[str, str], sentences, threads: int) -> dict[str, float
     return {name: statistics.median(values) * 1000 for name, values in times.items()}
 
 
+def strategy_list(text: str) -> str:
+    unknown = set(text.split(",")) - set(STRATEGIES)
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown strategy {', '.join(sorted(unknown))}; choose from {', '.join(STRATEGIES)}")
+    return text
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--texts", type=int, default=4000)
@@ -223,6 +240,8 @@ def main() -> None:
     parser.add_argument("--reuse-scores", action="store_true",
                         help="take the F1 of systems already scored in OUT/scores/ (same fine-tuning settings) instead of fine-tuning again")
     parser.add_argument("--head-steps", type=int, default=200)
+    parser.add_argument("--strategies", default="dim", type=strategy_list,
+                        help="comma-separated WID strategies for the students: dim (12 heads of 16) and/or head (6 heads of 32)")
     parser.add_argument("--nag", action="store_true", help="also fine-tune NAG-NER on every encoder")
     parser.add_argument("--nag-dev", type=int, default=1000, help="eng.testa sentences for NAG-NER's model selection")
     parser.add_argument("--test-limit", type=int, default=None, help="score on the first N test sentences (smoke runs)")
@@ -245,41 +264,43 @@ def main() -> None:
         model, loss = fit_mlm_head(TEACHER, texts, training, out / "scratch")
         model.save_pretrained(teacher_mlm)
         print(json.dumps({"mlm_head_fit_loss": loss, "seconds": round(time.perf_counter() - began)}), flush=True)
-    for kind in ("truncation", "norm selection"):
-        folder = out / f"student-{kind.replace(' ', '-')}"
-        if not (folder / "config.json").exists():
-            untrained_student(kind, 192, 768, folder)
-        folders[f"{kind} (192)"] = str(folder)
-    wid = out / "student-wid"
-    if not (wid / "config.json").exists():
-        began = time.perf_counter()
-        report = compress_with_wid(
-            TEACHER, texts, WidConfig(192, 768, w_step=args.w_step), training, wid,
-            teacher=BertForMaskedLM.from_pretrained(teacher_mlm),
-        )
-        report.pop("mask_history")
-        print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
-    folders["WID (192)"] = str(wid)
-    for variant in filter(None, args.wid_variants.split(",")):
-        name, _, setting = variant.partition("=")
-        steps, w_step, compactor_lr = setting.split("/")
-        folder = out / f"student-wid-{name}"
-        if not (folder / "config.json").exists():
+    for strategy in args.strategies.split(","):
+        suffix, size = ("", "192") if strategy == "dim" else (f"-{strategy}", "192, 6 heads")
+        for kind in ("truncation", "norm selection"):
+            folder = out / f"student-{kind.replace(' ', '-')}{suffix}"
+            if not (folder / "config.json").exists():
+                untrained_student(kind, 192, 768, strategy, folder)
+            folders[f"{kind} ({size})"] = str(folder)
+        wid = out / f"student-wid{suffix}"
+        if not (wid / "config.json").exists():
             began = time.perf_counter()
-            variant_training = WidTraining(steps=int(steps), batch_size=32, max_length=64, head_steps=args.head_steps,
-                                           compactor_lr=float(compactor_lr))
-            report = compress_with_wid(TEACHER, texts, WidConfig(192, 768, w_step=int(w_step)), variant_training, folder,
-                                       teacher=BertForMaskedLM.from_pretrained(teacher_mlm))
+            report = compress_with_wid(
+                TEACHER, texts, WidConfig(192, 768, strategy=strategy, w_step=args.w_step), training, wid,
+                teacher=BertForMaskedLM.from_pretrained(teacher_mlm),
+            )
             report.pop("mask_history")
-            print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
-        folders[f"WID {name}: {steps} steps, w_step {w_step}, compactor lr {compactor_lr} (192)"] = str(folder)
-    distilled = out / "student-logit-distillation"
-    if not (distilled / "config.json").exists():
-        began = time.perf_counter()
-        report = distill_logits(BertForMaskedLM.from_pretrained(teacher_mlm), out / "student-truncation", texts,
-                                training, args.kd_lr, distilled)
-        print(json.dumps({**report, "seconds": round(time.perf_counter() - began)}), flush=True)
-    folders["logit distillation (192)"] = str(distilled)
+            print(json.dumps({"strategy": strategy, **report, "seconds": round(time.perf_counter() - began)}), flush=True)
+        folders[f"WID ({size})"] = str(wid)
+        for variant in filter(None, args.wid_variants.split(",")):
+            name, _, setting = variant.partition("=")
+            steps, w_step, compactor_lr = setting.split("/")
+            folder = out / f"student-wid-{name}{suffix}"
+            if not (folder / "config.json").exists():
+                began = time.perf_counter()
+                variant_training = WidTraining(steps=int(steps), batch_size=32, max_length=64, head_steps=args.head_steps,
+                                               compactor_lr=float(compactor_lr))
+                report = compress_with_wid(TEACHER, texts, WidConfig(192, 768, strategy=strategy, w_step=int(w_step)),
+                                           variant_training, folder, teacher=BertForMaskedLM.from_pretrained(teacher_mlm))
+                report.pop("mask_history")
+                print(json.dumps({"strategy": strategy, **report, "seconds": round(time.perf_counter() - began)}), flush=True)
+            folders[f"WID {name}: {steps} steps, w_step {w_step}, compactor lr {compactor_lr} ({size})"] = str(folder)
+        distilled = out / f"student-logit-distillation{suffix}"
+        if not (distilled / "config.json").exists():
+            began = time.perf_counter()
+            report = distill_logits(BertForMaskedLM.from_pretrained(teacher_mlm), out / f"student-truncation{suffix}", texts,
+                                    training, args.kd_lr, distilled)
+            print(json.dumps({"strategy": strategy, **report, "seconds": round(time.perf_counter() - began)}), flush=True)
+        folders[f"logit distillation ({size})"] = str(distilled)
     if args.task_wid:
         folder = out / "student-task-wid"
         if not (folder / "config.json").exists():
