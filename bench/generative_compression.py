@@ -312,7 +312,15 @@ def main() -> None:
                     student.save_pretrained(out / f"simple-{round(100 * reduction)}")
         results["pruning"] = rows
 
+    def load_saved_pruned() -> None:
+        """Without a pruning phase in this run, the SIMPLE models an earlier run saved."""
+        for reduction in args.reductions:
+            folder = out / f"simple-{round(100 * reduction)}"
+            if reduction not in pruned_models and (folder / "config.json").is_file():
+                pruned_models[reduction] = loader.from_pretrained(folder).eval()
+
     if "quantization" not in args.skip:
+        load_saved_pruned()
         rows = []
         arms = [("minmax", {}), ("pact", {}), ("quantgpt (no contrastive)", {"contrastive_weight": 0.0}), ("quantgpt", {})]
         for bits in args.bits:
@@ -340,10 +348,7 @@ def main() -> None:
         results["quantization"] = rows
 
     if "latency" not in args.skip:
-        for reduction in args.reductions:  # a latency-only run loads the pruned models an earlier run saved
-            folder = out / f"simple-{round(100 * reduction)}"
-            if reduction not in pruned_models and (folder / "config.json").is_file():
-                pruned_models[reduction] = loader.from_pretrained(folder).eval()
+        load_saved_pruned()
         single, batched = latency_prompts(args, tokenizer, test_texts)
         new_tokens = 32 if args.model == "gpt2" else 16
         systems = {"full fp32": teacher, "full int8": dynamic_int8(teacher)}
