@@ -92,6 +92,8 @@ warnings.filterwarnings("ignore", message="Version v4.12.0 introduces", category
 EOS, PAD = "<|endoftext|>", "<pad>"
 TYPE_WORDS = {"PER": "person", "ORG": "organisation", "LOC": "location", "MISC": "miscellaneous"}
 SEPARATOR = " ; "
+# the quantization rows: (name, QuantOptions overrides); the method is the name's first word
+QUANT_ARMS = [("minmax", {}), ("pact", {}), ("quantgpt (no contrastive)", {"contrastive_weight": 0.0}), ("quantgpt", {})]
 
 
 def conll_sentences(path: str):
@@ -227,6 +229,9 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training (latency always uses 2)")
     parser.add_argument("--finetune-batch-size", type=int, default=16, help="batch size of mask learning, fine-tuning and QAT")
+    parser.add_argument("--quant-methods", nargs="+", default=[name for name, _ in QUANT_ARMS],
+                        choices=[name for name, _ in QUANT_ARMS], metavar="METHOD",
+                        help=f"quantization rows to run (default all: {', '.join(name for name, _ in QUANT_ARMS)})")
     parser.add_argument("--skip", nargs="*", default=[], choices=["pruning", "quantization", "latency", "outliers"])
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -322,7 +327,7 @@ def main() -> None:
     if "quantization" not in args.skip:
         load_saved_pruned()
         rows = []
-        arms = [("minmax", {}), ("pact", {}), ("quantgpt (no contrastive)", {"contrastive_weight": 0.0}), ("quantgpt", {})]
+        arms = [(name, extra) for name, extra in QUANT_ARMS if name in args.quant_methods]
         for bits in args.bits:
             for name, extra in arms:
                 method = name.split(" ")[0]
