@@ -264,6 +264,17 @@ def main() -> None:
         model, loss = fit_mlm_head(TEACHER, texts, training, out / "scratch")
         model.save_pretrained(teacher_mlm)
         print(json.dumps({"mlm_head_fit_loss": loss, "seconds": round(time.perf_counter() - began)}), flush=True)
+
+    def build_wid_student(folder: Path, config: WidConfig, wid_training: WidTraining) -> None:
+        """A WID student in ``folder`` from the teacher with its fitted MLM head, unless one is there."""
+        if (folder / "config.json").exists():
+            return
+        began = time.perf_counter()
+        report = compress_with_wid(TEACHER, texts, config, wid_training, folder,
+                                   teacher=BertForMaskedLM.from_pretrained(teacher_mlm))
+        report.pop("mask_history")
+        print(json.dumps({"strategy": config.strategy, **report, "seconds": round(time.perf_counter() - began)}), flush=True)
+
     for strategy in args.strategies.split(","):
         suffix, size = ("", "192") if strategy == "dim" else (f"-{strategy}", "192, 6 heads")
         for kind in ("truncation", "norm selection"):
@@ -272,27 +283,15 @@ def main() -> None:
                 untrained_student(kind, 192, 768, strategy, folder)
             folders[f"{kind} ({size})"] = str(folder)
         wid = out / f"student-wid{suffix}"
-        if not (wid / "config.json").exists():
-            began = time.perf_counter()
-            report = compress_with_wid(
-                TEACHER, texts, WidConfig(192, 768, strategy=strategy, w_step=args.w_step), training, wid,
-                teacher=BertForMaskedLM.from_pretrained(teacher_mlm),
-            )
-            report.pop("mask_history")
-            print(json.dumps({"strategy": strategy, **report, "seconds": round(time.perf_counter() - began)}), flush=True)
+        build_wid_student(wid, WidConfig(192, 768, strategy=strategy, w_step=args.w_step), training)
         folders[f"WID ({size})"] = str(wid)
         for variant in filter(None, args.wid_variants.split(",")):
             name, _, setting = variant.partition("=")
             steps, w_step, compactor_lr = setting.split("/")
             folder = out / f"student-wid-{name}{suffix}"
-            if not (folder / "config.json").exists():
-                began = time.perf_counter()
-                variant_training = WidTraining(steps=int(steps), batch_size=32, max_length=64, head_steps=args.head_steps,
-                                               compactor_lr=float(compactor_lr))
-                report = compress_with_wid(TEACHER, texts, WidConfig(192, 768, strategy=strategy, w_step=int(w_step)),
-                                           variant_training, folder, teacher=BertForMaskedLM.from_pretrained(teacher_mlm))
-                report.pop("mask_history")
-                print(json.dumps({"strategy": strategy, **report, "seconds": round(time.perf_counter() - began)}), flush=True)
+            variant_training = WidTraining(steps=int(steps), batch_size=32, max_length=64, head_steps=args.head_steps,
+                                           compactor_lr=float(compactor_lr))
+            build_wid_student(folder, WidConfig(192, 768, strategy=strategy, w_step=int(w_step)), variant_training)
             folders[f"WID {name}: {steps} steps, w_step {w_step}, compactor lr {compactor_lr} ({size})"] = str(folder)
         distilled = out / f"student-logit-distillation{suffix}"
         if not (distilled / "config.json").exists():
