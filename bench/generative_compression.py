@@ -34,7 +34,9 @@ Both:
     of the same structures, each fine-tuned ``--finetune-steps`` with CE + KD.
 * Quantization of the teacher at W8/W4/W2, A8 (simulated, fake-quant): min–max (post-training),
   PACT (QAT, KD), QuantGPT without the contrastive term, QuantGPT (QAT, KD + token contrastive), all
-  ``--qat-steps``. Then SIMPLE at the largest reduction combined with QuantGPT (compression in bits).
+  ``--qat-steps``; one clip per weight tensor, or per output channel with ``--granularity channel``
+  (results file ``…-per-channel.json``). Then SIMPLE at the largest reduction combined with QuantGPT
+  (compression in bits).
 * Real int8 (`torch.ao` dynamic int8 linear layers): perplexity, bytes, latency.
 * Latency: greedy decoding of exactly 32 new tokens after 8-token prompts from eng.testb (seq2seq:
   16 new tokens for whole test sentences), batch 1 and 8, 2 threads, systems interleaved round by round, median and spread over ``--latency-rounds``.
@@ -229,6 +231,8 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2, help="torch threads for training (latency always uses 2)")
     parser.add_argument("--finetune-batch-size", type=int, default=16, help="batch size of mask learning, fine-tuning and QAT")
+    parser.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
+                        help="quantization clips: one per weight tensor (QuantGPT's module-wise) or one per output channel")
     parser.add_argument("--quant-methods", nargs="+", default=[name for name, _ in QUANT_ARMS],
                         choices=[name for name, _ in QUANT_ARMS], metavar="METHOD",
                         help=f"quantization rows to run (default all: {', '.join(name for name, _ in QUANT_ARMS)})")
@@ -331,7 +335,8 @@ def main() -> None:
         for bits in args.bits:
             for name, extra in arms:
                 method = name.split(" ")[0]
-                qopts = QuantOptions(method=method, bits=bits, steps=args.qat_steps, seed=args.seed, **extra)
+                qopts = QuantOptions(method=method, bits=bits, steps=args.qat_steps, granularity=args.granularity,
+                                     seed=args.seed, **extra)
                 start = time.time()
                 student, report = quantize_with_qat(teacher, compress_train, qopts)
                 rows.append({"method": name, "bits": bits, **task_metric(student), "seconds": time.time() - start,
@@ -340,7 +345,8 @@ def main() -> None:
                 print(json.dumps(rows[-1]), flush=True)
         for reduction, pruned in sorted(pruned_models.items())[-1:]:
             for bits in (4, 2):
-                student, report = quantize_with_qat(pruned, compress_train, QuantOptions(bits=bits, steps=args.qat_steps, seed=args.seed))
+                student, report = quantize_with_qat(pruned, compress_train, QuantOptions(bits=bits, steps=args.qat_steps,
+                                                                                   granularity=args.granularity, seed=args.seed))
                 storage = report["storage"]
                 ratio = 32 * full_params / storage["bits"]
                 rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits, **task_metric(student),
@@ -385,7 +391,8 @@ def main() -> None:
             print(f"MiniLM outliers skipped: {error}")
         print(json.dumps(results["outliers"]), flush=True)
 
-    name = "results.json" if not args.skip else f"results-without-{'-'.join(sorted(args.skip))}.json"
+    name = "results" + (f"-without-{'-'.join(sorted(args.skip))}" if args.skip else "")
+    name += "-per-channel.json" if args.granularity == "channel" else ".json"
     (out / name).write_text(json.dumps(results, indent=1))
     print(f"results → {out / name}")
 

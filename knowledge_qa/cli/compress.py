@@ -45,6 +45,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                         "training; minmax: post-training quantization (default simple)")
     parser.add_argument("--reduction", type=_share, default=0.48, metavar="SHARE", help="simple: share of parameters to remove (default 0.48)")
     parser.add_argument("--bits", type=_bits, default=4, help="quantization: weight bits, 2-8 (default 4)")
+    parser.add_argument("--granularity", choices=("tensor", "channel"), default="tensor",
+                        help="quantization: one clip per weight tensor (QuantGPT's module-wise scaling) or one per output "
+                        "channel, far better at 4 bits and below on pretrained models (default tensor)")
     parser.add_argument("--steps", type=positive_int, default=300, help="fine-tuning (simple) or quantization-aware training steps (default 300)")
     parser.add_argument("--mask-steps", type=positive_int, default=300, help="simple: mask-learning steps (default 300)")
     parser.add_argument("--learning-rate", type=float, default=None)
@@ -65,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
 
     recipe = CompressionRecipe(
         model=args.model, questions=args.questions, output=args.output, method=args.method, reduction=args.reduction,
-        bits=args.bits, steps=args.steps, mask_steps=args.mask_steps, learning_rate=args.learning_rate,
+        bits=args.bits, granularity=args.granularity, steps=args.steps, mask_steps=args.mask_steps, learning_rate=args.learning_rate,
         batch_size=args.batch_size, max_examples=args.max_examples, held_out=args.held_out, seed=args.seed,
     )
     compress_agent_model(recipe)

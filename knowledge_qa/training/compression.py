@@ -36,6 +36,7 @@ class CompressionRecipe:
     reduction: float = 0.48  # simple: share of parameters removed
     bits: int = 4  # quantization: weight bits
     activation_bits: int | None = 8
+    granularity: str = "tensor"  # quantization: one clip per weight tensor, or "channel"
     steps: int = 300  # fine-tuning (simple) or QAT steps
     mask_steps: int = 300  # simple: mask-learning steps
     learning_rate: float | None = None
@@ -54,6 +55,8 @@ def check_compression_recipe(recipe: CompressionRecipe) -> None:
         raise QAInputError(f"--reduction must be between 0 and 1 (a share of parameters removed), got {recipe.reduction}")
     if not 2 <= recipe.bits <= 8:
         raise QAInputError(f"--bits must be between 2 and 8, got {recipe.bits}")
+    if recipe.granularity not in ("tensor", "channel"):
+        raise QAInputError(f"--granularity must be tensor or channel, got {recipe.granularity!r}")
     check_threshold(recipe.near_duplicate_threshold)
     if Path(recipe.output).exists() and not Path(recipe.output).is_dir():
         raise QAInputError("exists and is not a folder", recipe.output)
@@ -143,7 +146,7 @@ def _quantize(teacher, batches, recipe: CompressionRecipe):
     from nagner.compression.quantgpt import QuantOptions, fold_quantized, quantize_with_qat
 
     options = QuantOptions(method=recipe.method, bits=recipe.bits, activation_bits=recipe.activation_bits,
-                           steps=recipe.steps, seed=recipe.seed)
+                           granularity=recipe.granularity, steps=recipe.steps, seed=recipe.seed)
     if recipe.learning_rate is not None:
         options.learning_rate = recipe.learning_rate
     student, details = quantize_with_qat(teacher, batches, options)  # details["storage"]: the bit count

@@ -14,6 +14,12 @@ training (QAT). ``b`` bits give ``n = 2^(b-1) - 1`` positive levels: 8 bits → 
 
 Initial clip of both learned quantizers: the ``α`` minimising the quantization MSE of the initial
 weights over a grid (QuantGPT's γ initialisation is not published).
+
+Granularity: one clip per tensor (``axis=None``, QuantGPT's "module-wise"), or one per output channel
+(``axis`` = the weight's output dimension: 0 for `nn.Linear` and `nn.Embedding` rows, 1 for GPT-2's
+`Conv1D`), the usual granularity of weight quantizers (TSLD's QuantGPT re-implementation has both).
+Per channel, ``mean|w|``, ``max|w|``, the MSE search, γ and α are all per channel, shaped to
+broadcast against the weight ([out, 1] or [1, out]).
 """
 
 from __future__ import annotations
@@ -43,32 +49,41 @@ def fake_quantize(values: torch.Tensor, alpha: torch.Tensor, bits: int) -> torch
     return round_ste(clipped / alpha * n) / n * alpha
 
 
+def channel_abs(weight: torch.Tensor, axis: int | None, reduce: str) -> torch.Tensor:
+    """``reduce`` ("mean" or "amax") of |w| over the whole tensor (``axis=None``: a scalar) or over
+    every dimension but ``axis`` (kept, the others of size 1: broadcasts against ``weight``)."""
+    magnitude = weight.abs()
+    if axis is None:
+        return getattr(magnitude, reduce)()
+    dims = [d for d in range(weight.dim()) if d != axis % weight.dim()]
+    return getattr(magnitude, reduce)(dim=dims, keepdim=True)
+
+
 @torch.no_grad()
-def best_clip(weight: torch.Tensor, bits: int, candidates: int = 64) -> float:
-    """The clip in (0, max|w|] with the smallest quantization MSE on ``weight`` (a grid search)."""
-    top = float(weight.abs().max())
-    if top == 0:
-        return 1.0
-    best, best_error = top, float("inf")
+def best_clip(weight: torch.Tensor, bits: int, candidates: int = 64, axis: int | None = None) -> torch.Tensor:
+    """The clip in (0, max|w|] with the smallest quantization MSE on ``weight`` (a grid search over
+    fractions of max|w|), per tensor or per channel along ``axis``."""
+    top = channel_abs(weight, axis, "amax").clamp(min=1e-8)
+    best, best_error = top.clone(), torch.full_like(top, float("inf"))
     for fraction in torch.linspace(1.0 / candidates, 1.0, candidates).tolist():
-        alpha = torch.tensor(top * fraction)
-        error = float(((fake_quantize(weight, alpha, bits) - weight) ** 2).mean())
-        if error < best_error:
-            best, best_error = top * fraction, error
+        alpha = top * fraction
+        error = channel_abs((fake_quantize(weight, alpha, bits) - weight) ** 2, axis, "mean")  # MSE
+        better = error < best_error
+        best, best_error = torch.where(better, alpha, best), torch.where(better, error, best_error)
     return best
 
 
 class ModuleScaledQuantizer(nn.Module):
-    """QuantGPT: ``α = γ · mean|w|``, ``γ`` learned per module."""
+    """QuantGPT: ``α = γ · mean|w|``, ``γ`` learned per module (or per channel along ``axis``)."""
 
-    def __init__(self, weight: torch.Tensor, bits: int):
+    def __init__(self, weight: torch.Tensor, bits: int, axis: int | None = None):
         super().__init__()
-        self.bits = bits
-        mean = float(weight.detach().abs().mean()) or 1.0
-        self.gamma = nn.Parameter(torch.tensor(best_clip(weight.detach(), bits) / mean))
+        self.bits, self.axis = bits, axis
+        mean = channel_abs(weight.detach(), axis, "mean").clamp(min=1e-8)
+        self.gamma = nn.Parameter(best_clip(weight.detach(), bits, axis=axis) / mean)
 
     def clip(self, weight: torch.Tensor) -> torch.Tensor:
-        return self.gamma * weight.detach().abs().mean()
+        return self.gamma * channel_abs(weight.detach(), self.axis, "mean")
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return fake_quantize(weight, self.clip(weight), self.bits)
@@ -77,10 +92,10 @@ class ModuleScaledQuantizer(nn.Module):
 class PactQuantizer(nn.Module):
     """PACT-style learned clip: ``α``'s gradient comes from clipped weights only."""
 
-    def __init__(self, weight: torch.Tensor, bits: int):
+    def __init__(self, weight: torch.Tensor, bits: int, axis: int | None = None):
         super().__init__()
-        self.bits = bits
-        self.alpha = nn.Parameter(torch.tensor(best_clip(weight.detach(), bits)))
+        self.bits, self.axis = bits, axis
+        self.alpha = nn.Parameter(best_clip(weight.detach(), bits, axis=axis))
 
     def clip(self, weight: torch.Tensor) -> torch.Tensor:
         return self.alpha
@@ -94,17 +109,22 @@ class PactQuantizer(nn.Module):
 
 
 class MinMaxQuantizer(nn.Module):
-    """``α = max|w|``: no learned clip (post-training quantization)."""
+    """``α = max|w|`` (per tensor or per channel): no learned clip (post-training quantization)."""
 
-    def __init__(self, weight: torch.Tensor, bits: int):
+    def __init__(self, weight: torch.Tensor, bits: int, axis: int | None = None):
         super().__init__()
-        self.bits = bits
+        self.bits, self.axis = bits, axis
 
     def clip(self, weight: torch.Tensor) -> torch.Tensor:
-        return weight.detach().abs().max()
+        return channel_abs(weight.detach(), self.axis, "amax")
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         return fake_quantize(weight, self.clip(weight), self.bits)
+
+
+def clip_count(quantizer: nn.Module, weight: torch.Tensor) -> int:
+    """How many clips (32-bit scales) ``quantizer`` stores for ``weight``: 1, or one per channel."""
+    return 1 if quantizer.axis is None else weight.shape[quantizer.axis]
 
 
 class ActivationQuantizer(nn.Module):

@@ -43,6 +43,7 @@ class QuantOptions:
     bits: int = 4
     activation_bits: int | None = 8
     embeddings: bool = True
+    granularity: str = "tensor"  # one clip per weight tensor (QuantGPT's module-wise), or "channel"
     steps: int = 300
     learning_rate: float = 5e-5  # weights
     clip_learning_rate: float = 1e-3  # γ or α
@@ -63,7 +64,12 @@ def quantize_with_qat(teacher: nn.Module, batches: Sequence[Batch], options: Qua
     torch.manual_seed(options.seed)
     teacher.eval()
     student = quantize_model(
-        copy.deepcopy(teacher), options.method, options.bits, activation_bits=options.activation_bits, embeddings=options.embeddings
+        copy.deepcopy(teacher),
+        options.method,
+        options.bits,
+        activation_bits=options.activation_bits,
+        embeddings=options.embeddings,
+        granularity=options.granularity,
     )
     losses: list[float] = []
     if options.method != "minmax" and options.steps > 0:
