@@ -63,12 +63,15 @@ def test_prune_a_trained_adapter_and_answer_with_it(tmp_path, capsys, tiny_bert2
     assert code == 0 and "Answer: " in out
 
 
-def test_quantize_a_causal_model_for_the_agent(tmp_path, capsys, tiny_text_model_dirs):
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_quantize_a_causal_model_for_the_agent(tmp_path, capsys, tiny_text_model_dirs, granularity):
     output = tmp_path / "w4"
     code, _, err = run_cli(capsys, "compress", "--model", tiny_text_model_dirs["causal"], "--questions", QUESTIONS,
-                           "--output", output, "--method", "quantgpt", "--bits", "4", "--steps", "2", "--max-examples", "20")
+                           "--output", output, "--method", "quantgpt", "--bits", "4", "--granularity", granularity,
+                           "--steps", "2", "--max-examples", "20")
     assert code == 0, err
     report = json.loads((output / "compression.json").read_text())
+    assert report["options"]["granularity"] == granularity
     assert report["storage"]["compression"] > 6
     code, out, _ = run_cli(capsys, "ask", "Did Aristotle use a laptop?", "--core", output, "--no-retrieval", "--no-exploration")
     assert code == 0 and "Answer: " in out
@@ -85,7 +88,11 @@ def test_an_unsupported_architecture_exits_2_without_writing_anything(tmp_path, 
 
 @pytest.mark.parametrize(
     ("flags", "message"),
-    [(["--bits", "9"], "expected a bit width from 2 to 8"), (["--reduction", "1.5"], "expected a number between 0 and 1")],
+    [
+        (["--bits", "9"], "expected a bit width from 2 to 8"),
+        (["--reduction", "1.5"], "expected a number between 0 and 1"),
+        (["--granularity", "group"], "invalid choice: 'group'"),
+    ],
 )
 def test_bad_flags_exit_2(tmp_path, capsys, flags, message):
     with pytest.raises(SystemExit) as stop:

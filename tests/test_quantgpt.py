@@ -112,6 +112,74 @@ def test_initial_clip_minimises_the_quantization_error():
     assert error < float(((fake_quantize(weight, weight.abs().max(), 2) - weight) ** 2).mean())
 
 
+ROWS = torch.tensor([[0.3, -0.5, 2.0], [0.1, 0.2, -0.4]])  # two output channels of an [out, in] weight
+
+
+def test_per_channel_min_max_clips_each_row_at_its_own_largest_weight():
+    quantizer = MinMaxQuantizer(ROWS, bits=2, axis=0)
+    # Row 0: α = 2, u = (0.15, -0.25, 1) → (0, 0, 1)·2. Row 1: α = 0.4, u = (0.25, 0.5, -1) → (0, 0, -1)·0.4
+    # (0.5 rounds half to even, to 0). One clip per tensor would zero all of row 1.
+    assert quantizer(ROWS).tolist() == [[0.0, 0.0, 2.0], [0.0, 0.0, pytest.approx(-0.4)]]
+    assert MinMaxQuantizer(ROWS, bits=2)(ROWS)[1].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_per_channel_module_scaling_learns_one_gamma_per_row_with_its_own_gradient():
+    quantizer = ModuleScaledQuantizer(ROWS, bits=2, axis=0)
+    assert quantizer.gamma.shape == (2, 1)
+    means = ROWS.abs().mean(dim=1, keepdim=True)  # 0.9333…, 0.2333…
+    with torch.no_grad():
+        quantizer.gamma.copy_(torch.tensor([[1.0], [0.3]]) / means)  # α = 1 and 0.3
+    quantized = quantizer(ROWS)
+    assert quantized.tolist() == [[0.0, 0.0, 1.0], [0.0, pytest.approx(0.3), pytest.approx(-0.3)]]
+    quantized.sum().backward()
+    # Row 0 as in the per-tensor case. Row 1: inside, u = 1/3 and 2/3 give (0 - 1/3) and (1 - 2/3);
+    # outside, sign(-0.4) = -1.
+    expected = torch.tensor([[(-0.3 + 0.5 + 1.0) * means[0, 0]], [(-1 / 3 + 1 / 3 - 1.0) * means[1, 0]]])
+    torch.testing.assert_close(quantizer.gamma.grad, expected)
+
+
+def test_per_channel_initial_clip_is_no_worse_than_one_clip_for_the_tensor_in_any_row():
+    weight = torch.randn(6, 50, generator=torch.Generator().manual_seed(0)) * torch.logspace(-2, 0, 6)[:, None]
+    per_row = fake_quantize(weight, PactQuantizer(weight, bits=4, axis=0).alpha.detach(), 4)
+    per_tensor = fake_quantize(weight, PactQuantizer(weight, bits=4).alpha.detach(), 4)
+    row_error = ((per_row - weight) ** 2).mean(dim=1)
+    assert (row_error <= ((per_tensor - weight) ** 2).mean(dim=1) + 1e-12).all()
+    # The smallest row (scale 0.01): one clip for the tensor rounds it all to 0; its own clip keeps it.
+    assert per_tensor[0].eq(0).all() and row_error[0] < 0.05 * (weight[0] ** 2).mean()
+
+
+def test_per_channel_model_quantizes_output_channels_of_every_layer_kind():
+    """Rows of `nn.Linear` and `nn.Embedding` (the tied LM head shares the token rows), columns of
+    GPT-2's `Conv1D` ([in, out]): each channel takes at most 2n + 1 values and keeps its own max."""
+    model = quantize_model(tiny_gpt2(), "minmax", bits=2, activation_bits=None, granularity="channel")
+    assert model.lm_head.weight_quantizer is model.transformer.wte.weight_quantizer
+    conv = model.transformer.h[0].mlp.c_fc
+    assert conv.weight_quantizer.axis == 1
+    quantized, weight = conv.quantized_weight(), conv.inner.weight
+    for column in range(quantized.shape[1]):
+        assert len(set(quantized[:, column].tolist())) <= 3
+    torch.testing.assert_close(quantized.abs().amax(dim=0), weight.abs().amax(dim=0))
+    table = model.transformer.wte.quantized_weight()
+    torch.testing.assert_close(table.abs().amax(dim=1), model.transformer.wte.inner.weight.abs().amax(dim=1))
+    with pytest.raises(ValueError, match="unknown granularity"):
+        quantize_model(tiny_gpt2(), "minmax", bits=4, granularity="group")
+
+
+def test_quantized_weight_is_cached_without_grad_and_follows_weight_and_clip_changes():
+    layer = quantize_model(nn.Sequential(nn.Linear(4, 3)), "pact", bits=4)[0]
+    with torch.no_grad():
+        first = layer.quantized_weight()
+        assert layer.quantized_weight() is first  # reused
+        layer.inner.weight.mul_(2.0)  # an optimizer-style in-place update
+        doubled = layer.quantized_weight()
+        assert doubled is not first
+        layer.weight_quantizer.alpha.mul_(2.0)
+        torch.testing.assert_close(layer.quantized_weight(), fake_quantize(layer.inner.weight, layer.weight_quantizer.alpha, 4))
+    trained = layer.quantized_weight()  # with grad: recomputed, carries the graph
+    assert trained.requires_grad and trained is not doubled
+    assert "_cached" not in layer.state_dict()
+
+
 def test_token_contrastive_loss_on_a_hand_made_case():
     eye = torch.eye(3)
     # Orthonormal tokens, student = teacher, τ = 1: the positive scores 1, each negative 0.
@@ -159,6 +227,9 @@ def test_storage_report_counts_bits_by_hand():
     assert (report["full_bits"], report["bits"]) == (full, bits)
     assert report["compression"] == pytest.approx(full / bits)
     assert report["bits_no_embeddings"] == 12 * 4 + 32 + 3 * 32
+    # One 32-bit clip per output channel: 10 token rows, 3 output rows.
+    channel = storage_report(quantize_model(nn.Sequential(nn.Embedding(10, 4), nn.Linear(4, 3)), "pact", bits=4, granularity="channel"))
+    assert channel["bits"] == (40 * 4 + 10 * 32) + (12 * 4 + 3 * 32) + 3 * 32
 
 
 def test_unknown_method_is_refused():
@@ -174,13 +245,23 @@ def distillation_gap(student, teacher, batches) -> float:
         )
 
 
-@pytest.mark.parametrize("make", [tiny_gpt2, tiny_bert2bert])
-@pytest.mark.parametrize("method", ["quantgpt", "pact"])
-def test_quantization_aware_training_brings_the_student_closer_to_the_teacher(make, method):
+@pytest.mark.parametrize(
+    ("make", "method", "granularity"),
+    [
+        (tiny_gpt2, "quantgpt", "tensor"),
+        (tiny_gpt2, "pact", "tensor"),
+        (tiny_bert2bert, "quantgpt", "tensor"),
+        (tiny_bert2bert, "pact", "tensor"),
+        (tiny_gpt2, "quantgpt", "channel"),
+        (tiny_bert2bert, "quantgpt", "channel"),
+    ],
+)
+def test_quantization_aware_training_brings_the_student_closer_to_the_teacher(make, method, granularity):
     teacher = make()
     batches = random_batches(teacher, 2)
-    untrained, _ = quantize_with_qat(teacher, batches, QuantOptions(method=method, bits=2, steps=0))
-    student, report = quantize_with_qat(teacher, batches, QuantOptions(method=method, bits=2, steps=12, learning_rate=1e-3))
+    options = {"method": method, "bits": 2, "granularity": granularity}
+    untrained, _ = quantize_with_qat(teacher, batches, QuantOptions(**options, steps=0))
+    student, report = quantize_with_qat(teacher, batches, QuantOptions(**options, steps=12, learning_rate=1e-3))
     assert distillation_gap(student, teacher, batches) < distillation_gap(untrained, teacher, batches)
     assert report["storage"]["compression"] > 10
     # The teacher is left as it was (full precision, no wrappers).
