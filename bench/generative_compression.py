@@ -233,11 +233,21 @@ def main() -> None:
     parser.add_argument("--finetune-batch-size", type=int, default=16, help="batch size of mask learning, fine-tuning and QAT")
     parser.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
                         help="quantization clips: one per weight tensor (QuantGPT's module-wise) or one per output channel")
+    parser.add_argument("--clip-lr", nargs="*", default=[], metavar="METHOD=RATE",
+                        help="clip learning rate per learned quantizer, e.g. pact=1e-2 quantgpt=3e-2 (chosen on dev by "
+                        "bench/quant_clip_lr.py; default QuantOptions' 1e-3 for both)")
     parser.add_argument("--quant-methods", nargs="+", default=[name for name, _ in QUANT_ARMS],
                         choices=[name for name, _ in QUANT_ARMS], metavar="METHOD",
                         help=f"quantization rows to run (default all: {', '.join(name for name, _ in QUANT_ARMS)})")
-    parser.add_argument("--skip", nargs="*", default=[], choices=["pruning", "quantization", "latency", "outliers"])
+    parser.add_argument("--skip", nargs="*", default=[], choices=["pruning", "quantization", "combined", "latency", "outliers"],
+                        help="phases to skip; combined: the SIMPLE + QuantGPT and real int8 rows of the quantization phase")
     args = parser.parse_args()
+    clip_rates = {}
+    for item in args.clip_lr:
+        method, _, rate = item.partition("=")
+        if method not in ("pact", "quantgpt") or not rate:
+            parser.error(f"--clip-lr expects pact=RATE or quantgpt=RATE, got {item!r}")
+        clip_rates[method] = float(rate)
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -328,6 +338,11 @@ def main() -> None:
             if reduction not in pruned_models and (folder / "config.json").is_file():
                 pruned_models[reduction] = loader.from_pretrained(folder).eval()
 
+    def quant_options(method: str, bits: int, **extra) -> QuantOptions:
+        if method in clip_rates:
+            extra = {"clip_learning_rate": clip_rates[method], **extra}
+        return QuantOptions(method=method, bits=bits, steps=args.qat_steps, granularity=args.granularity, seed=args.seed, **extra)
+
     if "quantization" not in args.skip:
         load_saved_pruned()
         rows = []
@@ -335,27 +350,25 @@ def main() -> None:
         for bits in args.bits:
             for name, extra in arms:
                 method = name.split(" ")[0]
-                qopts = QuantOptions(method=method, bits=bits, steps=args.qat_steps, granularity=args.granularity,
-                                     seed=args.seed, **extra)
                 start = time.time()
-                student, report = quantize_with_qat(teacher, compress_train, qopts)
+                student, report = quantize_with_qat(teacher, compress_train, quant_options(method, bits, **extra))
                 rows.append({"method": name, "bits": bits, **task_metric(student), "seconds": time.time() - start,
                              "compression": report["storage"]["compression"],
                              "compression_no_embeddings": report["storage"]["compression_no_embeddings"]})
                 print(json.dumps(rows[-1]), flush=True)
-        for reduction, pruned in sorted(pruned_models.items())[-1:]:
+        for reduction, pruned in sorted(pruned_models.items())[-1:] if "combined" not in args.skip else []:
             for bits in (4, 2):
-                student, report = quantize_with_qat(pruned, compress_train, QuantOptions(bits=bits, steps=args.qat_steps,
-                                                                                   granularity=args.granularity, seed=args.seed))
+                student, report = quantize_with_qat(pruned, compress_train, quant_options("quantgpt", bits))
                 storage = report["storage"]
                 ratio = 32 * full_params / storage["bits"]
                 rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits, **task_metric(student),
                              "compression": ratio, "compression_no_embeddings": None})
                 print(json.dumps(rows[-1]), flush=True)
-        int8 = dynamic_int8(teacher)
-        rows.append({"method": "torch.ao dynamic int8 (real)", "bits": 8, **task_metric(int8),
-                     "bytes_fp32": _state_bytes(teacher, out / "fp32.pt"), "bytes_int8": _state_bytes(int8, out / "int8.pt")})
-        print(json.dumps(rows[-1]), flush=True)
+        if "combined" not in args.skip:
+            int8 = dynamic_int8(teacher)
+            rows.append({"method": "torch.ao dynamic int8 (real)", "bits": 8, **task_metric(int8),
+                         "bytes_fp32": _state_bytes(teacher, out / "fp32.pt"), "bytes_int8": _state_bytes(int8, out / "int8.pt")})
+            print(json.dumps(rows[-1]), flush=True)
         results["quantization"] = rows
 
     if "latency" not in args.skip:
@@ -392,7 +405,8 @@ def main() -> None:
         print(json.dumps(results["outliers"]), flush=True)
 
     name = "results" + (f"-without-{'-'.join(sorted(args.skip))}" if args.skip else "")
-    name += "-per-channel.json" if args.granularity == "channel" else ".json"
+    name += "-per-channel" if args.granularity == "channel" else ""
+    name += "".join(f"-{method}-clip-lr-{rate:g}" for method, rate in sorted(clip_rates.items())) + ".json"
     (out / name).write_text(json.dumps(results, indent=1))
     print(f"results → {out / name}")
 
