@@ -98,6 +98,18 @@ SEPARATOR = " ; "
 QUANT_ARMS = [("minmax", {}), ("pact", {}), ("quantgpt (no contrastive)", {"contrastive_weight": 0.0}), ("quantgpt", {})]
 
 
+def clip_rates(text: str) -> tuple[str, list[float]]:
+    """An argparse type: ``pact=RATE[,RATE…]`` or ``quantgpt=RATE[,RATE…]`` → (method, rates)."""
+    method, _, rates = text.partition("=")
+    try:
+        values = [float(rate) for rate in rates.split(",")] if rates else []
+    except ValueError:
+        values = []
+    if method not in ("pact", "quantgpt") or not values:
+        raise argparse.ArgumentTypeError(f"expected pact=RATE,… or quantgpt=RATE,…, got {text!r}")
+    return method, values
+
+
 def conll_sentences(path: str):
     return [s for s in read_sentences(path) if s.words and s.words[0] != "-DOCSTART-"]
 
@@ -233,7 +245,7 @@ def main() -> None:
     parser.add_argument("--finetune-batch-size", type=int, default=16, help="batch size of mask learning, fine-tuning and QAT")
     parser.add_argument("--granularity", choices=["tensor", "channel"], default="tensor",
                         help="quantization clips: one per weight tensor (QuantGPT's module-wise) or one per output channel")
-    parser.add_argument("--clip-lr", nargs="*", default=[], metavar="METHOD=RATE",
+    parser.add_argument("--clip-lr", type=clip_rates, nargs="*", default=[], metavar="METHOD=RATE",
                         help="clip learning rate per learned quantizer, e.g. pact=1e-2 quantgpt=3e-2 (chosen on dev by "
                         "bench/quant_clip_lr.py; default QuantOptions' 1e-3 for both)")
     parser.add_argument("--quant-methods", nargs="+", default=[name for name, _ in QUANT_ARMS],
@@ -242,12 +254,9 @@ def main() -> None:
     parser.add_argument("--skip", nargs="*", default=[], choices=["pruning", "quantization", "combined", "latency", "outliers"],
                         help="phases to skip; combined: the SIMPLE + QuantGPT and real int8 rows of the quantization phase")
     args = parser.parse_args()
-    clip_rates = {}
-    for item in args.clip_lr:
-        method, _, rate = item.partition("=")
-        if method not in ("pact", "quantgpt") or not rate:
-            parser.error(f"--clip-lr expects pact=RATE or quantgpt=RATE, got {item!r}")
-        clip_rates[method] = float(rate)
+    if any(len(rates) != 1 for _, rates in args.clip_lr):
+        parser.error("--clip-lr takes one rate per method (METHOD=RATE)")
+    clip_rate = {method: rates[0] for method, rates in args.clip_lr}
     torch.set_num_threads(args.threads)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -339,8 +348,8 @@ def main() -> None:
                 pruned_models[reduction] = loader.from_pretrained(folder).eval()
 
     def quant_options(method: str, bits: int, **extra) -> QuantOptions:
-        if method in clip_rates:
-            extra = {"clip_learning_rate": clip_rates[method], **extra}
+        if method in clip_rate:
+            extra = {"clip_learning_rate": clip_rate[method], **extra}
         return QuantOptions(method=method, bits=bits, steps=args.qat_steps, granularity=args.granularity, seed=args.seed, **extra)
 
     if "quantization" not in args.skip:
@@ -356,15 +365,14 @@ def main() -> None:
                              "compression": report["storage"]["compression"],
                              "compression_no_embeddings": report["storage"]["compression_no_embeddings"]})
                 print(json.dumps(rows[-1]), flush=True)
-        for reduction, pruned in sorted(pruned_models.items())[-1:] if "combined" not in args.skip else []:
-            for bits in (4, 2):
-                student, report = quantize_with_qat(pruned, compress_train, quant_options("quantgpt", bits))
-                storage = report["storage"]
-                ratio = 32 * full_params / storage["bits"]
-                rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits, **task_metric(student),
-                             "compression": ratio, "compression_no_embeddings": None})
-                print(json.dumps(rows[-1]), flush=True)
         if "combined" not in args.skip:
+            for reduction, pruned in sorted(pruned_models.items())[-1:]:
+                for bits in (4, 2):
+                    student, report = quantize_with_qat(pruned, compress_train, quant_options("quantgpt", bits))
+                    ratio = 32 * full_params / report["storage"]["bits"]
+                    rows.append({"method": f"SIMPLE {reduction:.0%} + quantgpt", "bits": bits, **task_metric(student),
+                                 "compression": ratio, "compression_no_embeddings": None})
+                    print(json.dumps(rows[-1]), flush=True)
             int8 = dynamic_int8(teacher)
             rows.append({"method": "torch.ao dynamic int8 (real)", "bits": 8, **task_metric(int8),
                          "bytes_fp32": _state_bytes(teacher, out / "fp32.pt"), "bytes_int8": _state_bytes(int8, out / "int8.pt")})
@@ -406,7 +414,7 @@ def main() -> None:
 
     name = "results" + (f"-without-{'-'.join(sorted(args.skip))}" if args.skip else "")
     name += "-per-channel" if args.granularity == "channel" else ""
-    name += "".join(f"-{method}-clip-lr-{rate:g}" for method, rate in sorted(clip_rates.items())) + ".json"
+    name += "".join(f"-{method}-clip-lr-{rate:g}" for method, rate in sorted(clip_rate.items())) + ".json"
     (out / name).write_text(json.dumps(results, indent=1))
     print(f"results → {out / name}")
 
