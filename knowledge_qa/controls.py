@@ -37,6 +37,12 @@ def derangement(count: int, seed: int = 0) -> list[int]:
     return order
 
 
+def gold_facts(question: StrategyQuestion) -> Facts:
+    """The annotated knowledge of ``question`` as state lines: each decomposition step but the last
+    with the gold fact aligned to it (`align_steps`)."""
+    return [(step.sub_question, step.answer) for step in align_steps(question) if step.how != "final"]
+
+
 def answer_from_states(answerer: TextModel, questions: Sequence[StrategyQuestion], states: Sequence[Sequence[Facts]]) -> list[bool]:
     """Per question, the answerer's yes/no on each of its states (one per branch; none: the bare
     question), voted as the agent votes; returns whether each question is answered correctly."""
@@ -66,7 +72,7 @@ def knowledge_controls(
 ) -> dict[str, list[bool]]:
     """Per-question correctness of every control (module docstring), all scored by ``answerer``;
     ``agent_records``: the full agent's finished trace records, in the order of ``questions``."""
-    gold = [[[(s.sub_question, s.answer) for s in align_steps(q) if s.how != "final"]] for q in questions]
+    gold = [[gold_facts(q)] for q in questions]
     found = [agent_facts(record) for record in agent_records]
     other = derangement(len(questions), seed)
     return {
