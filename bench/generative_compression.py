@@ -414,6 +414,7 @@ def main() -> None:
 
     name = "results" + (f"-without-{'-'.join(sorted(args.skip))}" if args.skip else "")
     name += "-per-channel" if args.granularity == "channel" else ""
+    name += "" if args.bits == [8, 4, 2] else "-w" + "-".join(map(str, args.bits))
     name += "".join(f"-{method}-clip-lr-{rate:g}" for method, rate in sorted(clip_rate.items())) + ".json"
     (out / name).write_text(json.dumps(results, indent=1))
     print(f"results → {out / name}")
