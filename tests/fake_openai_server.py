@@ -20,7 +20,8 @@ Knobs: ``fail_statuses`` (statuses answered, one per request, before behaving; `
 sent with them, e.g. ``Retry-After``), ``fail_when(payload)`` (a status for requests it picks, every
 time), ``delay`` (seconds
 slept by every request) or ``delay_for(payload)``, ``ignore_echo`` (answer echo requests like plain
-ones, without logprobs, as servers lacking echo support do), ``malformed`` (answer 200 with a body that is not JSON), ``no_choices``
+ones, without logprobs, as servers lacking echo support do), ``ignore_n`` (one choice whatever
+``n`` asks, as `transformers serve`, llama.cpp's server and TGI answer), ``malformed`` (answer 200 with a body that is not JSON), ``no_choices``
 (answer ``{}``). It records every payload and header set, and the largest number of requests handled at once.
 """
 
@@ -67,6 +68,7 @@ class FakeOpenAIServer:
         self.delay = 0.0
         self.delay_for: Callable[[dict[str, Any]], float] | None = None
         self.ignore_echo = False
+        self.ignore_n = False
         self.malformed = False
         self.no_choices = False
         self.payloads: list[dict[str, Any]] = []
@@ -103,7 +105,7 @@ class FakeOpenAIServer:
 
     def texts_for(self, payload: dict[str, Any], base: str) -> list[str]:
         """The ``n`` choices' texts, each cut at the first stop string."""
-        n = int(payload.get("n", 1))
+        n = 1 if self.ignore_n else int(payload.get("n", 1))
 
         def cut(text: str) -> str:
             for stop in [] if self.ignore_stop else payload.get("stop") or []:

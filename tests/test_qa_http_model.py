@@ -63,6 +63,31 @@ def test_generate_candidates_are_stripped_sorted_and_deduplicated(server: FakeOp
     assert all(payload["n"] == 4 and payload["temperature"] == 0.7 for payload in server.payloads)
 
 
+def test_servers_that_ignore_n_are_topped_up_with_single_requests(server: FakeOpenAIServer) -> None:
+    """`transformers serve`, llama.cpp's server and TGI answer one choice whatever ``n`` asks; the
+    client then asks for the missing candidates one request each (same prompt and temperature), so
+    exploration still gets ``n`` samples. A server that honours ``n`` gets no extra request, even when
+    its choices repeat (temperature 0)."""
+    count = iter(range(100))
+    server.responder = lambda payload: f" sample {next(count)}"
+    server.ignore_n = True
+    with make_model(server, exploration_temperature=0.9) as model:
+        result = model.generate(["Q: a", "Q: b"], num_candidates=3)
+    assert [len(set(candidates)) for candidates in result] == [3, 3]
+    assert sorted(c for candidates in result for c in candidates) == sorted(f"sample {i}" for i in range(6))
+    assert server.request_count == 6
+    first_round, top_up = server.payloads[:2], server.payloads[2:]
+    assert all(p["n"] == 3 for p in first_round) and all(p["n"] == 1 for p in top_up)
+    assert all(p["temperature"] == 0.9 for p in server.payloads)
+    assert sorted(p["prompt"] for p in top_up) == ["Q: a", "Q: a", "Q: b", "Q: b"]
+
+    server.ignore_n, server.responder = False, None
+    before = server.request_count
+    with make_model(server) as model:
+        assert model.generate(["Q: olleh"], num_candidates=2) == [["hello"]]
+    assert server.request_count - before == 1
+
+
 def test_base_url_with_v1_and_trailing_slash(server: FakeOpenAIServer) -> None:
     with OpenAICompatibleModel(server.url + "/v1/", "fake-model") as model:
         assert model.url == server.url + "/v1/completions"

@@ -204,7 +204,8 @@ class OpenAICompatibleModel(TextModel):
     ) -> list[list[str]]:
         """For each prompt, its completions (``n = num_candidates``), cut at ``stop``, stripped and
         deduplicated in the server's order; fewer than ``num_candidates`` when the server repeats
-        itself (always the case at temperature 0)."""
+        itself (always the case at temperature 0). A server that sends fewer choices than ``n`` asks
+        is sent one single-choice request per missing candidate."""
         if max_new_tokens < 1:
             raise QAInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if num_candidates < 1:
@@ -223,8 +224,15 @@ class OpenAICompatibleModel(TextModel):
             }
             for prompt in prompts
         ]
-        replies = self._post_all(payloads)
-        return [_dedupe([cut_at_stop(text, stop).strip() for text in _choice_texts(reply)]) for reply in replies]
+        texts = [_choice_texts(reply) for reply in self._post_all(payloads)]
+        # Servers that ignore ``n`` (`transformers serve`, llama.cpp's server, TGI) send one choice:
+        # ask for each missing candidate in a request of its own.
+        missing = [index for index, choices in enumerate(texts) for _ in range(num_candidates - len(choices))]
+        if missing:
+            extra = self._post_all([{**payloads[index], "n": 1} for index in missing])
+            for index, reply in zip(missing, extra, strict=True):
+                texts[index] += _choice_texts(reply)
+        return [_dedupe([cut_at_stop(text, stop).strip() for text in choices]) for choices in texts]
 
     def _input(self, prompt: str) -> dict[str, Any]:
         """The model and the prompt, in the endpoint's form."""
