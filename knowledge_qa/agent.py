@@ -274,7 +274,7 @@ class GeekAgent:
             fallback = reason
             if not fact:
                 fact = first_sentence(found[0].passage.text) if found else "unknown"
-                fallback = "empty extractor output; used the top passage's first sentence" if found else "nothing retrieved"
+                fallback = reasons(reason, "empty extractor output; used the top passage's first sentence" if found else "nothing retrieved")
             self._close(branch.state, Action.RETRIEVE_EXTRACT, fact, scores, fallback,
                         passages=[{"id": h.passage.id, "title": h.passage.title, "score": round(h.score, 4)} for h in found])
 
@@ -284,7 +284,7 @@ class GeekAgent:
         outputs = self.core.generate(prompts, max_new_tokens=self.options.answer_tokens, stop=template.stop)
         for (branch, scores, reason), candidates in zip(group, outputs):
             answer = candidates[0] if candidates else ""
-            fallback = reason if answer else "empty answer; recorded as unknown"
+            fallback = reason if answer else reasons(reason, "empty answer; recorded as unknown")
             self._close(branch.state, Action.SELF_ANSWER, answer or "unknown", scores, fallback)
 
     @staticmethod
@@ -302,12 +302,19 @@ class GeekAgent:
         for (branch, scores, reason), (yes, no) in zip(group, rows):
             fallback = reason
             if not (math.isfinite(yes) or math.isfinite(no)):
-                yes, no, fallback = 0.0, 0.0, "yes/no scores unusable (all -inf); answered no"
+                yes, no = 0.0, 0.0
+                fallback = reasons(reason, "yes/no scores unusable (all -inf); answered no")
             margin = yes - no if math.isfinite(yes) and math.isfinite(no) else (math.inf if math.isfinite(yes) else -math.inf)
             state = branch.state
             state.answer = "yes" if margin > 0 else "no"
             state.answer_margin = margin if math.isfinite(margin) else math.copysign(1e9, margin)
             state.steps.append(Step(Action.FINAL_ANSWER, output=state.answer, action_scores=scores, fallback=fallback))
+
+
+def reasons(*parts: str) -> str:
+    """The fallback reasons of one step, in the order they happened (an action chosen by the fixed
+    fallback, then an unusable output), joined by "; "."""
+    return "; ".join(part for part in parts if part)
 
 
 def fallback_action(actions: Sequence[Action]) -> Action:

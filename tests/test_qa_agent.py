@@ -131,9 +131,19 @@ def test_unusable_action_scores_and_empty_fact_fall_back():
     result = agent.answer("Did Aristotle use a laptop?")
     steps = result.branches[0].steps
     assert [s.action for s in steps] == [Action.RETRIEVE_EXTRACT, Action.FINAL_ANSWER]
-    assert steps[0].fallback.startswith("empty extractor output")
+    # Both reasons are kept, in order: the action choice fell back, then the extractor wrote nothing.
+    assert steps[0].fallback == "action scores unusable (all -inf); empty extractor output; used the top passage's first sentence"
     assert steps[0].output == "Aristotle was a Greek philosopher who died in 322 BC."
-    assert "all -inf" in steps[1].fallback
+    assert steps[1].fallback == "yes/no scores unusable (all -inf); answered no"
+
+
+def test_an_unusable_first_action_and_unusable_answer_scores_are_both_recorded():
+    """A served model that matches no option (seen with a random model behind `transformers serve`):
+    the first action falls back to FinalAnswer, whose yes/no scores are unusable too."""
+    model = ScriptedModel(action_scores=lambda prompt, option: -math.inf)
+    steps = GeekAgent(model, retriever=KeywordRetriever(), options=AgentOptions(exploration=False)).answer("q?").branches[0].steps
+    assert [s.action for s in steps] == [Action.FINAL_ANSWER]
+    assert steps[0].fallback == "action scores unusable (all -inf); yes/no scores unusable (all -inf); answered no"
 
 
 def test_step_cap_forces_final_answer():

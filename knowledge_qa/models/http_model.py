@@ -430,7 +430,7 @@ def _option_logprob(reply: dict[str, Any], start: int, end: int, where: str) -> 
     if not isinstance(logprobs, dict):
         raise BackendError(
             f"{where} reply has no 'logprobs' object: the server does not support echo scoring; "
-            "use score_mode='generate'"
+            "use score_mode='generate' (--score-mode generate on the command line)"
         )
     tokens = logprobs.get("tokens")
     values = logprobs.get("token_logprobs")
