@@ -7,13 +7,20 @@ agent's table (`knowledge_qa.controls`):
 
 * own gold facts (the oracle: the best any retriever and extractor could hand it);
 * another question's gold facts (a seeded derangement: same form, wrong knowledge);
-* no knowledge: the bare question.
+* no knowledge: the bare question;
+* with ``--index`` (a dense index of the benchmark corpus), what a perfect decomposer would hand it:
+  the *silver* state of each dev question (`knowledge_qa.training.answer_states.silver_states`: the
+  real retriever and sentence extractor run over its gold sub-questions, top 3 passages; reason
+  steps keep their aligned gold fact), and another question's silver state.
 
 If "own − another" is not clearly positive even here, no retriever can make knowledge flow through
 this answerer, and the issue's goals (full agent ≥ 62 %, full − shuffled ≥ +3 points) are out of its
 reach; if it is, the agent loses the knowledge before the answerer.
 
-    python bench/answerer_ceiling.py --seeds 0 1 2 --threads 2
+    python scripts/build_strategyqa_corpus.py ../shared/data/strategyqa/derived/strategyqa_evidence_sentences.json \
+        bench/out/qa/corpus.jsonl
+    knowledge-qa index bench/out/qa/corpus.jsonl --kind dense --output bench/out/qa/index-dense
+    python bench/answerer_ceiling.py --seeds 0 1 2 --threads 2 --index bench/out/qa/index-dense
 
 Training questions: train.json less its near-duplicates of dev and test questions (word Jaccard ≥
 0.5, the package's filter); the last step of each decomposition (the yes/no comparison itself) has
@@ -38,6 +45,7 @@ DATA = REPO.parent / "shared" / "data" / "strategyqa"
 OUT = REPO / "bench" / "out" / "answerer-ceiling"
 
 OWN, OTHER, BARE = "own gold facts (oracle)", "another question's gold facts", "no knowledge: the bare question"
+SILVER, SILVER_OTHER = "own silver state (gold sub-questions, real retrieval)", "another question's silver state"
 
 
 def training_examples(threshold: float):
@@ -57,7 +65,17 @@ def training_examples(threshold: float):
     return examples, {"train_questions": len(train), "removed_near_duplicates": len(dropped)}
 
 
-def score(folder: Path, seed: int) -> dict[str, list[bool]]:
+def silver_dev_states(index: Path) -> list[list[tuple[str, str]]]:
+    from knowledge_qa.extraction import sentence_extractor
+    from knowledge_qa.retrieval import load_retriever
+    from knowledge_qa.strategyqa import read_questions
+    from knowledge_qa.training.answer_states import silver_states
+
+    retriever = load_retriever(index)
+    return silver_states(read_questions(DATA / "dev.json"), retriever, sentence_extractor(retriever), top_k=3)
+
+
+def score(folder: Path, seed: int, silver: list[list[tuple[str, str]]] | None) -> dict[str, list[bool]]:
     from knowledge_qa.controls import answer_from_states, derangement, gold_facts
     from knowledge_qa.models.classifier_model import ClassifierAnswerer
     from knowledge_qa.strategyqa import read_questions
@@ -66,11 +84,15 @@ def score(folder: Path, seed: int) -> dict[str, list[bool]]:
     answerer = ClassifierAnswerer.from_pretrained(folder)
     gold = [[gold_facts(q)] for q in dev]
     other = derangement(len(dev), seed)
-    return {
+    correct = {
         OWN: answer_from_states(answerer, dev, gold),
         OTHER: answer_from_states(answerer, dev, [gold[j] for j in other]),
         BARE: answer_from_states(answerer, dev, [[] for _ in dev]),
     }
+    if silver is not None:
+        correct[SILVER] = answer_from_states(answerer, dev, [[facts] for facts in silver])
+        correct[SILVER_OTHER] = answer_from_states(answerer, dev, [[silver[j]] for j in other])
+    return correct
 
 
 def main() -> None:
@@ -80,6 +102,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, default=0.5, help="near-duplicate word Jaccard")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", type=Path, default=OUT)
+    parser.add_argument("--index", type=Path, help="a dense index of the benchmark corpus: adds the silver-state rows")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -90,13 +113,14 @@ def main() -> None:
     examples, counts = training_examples(args.threshold)
     yes = sum(e.target == "yes" for e in examples)
     print(f"training states: {len(examples)} ({yes} yes), {json.dumps(counts)}", flush=True)
+    silver = silver_dev_states(args.index) if args.index else None
     results: dict[str, dict] = {}
     for seed in args.seeds:
         folder = args.out / f"seed-{seed}"
         if not (folder / "config.json").exists():
             train_answer_classifier(examples, default_encoder(), folder, ClassifierOptions(epochs=args.epochs, seed=seed))
         summary = json.loads((folder / "training_summary.json").read_text())
-        correct = score(folder, seed)
+        correct = score(folder, seed, silver)
         results[str(seed)] = {"correct": correct, "train_loss": summary["train_loss"], "seconds": summary["seconds"]}
         print(f"seed {seed}: " + ", ".join(f"{name} {100 * sum(c) / len(c):.2f}" for name, c in correct.items())
               + f" (train loss {summary['train_loss']:.3f}, {summary['seconds']:.0f} s)", flush=True)
@@ -105,13 +129,14 @@ def main() -> None:
     print(f"\n| dev (n = {n}) | " + " | ".join(f"seed {s}" for s in results) + " | mean | 95 % CI (seed "
           f"{args.seeds[0]}) |")
     print("|---|" + "---|" * (len(results) + 2))
-    for name in (OWN, OTHER, BARE):
+    for name in next(iter(results.values()))["correct"]:
         accuracies = [100 * sum(r["correct"][name]) / n for r in results.values()]
         low, high = wilson_interval(sum(results[str(args.seeds[0])]["correct"][name]), n)
         print(f"| {name} | " + " | ".join(f"{a:.2f}" for a in accuracies)
               + f" | {statistics.mean(accuracies):.2f} | {100 * low:.1f}–{100 * high:.1f} |")
     print("\n| paired on dev | seed | difference (95 % CI) | McNemar p |\n|---|---|---|---|")
-    for a, b in ((OWN, OTHER), (OWN, BARE), (BARE, OTHER)):
+    pairs = [(OWN, OTHER), (OWN, BARE), (OTHER, BARE)] + ([(SILVER, SILVER_OTHER), (OWN, SILVER)] if silver else [])
+    for a, b in pairs:
         for seed, r in results.items():
             c = paired_comparison(r["correct"][a], r["correct"][b])
             print(f"| {a} − {b} | {seed} | {100 * c.difference:+.2f} ({100 * c.low:+.1f}, {100 * c.high:+.1f}) "

@@ -16,7 +16,7 @@ from knowledge_qa.prompts import final_answer_prompt, render_state
 from knowledge_qa.retrieval import build_retriever
 from knowledge_qa.strategyqa import evidence_ids, read_questions
 from knowledge_qa.training.answer_classifier import ClassifierOptions, train_answer_classifier
-from knowledge_qa.training.answer_states import silver_final_answer_examples
+from knowledge_qa.training.answer_states import silver_final_answer_examples, silver_states
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
@@ -52,6 +52,20 @@ def test_silver_state_of_a_decomposed_question(retriever):
     assert example.source == final_answer_prompt(render_state("Did Aristotle use a laptop?", answered))
     assert example.target == "no" and example.task == "final_answer"
     assert stats["retrieve_steps"] == 2 and stats["reason_steps"] == 1 and stats["withheld_passages"] == 0
+
+
+def test_silver_states_are_the_lines_of_the_examples_and_need_no_answer(retriever):
+    """`silver_states` gives the same lines the examples render (the knowledge controls score them),
+    and a question without a gold answer still gets its state."""
+    questions = read_questions(DATA / "qa_questions.json")[:3]
+    states = silver_states(questions, retriever, FirstPassageExtractor(), top_k=2)
+    examples = silver_final_answer_examples(questions, retriever, FirstPassageExtractor(), top_k=2)
+    assert [e.source for e in examples] == [
+        final_answer_prompt(render_state(" ".join(q.question.split()), lines)) for q, lines in zip(questions, states)
+    ]
+    unanswered = questions[0].__class__(**{**vars(questions[0]), "answer": None})
+    assert silver_states([unanswered], retriever, FirstPassageExtractor(), top_k=2) == states[:1]
+    assert silver_final_answer_examples([unanswered], retriever, FirstPassageExtractor(), top_k=2) == []
 
 
 def test_coverage_withholds_the_questions_own_evidence(retriever):

@@ -66,13 +66,33 @@ def silver_final_answer_examples(
     docstring) and the gold yes/no. ``with_decomposition=False``, or a question without one: the
     question is its own sub-question. ``stats`` (if given) counts questions, retrieve and reason
     steps, withheld passages and extractor fallbacks."""
+    answered = [q for q in questions if q.answer is not None]
+    states = silver_states(answered, retriever, extractor, with_decomposition=with_decomposition, coverage=coverage,
+                           top_k=top_k, seed=seed, stats=stats)
+    return [
+        TextExample("final_answer", final_answer_prompt(render_state(normalise_space(q.question), facts)), yes_no(bool(q.answer)))
+        for q, facts in zip(answered, states, strict=True)
+    ]
+
+
+def silver_states(
+    questions: Sequence[StrategyQuestion],
+    retriever: Retriever,
+    extractor: Extractor,
+    *,
+    with_decomposition: bool = True,
+    coverage: float = 1.0,
+    top_k: int = 3,
+    seed: int = 0,
+    stats: Counter[str] | None = None,
+) -> list[list[tuple[str, str]]]:
+    """The silver state of every question, as its (sub-question, answer) lines in order (arguments
+    as `silver_final_answer_examples`; questions without an answer get one too)."""
     if not 0.0 <= coverage <= 1.0:
         raise ValueError(f"coverage must be in [0, 1], got {coverage}")
     counts = stats if stats is not None else Counter()
     trajectories = []
     for question in questions:
-        if question.answer is None:
-            continue
         rng = random.Random(f"{seed}/{question.qid}")
         own = sorted(evidence_ids(question))
         withheld = {pid for pid in own if rng.random() >= coverage}
@@ -110,11 +130,4 @@ def silver_final_answer_examples(
                     fact = first_sentence(hits[0].passage.text) if hits else PLACEHOLDER
                 trajectory.answered.append((trajectory.todo[position][0], fact))
         position += 1
-    return [
-        TextExample(
-            "final_answer",
-            final_answer_prompt(render_state(normalise_space(t.question.question), t.answered)),
-            yes_no(bool(t.question.answer)),
-        )
-        for t in trajectories
-    ]
+    return [t.answered for t in trajectories]
