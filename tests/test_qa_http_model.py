@@ -66,8 +66,8 @@ def test_generate_candidates_are_stripped_sorted_and_deduplicated(server: FakeOp
 def test_servers_that_ignore_n_are_topped_up_with_single_requests(server: FakeOpenAIServer) -> None:
     """`transformers serve`, llama.cpp's server and TGI answer one choice whatever ``n`` asks; the
     client then asks for the missing candidates one request each (same prompt and temperature), so
-    exploration still gets ``n`` samples. A server that honours ``n`` gets no extra request, even when
-    its choices repeat (temperature 0)."""
+    exploration still gets ``n`` samples. No extra request at temperature 0, nor to a server that
+    honours ``n``, even when its choices repeat."""
     count = iter(range(100))
     server.responder = lambda payload: f" sample {next(count)}"
     server.ignore_n = True
@@ -81,9 +81,15 @@ def test_servers_that_ignore_n_are_topped_up_with_single_requests(server: FakeOp
     assert all(p["temperature"] == 0.9 for p in server.payloads)
     assert sorted(p["prompt"] for p in top_up) == ["Q: a", "Q: a", "Q: b", "Q: b"]
 
-    server.ignore_n, server.responder = False, None
+    server.responder = None
     before = server.request_count
-    with make_model(server) as model:
+    with make_model(server) as model:  # greedy: more requests would repeat the same text
+        assert model.generate(["Q: olleh"], num_candidates=2) == [["hello"]]
+    assert server.request_count - before == 1
+
+    server.ignore_n = False
+    before = server.request_count
+    with make_model(server, temperature=0.7) as model:
         assert model.generate(["Q: olleh"], num_candidates=2) == [["hello"]]
     assert server.request_count - before == 1
 

@@ -204,8 +204,8 @@ class OpenAICompatibleModel(TextModel):
     ) -> list[list[str]]:
         """For each prompt, its completions (``n = num_candidates``), cut at ``stop``, stripped and
         deduplicated in the server's order; fewer than ``num_candidates`` when the server repeats
-        itself (always the case at temperature 0). A server that sends fewer choices than ``n`` asks
-        is sent one single-choice request per missing candidate."""
+        itself (always the case at temperature 0). When sampling, a server that sends fewer choices
+        than ``n`` asks is sent one single-choice request per missing candidate."""
         if max_new_tokens < 1:
             raise QAInputError(f"max_new_tokens must be >= 1, got {max_new_tokens}")
         if num_candidates < 1:
@@ -226,9 +226,9 @@ class OpenAICompatibleModel(TextModel):
         ]
         texts = [_choice_texts(reply) for reply in self._post_all(payloads)]
         # Servers that ignore ``n`` (`transformers serve`, llama.cpp's server, TGI) send one choice:
-        # ask for each missing candidate in a request of its own.
+        # ask for each missing candidate in a request of its own (when sampling: greedy repeats itself).
         missing = [index for index, choices in enumerate(texts) for _ in range(num_candidates - len(choices))]
-        if missing:
+        if missing and temperature > 0:
             extra = self._post_all([{**payloads[index], "n": 1} for index in missing])
             for index, reply in zip(missing, extra, strict=True):
                 texts[index] += _choice_texts(reply)
