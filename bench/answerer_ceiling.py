@@ -23,12 +23,13 @@ reach; if it is, the agent loses the knowledge before the answerer.
     python bench/answerer_ceiling.py --seeds 0 1 2 --threads 2 --index bench/out/qa/index-dense
 
 Training questions: train.json less its near-duplicates of dev and test questions (word Jaccard ≥
-0.5, the package's filter); the last step of each decomposition (the yes/no comparison itself) has
-no fact and is left out of the state, as in the agent's training. Nothing is chosen on dev: the
-settings are the answerer's defaults (`ClassifierOptions`: 3 epochs, lr 5e-5, batch 16, 256 tokens).
-Each seed trains one classifier; every row gives each seed's accuracy, their mean, and for the mean
-over seeds nothing more (three seeds are too few for an interval of their own). Paired rows:
-the difference per seed with its 95 % interval and the exact McNemar p (229 questions each).
+0.5, the package's filter); the last step of a decomposition, when no fact is aligned to it (the
+yes/no comparison itself, usually), is left out of the state, as in the agent's training. Nothing is
+chosen on dev: the settings are the answerer's defaults (`ClassifierOptions`: 3 epochs, lr 5e-5,
+batch 16, 256 tokens). Each seed trains one classifier; every row gives each seed's accuracy and
+their mean, and the interval column is the first seed's Wilson interval (three seeds are too few for
+an interval of the mean). Paired rows: the difference per seed with its 95 % interval and the exact
+McNemar p (229 questions each).
 """
 
 from __future__ import annotations
