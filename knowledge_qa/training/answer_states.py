@@ -28,6 +28,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 from knowledge_qa.agent import first_sentence
 from knowledge_qa.extraction import ExtractionRequest, Extractor
@@ -52,23 +53,12 @@ class _Trajectory:
 
 
 def silver_final_answer_examples(
-    questions: Sequence[StrategyQuestion],
-    retriever: Retriever,
-    extractor: Extractor,
-    *,
-    with_decomposition: bool = True,
-    coverage: float = 1.0,
-    top_k: int = 3,
-    seed: int = 0,
-    stats: Counter[str] | None = None,
+    questions: Sequence[StrategyQuestion], retriever: Retriever, extractor: Extractor, **options: Any
 ) -> list[TextExample]:
-    """One FinalAnswer example per question with a gold answer: the silver state (see the module
-    docstring) and the gold yes/no. ``with_decomposition=False``, or a question without one: the
-    question is its own sub-question. ``stats`` (if given) counts questions, retrieve and reason
-    steps, withheld passages and extractor fallbacks."""
+    """One FinalAnswer example per question with a gold answer: its silver state (`silver_states`,
+    which takes ``options``) and the gold yes/no."""
     answered = [q for q in questions if q.answer is not None]
-    states = silver_states(answered, retriever, extractor, with_decomposition=with_decomposition, coverage=coverage,
-                           top_k=top_k, seed=seed, stats=stats)
+    states = silver_states(answered, retriever, extractor, **options)
     return [
         TextExample("final_answer", final_answer_prompt(render_state(normalise_space(q.question), facts)), yes_no(bool(q.answer)))
         for q, facts in zip(answered, states, strict=True)
@@ -86,8 +76,10 @@ def silver_states(
     seed: int = 0,
     stats: Counter[str] | None = None,
 ) -> list[list[tuple[str, str]]]:
-    """The silver state of every question, as its (sub-question, answer) lines in order (arguments
-    as `silver_final_answer_examples`; questions without an answer get one too)."""
+    """The silver state (see the module docstring) of every question, answered or not, as its
+    (sub-question, answer) lines in order. ``with_decomposition=False``, or a question without one:
+    the question is its own sub-question. ``stats`` (if given) counts questions, retrieve and reason
+    steps, withheld passages and extractor fallbacks."""
     if not 0.0 <= coverage <= 1.0:
         raise ValueError(f"coverage must be in [0, 1], got {coverage}")
     counts = stats if stats is not None else Counter()
