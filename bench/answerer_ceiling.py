@@ -52,36 +52,29 @@ SILVER, SILVER_OTHER = "own silver state (gold sub-questions, real retrieval)", 
 def training_examples(threshold: float):
     from knowledge_qa.controls import gold_facts
     from knowledge_qa.near_duplicates import drop_near_duplicates
-    from knowledge_qa.prompts import final_answer_prompt, render_state
     from knowledge_qa.strategyqa import read_questions
-    from knowledge_qa.training.examples import TextExample, normalise_space, yes_no
+    from knowledge_qa.training.examples import final_answer_example
 
     train = [q for q in read_questions(DATA / "train.json") if q.answer is not None]
     held_out = [q.question for path in ("dev.json", "strategyqa_test.json") for q in read_questions(DATA / path)]
     kept, dropped = drop_near_duplicates(train, [q.question for q in train], held_out, threshold)
-    examples = [
-        TextExample("final_answer", final_answer_prompt(render_state(normalise_space(q.question), gold_facts(q))), yes_no(q.answer))
-        for q in kept
-    ]
+    examples = [final_answer_example(q, gold_facts(q)) for q in kept]
     return examples, {"train_questions": len(train), "removed_near_duplicates": len(dropped)}
 
 
-def silver_dev_states(index: Path) -> list[list[tuple[str, str]]]:
+def silver_dev_states(dev, index: Path) -> list[list[tuple[str, str]]]:
     from knowledge_qa.extraction import sentence_extractor
     from knowledge_qa.retrieval import load_retriever
-    from knowledge_qa.strategyqa import read_questions
     from knowledge_qa.training.answer_states import silver_states
 
     retriever = load_retriever(index)
-    return silver_states(read_questions(DATA / "dev.json"), retriever, sentence_extractor(retriever), top_k=3)
+    return silver_states(dev, retriever, sentence_extractor(retriever), top_k=3)
 
 
-def score(folder: Path, seed: int, silver: list[list[tuple[str, str]]] | None) -> dict[str, list[bool]]:
+def score(folder: Path, seed: int, dev, silver: list[list[tuple[str, str]]] | None) -> dict[str, list[bool]]:
     from knowledge_qa.controls import answer_from_states, derangement, gold_facts
     from knowledge_qa.models.classifier_model import ClassifierAnswerer
-    from knowledge_qa.strategyqa import read_questions
 
-    dev = read_questions(DATA / "dev.json")
     answerer = ClassifierAnswerer.from_pretrained(folder)
     gold = [[gold_facts(q)] for q in dev]
     other = derangement(len(dev), seed)
@@ -108,20 +101,22 @@ def main() -> None:
     torch.set_num_threads(args.threads)
 
     from knowledge_qa.significance import paired_comparison, wilson_interval
+    from knowledge_qa.strategyqa import read_questions
     from knowledge_qa.training.answer_classifier import ClassifierOptions, train_answer_classifier
     from knowledge_qa.training.warm_start import default_encoder
 
     examples, counts = training_examples(args.threshold)
     yes = sum(e.target == "yes" for e in examples)
     print(f"training states: {len(examples)} ({yes} yes), {json.dumps(counts)}", flush=True)
-    silver = silver_dev_states(args.index) if args.index else None
+    dev = read_questions(DATA / "dev.json")
+    silver = silver_dev_states(dev, args.index) if args.index else None
     results: dict[str, dict] = {}
     for seed in args.seeds:
         folder = args.out / f"seed-{seed}"
         if not (folder / "config.json").exists():
             train_answer_classifier(examples, default_encoder(), folder, ClassifierOptions(epochs=args.epochs, seed=seed))
         summary = json.loads((folder / "training_summary.json").read_text())
-        correct = score(folder, seed, silver)
+        correct = score(folder, seed, dev, silver)
         results[str(seed)] = {"correct": correct, "train_loss": summary["train_loss"], "seconds": summary["seconds"]}
         print(f"seed {seed}: " + ", ".join(f"{name} {100 * sum(c) / len(c):.2f}" for name, c in correct.items())
               + f" (train loss {summary['train_loss']:.3f}, {summary['seconds']:.0f} s)", flush=True)

@@ -52,8 +52,8 @@ def main() -> None:
     for p in teacher.parameters():
         p.requires_grad_(False)
     # generative_compression.py saves the tokenizer with the warm start, in teacher/start
-    start = Path(args.teacher) / "start"
-    tokenizer = AutoTokenizer.from_pretrained(start if (start / "tokenizer_config.json").is_file() else args.teacher)
+    warm_start = Path(args.teacher) / "start"
+    tokenizer = AutoTokenizer.from_pretrained(warm_start if (warm_start / "tokenizer_config.json").is_file() else args.teacher)
     train = make_batches(tokenizer, entity_pairs(f"{args.data}/eng.train"), batch_size=8, max_length=64)
     dev = make_batches(tokenizer, entity_pairs(f"{args.data}/eng.testa")[: args.dev_sentences], batch_size=64, max_length=64)
     rows = [{"method": "teacher", "dev_perplexity": language_model_loss(teacher, dev)["perplexity"]}]

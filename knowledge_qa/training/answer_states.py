@@ -32,11 +32,16 @@ from typing import Any
 
 from knowledge_qa.agent import first_sentence
 from knowledge_qa.extraction import ExtractionRequest, Extractor
-from knowledge_qa.prompts import final_answer_prompt, render_state
 from knowledge_qa.retrieval.base import Retriever
 from knowledge_qa.state import resolve_references
 from knowledge_qa.strategyqa import StrategyQuestion, evidence_ids
-from knowledge_qa.training.examples import PLACEHOLDER, TextExample, align_steps, normalise_space, yes_no
+from knowledge_qa.training.examples import (
+    PLACEHOLDER,
+    TextExample,
+    align_steps,
+    final_answer_example,
+    normalise_space,
+)
 
 
 class _Trajectory:
@@ -59,10 +64,7 @@ def silver_final_answer_examples(
     which takes ``options``) and the gold yes/no."""
     answered = [q for q in questions if q.answer is not None]
     states = silver_states(answered, retriever, extractor, **options)
-    return [
-        TextExample("final_answer", final_answer_prompt(render_state(normalise_space(q.question), facts)), yes_no(bool(q.answer)))
-        for q, facts in zip(answered, states, strict=True)
-    ]
+    return [final_answer_example(q, facts) for q, facts in zip(answered, states, strict=True)]
 
 
 def silver_states(

@@ -368,14 +368,17 @@ def noisy_hint(rng: random.Random, target: str, facts: Sequence[str]) -> str:
     return others[0] if draw < 2 / 3 and others else ""
 
 
+def final_answer_example(question: StrategyQuestion, facts: Sequence[tuple[str, str]]) -> TextExample:
+    """The FinalAnswer example of a question (with a gold answer) whose state holds ``facts``, its
+    (sub-question, answer) lines."""
+    return TextExample("final_answer", final_answer_prompt(render_state(normalise_space(question.question), list(facts))),
+                       yes_no(bool(question.answer)))
+
+
 def final_answer_examples(questions: Sequence[StrategyQuestion]) -> list[TextExample]:
     """One bare-question FinalAnswer example per question with a gold answer (for questions that come
     with an answer only, like StrategyQA's extra training questions)."""
-    return [
-        TextExample("final_answer", final_answer_prompt(render_state(normalise_space(q.question), [])), yes_no(q.answer))
-        for q in questions
-        if q.answer is not None
-    ]
+    return [final_answer_example(q, []) for q in questions if q.answer is not None]
 
 
 def _distractors(
